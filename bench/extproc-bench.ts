@@ -1,0 +1,103 @@
+/**
+ * make bench: the cost extproc adds to a request, measured through a real Envoy.
+ *
+ * One Envoy serves three listeners over the same near-free upstream (an Envoy
+ * direct_response listener): with the ext_proc filter, without it (the baseline), and
+ * with ext_proc failing closed (so extproc's own failures become 500s when finding the
+ * highest sustainable rate). Writes bench/results/extproc.json.
+ */
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { startProcess, waitForHttp } from '../local/child-process.js';
+import { startEnvoy } from '../local/envoy.js';
+import { freePort } from '../local/ports.js';
+import { attack, targets, type AttackReport } from './vegeta.js';
+
+const RATE = Number(process.env.BENCH_RATE ?? 500);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
+const MAX_RPS_STEPS = (process.env.BENCH_MAX_RPS_STEPS ?? '1000,2000,3000,4000,5000,6000').split(',').map(Number);
+const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 8);
+
+async function main(): Promise<void> {
+  const vegeta = process.env.FLEDGE_VEGETA;
+  if (!vegeta) throw new Error("FLEDGE_VEGETA is not set: run 'make bench'");
+  const dir = mkdtempSync(join(tmpdir(), 'fledge-bench-'));
+  const cli = resolve(import.meta.dirname, '../cli/main.js');
+  const routingFile = join(dir, 'routing.yaml');
+  writeFileSync(routingFile, toYaml({ services: { bench: { stable: 'v1', canary: 'v2', canaryWeight: 50, rolloutHashes: { v1: 'h1', v2: 'h2' } } } }));
+
+  const [grpcPort, adminPort, listenPort, baselinePort, failClosedPort, directPort, envoyAdmin] = await Promise.all(Array.from({ length: 7 }, () => freePort()));
+  const extproc = startProcess('extproc', process.execPath, [cli, 'extproc', '--routing-file', routingFile, '--port', String(grpcPort), '--admin-port', String(adminPort)], join(dir, 'extproc.log'), {
+    ...process.env,
+    FLEDGE_LOG_LEVEL: 'warn',
+  });
+  await waitForHttp(extproc, `http://127.0.0.1:${adminPort}/readyz`);
+  const upstream = { host: '127.0.0.1', port: directPort! };
+  const envoy = await startEnvoy(
+    {
+      listenPort: listenPort!,
+      adminPort: envoyAdmin!,
+      extprocPort: grpcPort,
+      baselinePort,
+      failClosedPort,
+      directResponsePort: directPort,
+      services: [{ name: 'bench', stable: 'v1', canary: 'v2', upstreams: { v1: upstream, v2: upstream } }],
+    },
+    dir,
+  );
+  const targetFile = (port: number) => {
+    const file = join(dir, `targets-${port}.txt`);
+    writeFileSync(file, targets(port, 'bench', 1000));
+    return file;
+  };
+  try {
+    // Warm both paths (JIT, connection pools) before measuring.
+    await attack(vegeta, targetFile(listenPort!), RATE, 3);
+    await attack(vegeta, targetFile(baselinePort!), RATE, 3);
+    const baseline = await attack(vegeta, targetFile(baselinePort!), RATE, SECONDS);
+    const withExtproc = await attack(vegeta, targetFile(listenPort!), RATE, SECONDS);
+    const steps: AttackReport[] = [];
+    let maxRps = 0;
+    for (const rate of MAX_RPS_STEPS) {
+      const step = await attack(vegeta, targetFile(failClosedPort!), rate, STEP_SECONDS);
+      steps.push(step);
+      log(`max_rps step ${rate}/s: success ${(step.successRatio * 100).toFixed(2)}% throughput ${step.throughput.toFixed(0)}/s p99 ${step.p99Ms.toFixed(2)} ms`);
+      if (step.successRatio < 0.99 || step.throughput < rate * 0.95) break;
+      maxRps = rate;
+    }
+    const result = {
+      rate_rps: RATE,
+      duration_s: SECONDS,
+      baseline: { p50_ms: round(baseline.p50Ms), p99_ms: round(baseline.p99Ms) },
+      extproc: { p50_ms: round(withExtproc.p50Ms), p99_ms: round(withExtproc.p99Ms) },
+      added_p50_ms: round(withExtproc.p50Ms - baseline.p50Ms),
+      added_p99_ms: round(withExtproc.p99Ms - baseline.p99Ms),
+      max_rps: maxRps,
+      max_rps_steps: steps.map((s) => ({ rate: s.rate, success: round(s.successRatio), throughput: round(s.throughput), p99_ms: round(s.p99Ms) })),
+      success: { baseline: baseline.successRatio, extproc: withExtproc.successRatio },
+      setup: 'one Envoy (--concurrency 1), upstream = Envoy direct_response, extproc header-only path (request + response headers), vegeta open-model fixed rate, 1,000 distinct users',
+    };
+    const out = resolve(import.meta.dirname, '../../bench/results');
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, 'extproc.json'), `${JSON.stringify(result, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } finally {
+    await envoy.process.stop();
+    await extproc.stop();
+  }
+}
+
+function round(n: number): number {
+  return Math.round(n * 1000) / 1000;
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`bench failed: ${err.message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,62 @@
+import { Command, Option } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../common/config-error.js';
+import { createLogger } from '../common/logger.js';
+import { extprocConfigSchema } from '../extproc/config.js';
+import { startExtproc } from '../extproc/server.js';
+import { exitOnError } from './exit.js';
+
+interface ExtprocOptions {
+  config?: string;
+  routingFile?: string;
+  flagsFile?: string;
+  host?: string;
+  port?: number;
+  adminPort?: number;
+}
+
+export function extprocCommand(): Command {
+  return new Command('extproc')
+    .description('Run the Envoy ext_proc server that picks the model version for every request.')
+    .addOption(new Option('-c, --config <file>', 'extproc config file (YAML or JSON); see docs/extproc.md'))
+    .addOption(new Option('--routing-file <file>', 'routing-state file (overrides routing.file)'))
+    .addOption(new Option('--flags-file <file>', 'flagd flag file (overrides flags.file)'))
+    .addOption(new Option('--host <addr>', 'address for the gRPC and admin ports (default 127.0.0.1)'))
+    .addOption(new Option('--port <n>', 'gRPC port (default 50051)').argParser(Number))
+    .addOption(new Option('--admin-port <n>', 'admin/metrics port (default 9101)').argParser(Number))
+    .action(async (opts: ExtprocOptions) => {
+      const config = resolveConfig(opts);
+      const logger = createLogger('extproc');
+      const running = await startExtproc(config, logger).catch(exitOnError);
+      const shutdown = (signal: string) => {
+        logger.info({ signal }, 'shutting down');
+        running.stop().finally(() => process.exit(0));
+      };
+      process.once('SIGINT', () => shutdown('SIGINT'));
+      process.once('SIGTERM', () => shutdown('SIGTERM'));
+    });
+}
+
+function resolveConfig(opts: ExtprocOptions) {
+  const source = opts.config ?? 'command line';
+  let raw: Record<string, any> = {};
+  if (opts.config) {
+    try {
+      raw = (parseYaml(readFileSync(opts.config, 'utf8')) as Record<string, any>) ?? {};
+    } catch (err) {
+      throw new ConfigError(opts.config, [{ path: '', message: (err as Error).message }]);
+    }
+  }
+  if (opts.routingFile) raw.routing = { ...raw.routing, file: opts.routingFile };
+  if (opts.flagsFile) raw.flags = { ...raw.flags, file: opts.flagsFile };
+  if (opts.host) {
+    raw.grpc = { ...raw.grpc, host: opts.host };
+    raw.admin = { ...raw.admin, host: opts.host };
+  }
+  if (opts.port !== undefined) raw.grpc = { ...raw.grpc, port: opts.port };
+  if (opts.adminPort !== undefined) raw.admin = { ...raw.admin, port: opts.adminPort };
+  const parsed = extprocConfigSchema.safeParse(raw);
+  if (!parsed.success) throw ConfigError.fromZod(source, parsed.error);
+  return parsed.data;
+}

@@ -1,0 +1,45 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../common/logger.js';
+
+export interface AdminHandlers {
+  registry: Registry;
+  ready: () => boolean;
+  /** JSON for /debug/state: what extproc currently routes by. */
+  debugState: () => unknown;
+}
+
+/** /metrics, /healthz, /readyz and /debug/state on the admin port. */
+export async function startAdminServer(host: string, port: number, handlers: AdminHandlers, logger: Logger): Promise<{ server: Server; port: number }> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const reply = (status: number, type: string, body: string) => {
+      res.writeHead(status, { 'content-type': type });
+      res.end(body);
+    };
+    if (path === '/metrics') {
+      handlers.registry
+        .metrics()
+        .then((text) => reply(200, handlers.registry.contentType, text))
+        .catch((err: Error) => reply(500, 'text/plain', `metrics failed: ${err.message}\n`));
+    } else if (path === '/healthz') {
+      reply(200, 'text/plain', 'ok\n');
+    } else if (path === '/readyz') {
+      const ready = handlers.ready();
+      reply(ready ? 200 : 503, 'text/plain', ready ? 'ready\n' : 'not ready\n');
+    } else if (path === '/debug/state') {
+      reply(200, 'application/json', JSON.stringify(handlers.debugState(), null, 2));
+    } else {
+      reply(404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /debug/state\n');
+    }
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new Error(`extproc admin cannot listen on ${host}:${port}: ${err.message}`)));
+    server.listen(port, host, resolve);
+  });
+  const bound = (server.address() as AddressInfo).port;
+  logger.info({ host, port: bound }, 'admin listening');
+  return { server, port: bound };
+}

@@ -1,0 +1,61 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Seconds; dense around 0.5-4 s where LLM latency SLOs (the seed's p95 < 2 s) live. */
+const INFERENCE_LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 6, 8, 12, 16, 32, 64];
+/** Seconds; extproc's own work per phase should sit in the tens of microseconds. */
+const PHASE_BUCKETS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05];
+
+const INFERENCE_LABELS = ['service', 'version', 'rollout_hash'] as const;
+
+/** Everything extproc exports on /metrics, on a registry of its own. */
+export class ExtprocMetrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'inference_requests_total',
+    help: 'Inference requests answered, by service, serving version and rollout hash.',
+    labelNames: INFERENCE_LABELS,
+    registers: [this.registry],
+  });
+
+  readonly errors = new Counter({
+    name: 'inference_errors_total',
+    help: 'Inference requests answered with a 5xx status (including Envoy local replies).',
+    labelNames: INFERENCE_LABELS,
+    registers: [this.registry],
+  });
+
+  readonly latency = new Histogram({
+    name: 'inference_latency_seconds',
+    help: 'Seconds from request headers to response headers as seen by extproc (time to first byte; the whole response for non-streaming calls).',
+    labelNames: INFERENCE_LABELS,
+    buckets: INFERENCE_LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly phaseDuration = new Histogram({
+    name: 'fledge_extproc_phase_duration_seconds',
+    help: "Seconds extproc spent on one ext_proc message, by phase (its own cost, not the upstream's).",
+    labelNames: ['phase'] as const,
+    buckets: PHASE_BUCKETS,
+    registers: [this.registry],
+  });
+
+  readonly decisions = new Counter({
+    name: 'fledge_extproc_decisions_total',
+    help: 'Routing decisions by service, chosen version and reason (flag, sticky, random, killed, kill-switch, shadow, no-canary, unknown-service, error).',
+    labelNames: ['service', 'version', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly streamErrors = new Counter({
+    name: 'fledge_extproc_stream_errors_total',
+    help: 'ext_proc streams that ended in an error or a processing failure.',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'fledge_extproc_' });
+  }
+}

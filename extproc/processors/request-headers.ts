@@ -1,0 +1,84 @@
+import type { EvaluationContext } from '@openfeature/server-sdk';
+import { headerText, setHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
+import { decideVersion, type Decision } from '../decision.js';
+import type { FlagOutcome } from '../flags/version-flags.js';
+import { hashFor, type RoutingStateSource, type ServiceRouting } from '../routing/state.js';
+import { parseAuthority, type RequestContext } from '../request-context.js';
+
+export const VERSION_HEADER = 'x-fledge-version';
+export const REASON_HEADER = 'x-fledge-reason';
+const FLEDGE_PREFIX = 'x-fledge-';
+
+export interface RequestHeadersDeps {
+  routing: RoutingStateSource;
+  /** Evaluates the flags; absent when no flag file is configured. */
+  evaluateFlags: ((context: EvaluationContext) => Promise<FlagOutcome>) | undefined;
+  /** Request header → evaluation-context attribute. */
+  contextHeaders: ReadonlyMap<string, string>;
+  random: () => number;
+}
+
+const NO_FLAGS: FlagOutcome = { flagVersion: undefined, killSwitch: false };
+
+/**
+ * Request headers: strip client-sent x-fledge-* headers, pick the version, and route by
+ * setting x-fledge-version and clearing the route cache.
+ */
+export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeaders, deps: RequestHeadersDeps): Promise<ProcessingResponse> {
+  const spoofed: string[] = [];
+  const attributes: Record<string, string> = {};
+  let authority = '';
+  for (const h of msg.headers?.headers ?? []) {
+    const key = h.key.toLowerCase();
+    if (key.startsWith(FLEDGE_PREFIX)) spoofed.push(key);
+    else if (key === ':authority' || (key === 'host' && authority === '')) authority = headerText(h);
+    else {
+      const attribute = deps.contextHeaders.get(key);
+      if (attribute !== undefined) attributes[attribute] = headerText(h);
+    }
+  }
+
+  const { host, shadow } = parseAuthority(authority);
+  const state = deps.routing.lookup(host);
+  let decision: Decision;
+  try {
+    const flags = needsFlags(state, shadow) && deps.evaluateFlags ? await deps.evaluateFlags({ ...attributes, service: state!.service }) : NO_FLAGS;
+    decision = decideVersion({
+      state,
+      shadow,
+      userKey: attributes.targetingKey || undefined,
+      killSwitch: flags.killSwitch,
+      flagVersion: flags.flagVersion,
+      random: deps.random,
+    });
+  } catch {
+    // Fail safe: whatever broke, the stable version serves.
+    decision = { version: state?.stable, reason: 'error' };
+  }
+  remember(ctx, state, decision);
+  return { request_headers: { response: routeTo(decision.version, spoofed) } };
+}
+
+function needsFlags(state: ServiceRouting | undefined, shadow: boolean): boolean {
+  return state !== undefined && !shadow && !state.killed && state.canary !== undefined;
+}
+
+export function remember(ctx: RequestContext, state: ServiceRouting | undefined, decision: Decision): void {
+  ctx.service = state?.service;
+  ctx.version = decision.version;
+  ctx.reason = decision.reason;
+  ctx.rolloutHash = state && decision.version ? hashFor(state, decision.version) : undefined;
+}
+
+function routeTo(version: string | undefined, spoofed: string[]) {
+  const removeHeaders = version === undefined ? spoofed : spoofed.filter((k) => k !== VERSION_HEADER);
+  return {
+    status: 'CONTINUE' as const,
+    header_mutation: {
+      set_headers: version === undefined ? [] : [setHeader(VERSION_HEADER, version)],
+      remove_headers: removeHeaders,
+    },
+    // The route was chosen before extproc ran; make Envoy pick it again on our header.
+    clear_route_cache: true,
+  };
+}

@@ -1,0 +1,22 @@
+import { headerText, setHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
+import type { ExtprocMetrics } from '../metrics.js';
+import type { RequestContext } from '../request-context.js';
+import { REASON_HEADER, VERSION_HEADER } from './request-headers.js';
+
+/** Response headers: report who served and why, and count the request. */
+export function processResponseHeaders(ctx: RequestContext, msg: HttpHeaders, metrics: ExtprocMetrics): ProcessingResponse {
+  const status = msg.headers?.headers?.find((h) => h.key === ':status');
+  ctx.responseStatus = status ? Number(headerText(status)) : undefined;
+  recordResponse(ctx, metrics);
+  const setHeaders = [setHeader(REASON_HEADER, ctx.reason ?? 'unknown-service')];
+  if (ctx.version) setHeaders.push(setHeader(VERSION_HEADER, ctx.version));
+  return { response_headers: { response: { status: 'CONTINUE', header_mutation: { set_headers: setHeaders } } } };
+}
+
+function recordResponse(ctx: RequestContext, metrics: ExtprocMetrics): void {
+  if (!ctx.service || !ctx.version) return;
+  const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
+  metrics.requests.inc(labels);
+  if (ctx.responseStatus === undefined || ctx.responseStatus >= 500) metrics.errors.inc(labels);
+  metrics.latency.observe(labels, Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
+}

@@ -1,0 +1,44 @@
+import type { DecisionReason } from './decision.js';
+
+/** What one ext_proc stream (one HTTP request) remembers between its phases. */
+export interface RequestContext {
+  startedAt: bigint;
+  service: string | undefined;
+  version: string | undefined;
+  rolloutHash: string | undefined;
+  reason: DecisionReason | undefined;
+  responseStatus: number | undefined;
+}
+
+export function newRequestContext(): RequestContext {
+  return {
+    startedAt: process.hrtime.bigint(),
+    service: undefined,
+    version: undefined,
+    rolloutHash: undefined,
+    reason: undefined,
+    responseStatus: undefined,
+  };
+}
+
+/** Host from :authority, without port; a "-shadow" suffix (Envoy's mirror) marks a mirrored copy. */
+export function parseAuthority(authority: string): { host: string; shadow: boolean } {
+  let host = authority.trim().toLowerCase();
+  let shadow = false;
+  if (host.endsWith('-shadow')) {
+    shadow = true;
+    host = host.slice(0, -'-shadow'.length);
+  }
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    host = end >= 0 ? host.slice(0, end + 1) : host;
+  } else {
+    const colon = host.indexOf(':');
+    if (colon >= 0) host = host.slice(0, colon);
+  }
+  if (host.endsWith('-shadow')) {
+    shadow = true;
+    host = host.slice(0, -'-shadow'.length);
+  }
+  return { host, shadow };
+}

@@ -1,0 +1,82 @@
+import * as grpc from '@grpc/grpc-js';
+import { OpenFeature } from '@openfeature/server-sdk';
+import type { Logger } from '../common/logger.js';
+import { externalProcessorService, type ProcessingRequest, type ProcessingResponse } from '../proto/ext-proc.js';
+import { startAdminServer } from './admin.js';
+import type { ExtprocConfig } from './config.js';
+import { FlagdFileProvider } from './flags/flagd-file-provider.js';
+import { VersionFlags } from './flags/version-flags.js';
+import { ExtprocMetrics } from './metrics.js';
+import { FileRoutingSource } from './routing/file-source.js';
+import type { RoutingStateSource } from './routing/state.js';
+import { handleProcessStream } from './stream.js';
+
+export interface RunningExtproc {
+  grpcPort: number;
+  adminPort: number;
+  stop(): Promise<void>;
+}
+
+const DEFAULT_CONTEXT_HEADERS: Record<string, string> = { 'x-user-id': 'targetingKey', 'x-user-segment': 'segment' };
+const OPENFEATURE_DOMAIN = 'fledge-extproc';
+
+/** Starts the ext_proc gRPC server and its admin port from a validated config. */
+export async function startExtproc(config: ExtprocConfig, logger: Logger): Promise<RunningExtproc> {
+  const metrics = new ExtprocMetrics();
+  const routing: RoutingStateSource = new FileRoutingSource(config.routing.file, logger);
+  await routing.start();
+
+  let flagProvider: FlagdFileProvider | undefined;
+  let flags: VersionFlags | undefined;
+  if (config.flags.file) {
+    flagProvider = new FlagdFileProvider(config.flags.file, logger);
+    await OpenFeature.setProviderAndWait(OPENFEATURE_DOMAIN, flagProvider);
+    flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN);
+  }
+
+  const contextHeaders = new Map(Object.entries({ ...DEFAULT_CONTEXT_HEADERS, ...config.flags.contextHeaders }));
+  const server = new grpc.Server({ 'grpc.max_concurrent_streams': 10_000 });
+  const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) =>
+    handleProcessStream(call, {
+      routing,
+      evaluateFlags: flags ? (ctx) => flags.evaluate(ctx) : undefined,
+      contextHeaders,
+      random: Math.random,
+      metrics,
+      logger,
+    });
+  server.addService(externalProcessorService, { Process: process as grpc.UntypedHandleCall });
+  const grpcPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${config.grpc.host}:${config.grpc.port}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(new Error(`extproc cannot listen on ${config.grpc.host}:${config.grpc.port}: ${err.message}`)) : resolve(port),
+    );
+  });
+  logger.info({ host: config.grpc.host, port: grpcPort }, 'ext_proc gRPC listening');
+
+  const admin = await startAdminServer(
+    config.admin.host,
+    config.admin.port,
+    {
+      registry: metrics.registry,
+      ready: () => routing.ready(),
+      debugState: () => ({
+        services: routing.snapshot(),
+        routingGeneration: routing.generation,
+        flags: flagProvider ? { file: flagProvider.file, generation: flagProvider.generation, lastError: flagProvider.lastError ?? null } : null,
+      }),
+    },
+    logger,
+  );
+
+  return {
+    grpcPort,
+    adminPort: admin.port,
+    async stop() {
+      routing.stop();
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await new Promise<void>((resolve) => admin.server.close(() => resolve()));
+      admin.server.closeAllConnections();
+      if (flagProvider) await OpenFeature.close();
+    },
+  };
+}

@@ -1,0 +1,166 @@
+/**
+ * Envoy bootstrap for the local stack and the tests: one listener whose HTTP filter chain
+ * is ext_proc → router, a route per model version matching x-fledge-version, then a
+ * weighted fallback route (what serves when extproc is down or silent).
+ */
+
+export interface LocalService {
+  /** The service name; also its host (authority) on the listener. */
+  name: string;
+  stable: string;
+  canary?: string;
+  /** Percent for the canary on the fallback route; 0 keeps stable at 100 when extproc is down. */
+  fallbackCanaryWeight?: number;
+  /** version → upstream address. */
+  upstreams: Record<string, { host: string; port: number }>;
+}
+
+export interface EnvoyConfigOptions {
+  listenPort: number;
+  adminPort: number;
+  /** The extproc gRPC port; omit for a listener without the ext_proc filter (benchmark baseline). */
+  extprocPort?: number;
+  services: LocalService[];
+  /** Per ext_proc message; past it Envoy continues without extproc (failure_mode_allow). */
+  messageTimeoutMs?: number;
+  /** A listener that answers every request itself: a near-free upstream for benchmarks. */
+  directResponsePort?: number;
+  /** The same routes without the ext_proc filter: the benchmark's baseline. */
+  baselinePort?: number;
+  /** The same routes with ext_proc failing closed: extproc's own errors become 500s (capacity tests). */
+  failClosedPort?: number;
+  /** Bind address; loopback by default. */
+  address?: string;
+}
+
+export function clusterName(service: string, version: string): string {
+  return `${service}--${version}`;
+}
+
+export function envoyBootstrap(o: EnvoyConfigOptions): Record<string, unknown> {
+  const address = o.address ?? '127.0.0.1';
+  const timeout = o.messageTimeoutMs ?? 200;
+  const routes = routeConfig(o.services);
+  const withExtproc = o.extprocPort !== undefined;
+  const listeners: unknown[] = [httpListener('ingress', address, o.listenPort, routes, withExtproc ? extprocFilter(timeout, true) : undefined)];
+  if (o.baselinePort !== undefined) listeners.push(httpListener('baseline', address, o.baselinePort, routes, undefined));
+  if (o.failClosedPort !== undefined && withExtproc) listeners.push(httpListener('fail_closed', address, o.failClosedPort, routes, extprocFilter(timeout, false)));
+  if (o.directResponsePort !== undefined) listeners.push(directResponseListener(address, o.directResponsePort));
+  const clusters: unknown[] = o.services.flatMap((s) =>
+    Object.entries(s.upstreams).map(([version, up]) => staticCluster(clusterName(s.name, version), up.host, up.port, false)),
+  );
+  if (o.extprocPort !== undefined) clusters.push(staticCluster('fledge_extproc', '127.0.0.1', o.extprocPort, true));
+  return {
+    node: { id: 'fledge-local', cluster: 'fledge-local' },
+    admin: { address: socket(address, o.adminPort) },
+    static_resources: { listeners, clusters },
+  };
+}
+
+function socket(address: string, port: number) {
+  return { socket_address: { address, port_value: port } };
+}
+
+function routeConfig(services: LocalService[]) {
+  return {
+    name: 'fledge-local',
+    virtual_hosts: services.map((s) => ({
+      name: s.name,
+      domains: [s.name, `${s.name}:*`],
+      routes: [
+        ...Object.keys(s.upstreams).map((version) => ({
+          name: `${s.name}-${version}`,
+          match: { prefix: '/', headers: [{ name: 'x-fledge-version', string_match: { exact: version } }] },
+          route: { cluster: clusterName(s.name, version), timeout: '120s' },
+        })),
+        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s' } },
+      ],
+    })),
+  };
+}
+
+function fallbackWeights(s: LocalService) {
+  const canaryWeight = s.canary ? Math.round(s.fallbackCanaryWeight ?? 0) : 0;
+  const weights = [{ name: clusterName(s.name, s.stable), weight: 100 - canaryWeight }];
+  if (s.canary && canaryWeight > 0) weights.push({ name: clusterName(s.name, s.canary), weight: canaryWeight });
+  return weights.filter((w) => w.weight > 0);
+}
+
+function httpListener(name: string, address: string, port: number, route_config: unknown, extproc: unknown) {
+  const filters: unknown[] = [];
+  if (extproc) filters.push(extproc);
+  filters.push({ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } });
+  return {
+    name,
+    address: socket(address, port),
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+              stat_prefix: name,
+              route_config,
+              http_filters: filters,
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+/** The same filter settings the Istio EnvoyFilter in manifests/ inserts. */
+export function extprocFilter(messageTimeoutMs: number, failOpen = true) {
+  return {
+    name: 'envoy.filters.http.ext_proc',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
+      grpc_service: { envoy_grpc: { cluster_name: 'fledge_extproc' }, timeout: '1s' },
+      // Fail open: if extproc is down or slow the request goes on, and the fallback route serves it.
+      failure_mode_allow: failOpen,
+      allow_mode_override: true,
+      message_timeout: `${messageTimeoutMs / 1000}s`,
+      processing_mode: {
+        request_header_mode: 'SEND',
+        response_header_mode: 'SEND',
+        request_body_mode: 'NONE',
+        response_body_mode: 'NONE',
+        request_trailer_mode: 'SKIP',
+        response_trailer_mode: 'SKIP',
+      },
+    },
+  };
+}
+
+function directResponseListener(address: string, port: number) {
+  return httpListener(
+    'direct',
+    address,
+    port,
+    {
+      name: 'direct',
+      virtual_hosts: [{ name: 'direct', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: '{"ok":true}' } } }] }],
+    },
+    undefined,
+  );
+}
+
+function staticCluster(name: string, host: string, port: number, http2: boolean) {
+  const cluster: Record<string, unknown> = {
+    name,
+    type: 'STATIC',
+    connect_timeout: '0.25s',
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(host, port) } }] }] },
+  };
+  if (http2) {
+    cluster.typed_extension_protocol_options = {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    };
+  }
+  return cluster;
+}
