@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { extprocCommand } from './extproc-command.js';
+import { simCommand } from '../sim/command.js';
 import { exitOnError } from './exit.js';
 
 const program = new Command()
   .name('fledge')
   .description('Progressive delivery for AI models: shadow, canary stages gated by AI metrics, automatic rollback, per-request flags.')
   .version('0.1.0')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Subcommands own their options (`fledge sim --version v2` is the sim's version, not ours).
+  .enablePositionalOptions();
 
 program.addCommand(extprocCommand());
+program.addCommand(simCommand());
 
 program.parseAsync(process.argv).catch(exitOnError);

@@ -33,6 +33,13 @@ export interface EnvoyConfigOptions {
   address?: string;
 }
 
+/**
+ * Envoy ends every finished ext_proc stream with RST_STREAM. Node's HTTP/2 (nghttp2)
+ * answers more than 1,000 resets in a burst on one connection with GOAWAY, failing the
+ * streams in flight. Rotating connections well before that keeps every session under the limit.
+ */
+export const EXTPROC_STREAMS_PER_CONNECTION = 500;
+
 export function clusterName(service: string, version: string): string {
   return `${service}--${version}`;
 }
@@ -117,7 +124,7 @@ export function extprocFilter(messageTimeoutMs: number, failOpen = true) {
     name: 'envoy.filters.http.ext_proc',
     typed_config: {
       '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
-      grpc_service: { envoy_grpc: { cluster_name: 'fledge_extproc' }, timeout: '1s' },
+      grpc_service: { envoy_grpc: { cluster_name: 'fledge_extproc' } },
       // Fail open: if extproc is down or slow the request goes on, and the fallback route serves it.
       failure_mode_allow: failOpen,
       allow_mode_override: true,
@@ -159,6 +166,7 @@ function staticCluster(name: string, host: string, port: number, http2: boolean)
       'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
         '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
         explicit_http_config: { http2_protocol_options: {} },
+        common_http_protocol_options: { max_requests_per_connection: EXTPROC_STREAMS_PER_CONNECTION },
       },
     };
   }

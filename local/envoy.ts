@@ -31,7 +31,7 @@ export async function startEnvoy(options: EnvoyConfigOptions, workDir: string, n
   if (!existsSync(binary)) throw new EnvoyMissingError(binary);
   const configFile = join(workDir, `${name}.json`);
   writeFileSync(configFile, JSON.stringify(envoyBootstrap(options), null, 2));
-  const proc = startProcess(name, binary, ['-c', configFile, '--disable-hot-restart', '--log-level', 'warn', '--concurrency', '1'], join(workDir, `${name}.log`));
+  const proc = startProcess(name, binary, ['-c', configFile, '--disable-hot-restart', '--log-level', process.env.FLEDGE_ENVOY_LOG_LEVEL ?? 'warn', '--concurrency', '1'], join(workDir, `${name}.log`));
   const adminUrl = `http://127.0.0.1:${options.adminPort}`;
   await waitForHttp(proc, `${adminUrl}/ready`);
   return { process: proc, adminUrl, listenUrl: `http://127.0.0.1:${options.listenPort}`, configFile };

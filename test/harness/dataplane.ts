@@ -60,6 +60,8 @@ export class DataPlane {
         listenPort: await freePort(),
         adminPort: await freePort(),
         extprocPort: this.grpcPort,
+        // Generous, so a busy 2-core CI machine does not turn slow answers into fallbacks.
+        messageTimeoutMs: 1000,
         services: services.map((s) => ({ name: s.name, stable: s.stable, canary: s.canary, upstreams: upstreams[s.name]! })),
       },
       this.dir,
