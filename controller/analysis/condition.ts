@@ -76,7 +76,18 @@ export class ConditionEvaluationError extends Error {
   override name = 'ConditionEvaluationError';
 }
 
+// Policies are few and conditions short: caching every distinct text is bounded and saves a parse per measurement.
+const compiled = new Map<string, CompiledCondition>();
+
 export function compileCondition(source: string): CompiledCondition {
+  const cached = compiled.get(source);
+  if (cached) return cached;
+  const fresh = compileUncached(source);
+  compiled.set(source, fresh);
+  return fresh;
+}
+
+function compileUncached(source: string): CompiledCondition {
   const text = source.trim();
   if (!text) throw new ConditionSyntaxError('condition is empty');
   let expression: Expression;
