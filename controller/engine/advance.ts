@@ -1,0 +1,56 @@
+/**
+ * One reconcile of one rollout, for the Kubernetes reconciler and local mode alike:
+ * tick the machine, take the measurements that are due (concurrently, one round), feed them
+ * back, and say when to come back. The only I/O is the metrics provider; the caller applies
+ * the effects and stores the state.
+ */
+import { resolveArgs, type HashContext } from '../analysis/args.js';
+import type { MetricMeasurement } from '../analysis/run.js';
+import { takeMeasurement, type ProviderFor } from '../analysis/take-measurement.js';
+import type { Policy } from '../policy/policy.js';
+import { measurementsDue, nextWakeAt, transition, type MachineOptions, type RolloutEffect } from './rollout-machine.js';
+import type { RolloutState } from './rollout-state.js';
+
+export interface AdvanceInput {
+  policy: Policy;
+  state: RolloutState;
+  /** Which series are the canary's and the stable version's (e.g. their rollout_hash labels). */
+  hashes: HashContext;
+  provider: ProviderFor;
+  clock: () => number;
+  options?: MachineOptions;
+  signal?: AbortSignal;
+}
+
+export interface AdvanceResult {
+  state: RolloutState;
+  effects: RolloutEffect[];
+  /** Epoch ms at which to reconcile again; undefined = only on an action or a change. */
+  wakeAt?: number;
+}
+
+export async function advanceRollout(input: AdvanceInput): Promise<AdvanceResult> {
+  const { policy, options = {} } = input;
+  const effects: RolloutEffect[] = [];
+  let now = input.clock();
+  let { state } = input;
+  const ticked = transition(policy, state, { type: 'tick', now }, options);
+  state = ticked.state;
+  effects.push(...ticked.effects);
+
+  const due = measurementsDue(policy, state, now, options);
+  if (due.length) {
+    const step = policy.steps[state.stepIndex];
+    if (step?.kind !== 'analysis') throw new Error('measurements are due outside an analysis step');
+    const args = resolveArgs(step.analysis.args, input.hashes);
+    const round: MetricMeasurement[] = await Promise.all(
+      due.map(async (metric) => ({ metric: metric.name, measurement: await takeMeasurement(metric, args, input.provider, input.clock, input.signal) })),
+    );
+    now = input.clock();
+    const measured = transition(policy, state, { type: 'measured', now, measurements: round }, options);
+    state = measured.state;
+    effects.push(...measured.effects);
+  }
+  const wakeAt = nextWakeAt(policy, state, options);
+  return wakeAt === undefined ? { state, effects } : { state, effects, wakeAt };
+}

@@ -1,0 +1,325 @@
+/**
+ * The rollout state machine: (policy, state, event) → (new state, effects). Pure: no clock,
+ * no I/O. The caller (Kubernetes reconciler or local mode) applies the effects in order
+ * (traffic first, then events) and persists the state.
+ *
+ * Rules:
+ * - setWeight sets the canary weight and moves on in the same transition.
+ * - pause {duration} waits (durations divided by timeScale); pause {} waits for promote/resume.
+ * - analysis runs the step's AnalysisTemplates (measurements come in through `measured`).
+ *   Successful → next step. Failed with action rollback → weight 0 in the same transition,
+ *   RolledBack. Failed with action pause-for-review → AwaitingReview, weight kept.
+ *   Inconclusive → Paused (never promoted). Error (consecutiveErrorLimit exceeded, e.g. the
+ *   metrics backend is down) → Paused: unlike Argo, which aborts; an outage of the metrics
+ *   backend says nothing about the model, and the canary's weight stays where it was.
+ * - After the last step: Promoted (weight 100, the candidate becomes stable).
+ * - Actions: promote skips the current step (from Paused/AwaitingReview it is the human
+ *   go-ahead); abort → weight 0, RolledBack; pause/resume; resume after an inconclusive,
+ *   errored or review pause re-runs the analysis; retry from RolledBack/Failed/Invalid
+ *   starts again at step 0.
+ * - shadow steps make the rollout Invalid unless options.shadowSupported.
+ */
+import { analysisVerdict, dueMetrics, nextRunWakeAt, recordMeasurements, scaled, startAnalysisRun, type MetricMeasurement } from '../analysis/run.js';
+import { describeStep, type Policy, type PolicyStep } from '../policy/policy.js';
+import type { Metric } from '../policy/schema.js';
+import { ACTIVE_PHASES, TERMINAL_PHASES, type PauseReason, type RolloutState } from './rollout-state.js';
+
+export type UserAction = 'promote' | 'abort' | 'pause' | 'resume' | 'retry';
+export const USER_ACTIONS: readonly UserAction[] = ['promote', 'abort', 'pause', 'resume', 'retry'];
+
+export type RolloutEvent =
+  | { type: 'tick'; now: number }
+  | { type: 'measured'; now: number; measurements: MetricMeasurement[] }
+  | { type: 'action'; now: number; action: UserAction }
+  /** The policy or the routing setup is unusable: stop, change no traffic. */
+  | { type: 'invalid'; now: number; message: string }
+  /** A failure outside analysis (e.g. traffic cannot be routed): stable takes all traffic. */
+  | { type: 'fail'; now: number; message: string };
+
+export type RolloutEffect =
+  | { type: 'set-weight'; weight: number }
+  /** Mirror this share of traffic to the candidate (shadow steps; 0 stops mirroring). */
+  | { type: 'set-mirror'; percent: number }
+  /** The candidate is now the stable version. */
+  | { type: 'promote-candidate' }
+  | { type: 'event'; severity: 'Normal' | 'Warning'; reason: string; message: string };
+
+export interface MachineOptions {
+  /** Divides every engine-timed duration: 60 makes a 10m pause last 10s (tests, demo). */
+  timeScale?: number;
+  /** Whether the shadow feature is available; until then shadow steps are rejected. */
+  shadowSupported?: boolean;
+}
+
+export interface Transition {
+  state: RolloutState;
+  effects: RolloutEffect[];
+}
+
+export const SHADOW_UNSUPPORTED = 'shadow steps need the shadow feature; not supported yet';
+
+/** A new rollout of `policy`, started at `now` and advanced as far as it can go. */
+export function startRollout(policy: Policy, now: number, options: MachineOptions = {}): Transition {
+  const fresh: RolloutState = { version: 1, policy: policy.name, phase: 'Progressing', stepIndex: 0, weight: 0, stepStartedAt: now, message: 'starting', updatedAt: now };
+  return begin(policy, fresh, now, options, 'RolloutStarted', `rollout started with policy ${policy.name} (${policy.steps.length} steps)`);
+}
+
+/** A rollout that cannot start (bad policy, missing VirtualService...): no traffic change. */
+export function invalidRollout(policyName: string, message: string, now: number): Transition {
+  const state: RolloutState = { version: 1, policy: policyName, phase: 'Invalid', stepIndex: 0, weight: 0, stepStartedAt: now, message, updatedAt: now };
+  return { state, effects: [event('Warning', 'Invalid', message)] };
+}
+
+export function transition(policy: Policy, state: RolloutState, ev: RolloutEvent, options: MachineOptions = {}): Transition {
+  const effects: RolloutEffect[] = [];
+  const next = (() => {
+    switch (ev.type) {
+      case 'tick':
+        return state.phase === 'Progressing' ? progress(policy, state, ev.now, options, effects) : state;
+      case 'measured':
+        return onMeasured(policy, state, ev.now, ev.measurements, options, effects);
+      case 'action':
+        return onAction(policy, state, ev.now, ev.action, options, effects);
+      case 'invalid':
+        if (TERMINAL_PHASES.includes(state.phase)) return state;
+        effects.push(event('Warning', 'Invalid', ev.message));
+        return { ...state, phase: 'Invalid' as const, pause: undefined, message: ev.message, updatedAt: ev.now };
+      case 'fail':
+        if (!ACTIVE_PHASES.includes(state.phase)) return state;
+        return stopTraffic(policy, state, ev.now, 'Failed', 'Failed', ev.message, effects);
+    }
+  })();
+  return { state: next === state ? state : clean(next), effects };
+}
+
+/** When the caller should send the next tick (or take measurements), if it must. */
+export function nextWakeAt(policy: Policy, state: RolloutState, options: MachineOptions = {}): number | undefined {
+  if (state.phase !== 'Progressing') return undefined;
+  const step = policy.steps[state.stepIndex];
+  if (step?.kind === 'pause' && step.durationMs !== undefined) return state.stepStartedAt + scaled(step.durationMs, options);
+  if (step?.kind === 'shadow') return state.stepStartedAt + scaled(step.durationMs, options);
+  if (step?.kind === 'analysis' && state.analysis) return nextRunWakeAt(step.analysis, state.analysis, options);
+  return undefined;
+}
+
+/** The metrics to measure now, for the current analysis step; [] when none are due. */
+export function measurementsDue(policy: Policy, state: RolloutState, now: number, options: MachineOptions = {}): Metric[] {
+  if (state.phase !== 'Progressing' || !state.analysis) return [];
+  const step = policy.steps[state.stepIndex];
+  return step?.kind === 'analysis' ? dueMetrics(step.analysis, state.analysis, now, options) : [];
+}
+
+// ---------------------------------------------------------------------------------------
+
+function begin(policy: Policy, s: RolloutState, now: number, options: MachineOptions, reason: string, message: string): Transition {
+  const effects: RolloutEffect[] = [];
+  if (!options.shadowSupported && policy.steps.some((st) => st.kind === 'shadow')) {
+    const why = `policy ${policy.name}: ${SHADOW_UNSUPPORTED}`;
+    effects.push(event('Warning', 'Invalid', why));
+    return { state: clean({ ...s, phase: 'Invalid', message: why, updatedAt: now }), effects };
+  }
+  effects.push(event('Normal', reason, message));
+  const first = policy.steps[s.stepIndex];
+  if (first?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: first.percent });
+  return { state: clean(progress(policy, s, now, options, effects)), effects };
+}
+
+/** Runs steps until one has to wait. */
+function progress(policy: Policy, start: RolloutState, now: number, options: MachineOptions, effects: RolloutEffect[]): RolloutState {
+  let s = start;
+  for (let guard = 0; guard <= policy.steps.length + 1 && s.phase === 'Progressing'; guard++) {
+    const step = policy.steps[s.stepIndex];
+    if (!step) return promoteFully(s, now, effects);
+    const label = stepLabel(policy, s.stepIndex);
+    switch (step.kind) {
+      case 'setWeight':
+        s = setWeight(s, step.weight, effects, label);
+        s = advance(policy, s, now, effects);
+        continue;
+      case 'pause': {
+        if (step.durationMs === undefined) {
+          effects.push(event('Normal', 'Paused', `${label}: paused until promoted or resumed`));
+          return { ...s, phase: 'Paused', pause: { reason: 'step', since: now }, message: `${label}: paused until promoted or resumed`, updatedAt: now };
+        }
+        const until = s.stepStartedAt + scaled(step.durationMs, options);
+        if (now >= until) {
+          s = advance(policy, s, now, effects);
+          continue;
+        }
+        return withMessage(s, `${label}: waiting until ${new Date(until).toISOString()}`, now);
+      }
+      case 'shadow': {
+        if (!options.shadowSupported) return invalid(s, now, `${label}: ${SHADOW_UNSUPPORTED}`, effects);
+        const until = s.stepStartedAt + scaled(step.durationMs, options);
+        if (now >= until) {
+          s = advance(policy, s, now, effects);
+          continue;
+        }
+        return withMessage(s, `${label}: mirroring ${step.percent}% until ${new Date(until).toISOString()}`, now);
+      }
+      case 'analysis': {
+        if (!s.analysis) {
+          effects.push(event('Normal', 'AnalysisStarted', `${label}: analysis started (${step.analysis.metrics.map((m) => m.name).join(', ')})`));
+          s = { ...s, analysis: startAnalysisRun(step.analysis, now) };
+        }
+        return withMessage(s, `${label}: analysis running`, now);
+      }
+    }
+  }
+  return s;
+}
+
+function onMeasured(policy: Policy, s: RolloutState, now: number, measurements: MetricMeasurement[], options: MachineOptions, effects: RolloutEffect[]): RolloutState {
+  const step = policy.steps[s.stepIndex];
+  // Stale results (the rollout moved on, was paused or aborted meanwhile) are dropped.
+  if (s.phase !== 'Progressing' || step?.kind !== 'analysis' || !s.analysis) return s;
+  const known = measurements.filter((m) => step.analysis.metrics.some((metric) => metric.name === m.metric));
+  const run = recordMeasurements(step.analysis, s.analysis, known);
+  const verdict = analysisVerdict(step.analysis, run);
+  const label = stepLabel(policy, s.stepIndex);
+  const withRun: RolloutState = { ...s, analysis: run, updatedAt: now };
+  switch (verdict.kind) {
+    case 'running':
+      return withRun;
+    case 'successful':
+      effects.push(event('Normal', 'AnalysisSuccessful', `${label}: all metrics passed`));
+      return progress(policy, advance(policy, withRun, now, effects), now, options, effects);
+    case 'failed':
+      if (verdict.action === 'rollback') {
+        return stopTraffic(policy, withRun, now, 'RolledBack', 'RolledBack', `${label}: ${verdict.message}; all traffic returned to stable`, effects);
+      }
+      effects.push(event('Warning', 'AwaitingReview', `${label}: ${verdict.message}; weight kept at ${s.weight}%, promote to continue or abort to roll back`));
+      return { ...withRun, phase: 'AwaitingReview', pause: undefined, message: `${label}: ${verdict.message}; awaiting review (promote or abort)` };
+    case 'inconclusive':
+      return pauseFor(withRun, 'inconclusive', now, `${label}: ${verdict.message}; paused (resume re-runs the analysis)`, 'AnalysisInconclusive', effects);
+    case 'error':
+      return pauseFor(withRun, 'analysis-error', now, `${label}: ${verdict.message}; paused (resume re-runs the analysis)`, 'AnalysisError', effects);
+  }
+}
+
+function onAction(policy: Policy, s: RolloutState, now: number, action: UserAction, options: MachineOptions, effects: RolloutEffect[]): RolloutState {
+  const ignore = () => {
+    effects.push(event('Warning', 'ActionIgnored', `${action} has no effect while the rollout is ${s.phase}`));
+    return s;
+  };
+  const label = stepLabel(policy, s.stepIndex);
+  switch (action) {
+    case 'promote': {
+      if (!ACTIVE_PHASES.includes(s.phase)) return ignore();
+      effects.push(event('Normal', 'Promoted', `${label}: step promoted by user`));
+      const skipped = advance(policy, { ...s, phase: 'Progressing', pause: undefined }, now, effects);
+      return progress(policy, skipped, now, options, effects);
+    }
+    case 'abort':
+      if (!ACTIVE_PHASES.includes(s.phase)) return ignore();
+      return stopTraffic(policy, s, now, 'RolledBack', 'Aborted', `${label}: aborted by user; all traffic returned to stable`, effects);
+    case 'pause':
+      if (s.phase !== 'Progressing') return ignore();
+      effects.push(event('Normal', 'Paused', `${label}: paused by user`));
+      return { ...s, phase: 'Paused', pause: { reason: 'user', since: now, stepElapsedMs: now - s.stepStartedAt }, message: `${label}: paused by user`, updatedAt: now };
+    case 'resume':
+      return resume(policy, s, now, options, effects) ?? ignore();
+    case 'retry': {
+      if (!['RolledBack', 'Failed', 'Invalid'].includes(s.phase)) return ignore();
+      const fresh: RolloutState = { ...s, phase: 'Progressing', stepIndex: 0, stepStartedAt: now, pause: undefined, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, updatedAt: now };
+      const t = begin(policy, fresh, now, options, 'Retried', `rollout restarted at step 1 by user`);
+      effects.push(...t.effects);
+      return t.state;
+    }
+  }
+}
+
+function resume(policy: Policy, s: RolloutState, now: number, options: MachineOptions, effects: RolloutEffect[]): RolloutState | undefined {
+  const label = stepLabel(policy, s.stepIndex);
+  const rerunAnalysis = (why: string) => {
+    effects.push(event('Normal', 'Resumed', `${label}: resumed by user; ${why}`));
+    const again: RolloutState = { ...s, phase: 'Progressing', pause: undefined, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, stepStartedAt: now };
+    return progress(policy, again, now, options, effects);
+  };
+  if (s.phase === 'AwaitingReview') return rerunAnalysis('re-running the analysis');
+  if (s.phase === 'Invalid') {
+    const t = begin(policy, { ...s, phase: 'Progressing', pause: undefined }, now, options, 'Resumed', `${label}: resumed by user at the same step`);
+    effects.push(...t.effects);
+    return t.state;
+  }
+  if (s.phase !== 'Paused' || !s.pause) return undefined;
+  const reason: PauseReason = s.pause.reason;
+  switch (reason) {
+    case 'step':
+      effects.push(event('Normal', 'Resumed', `${label}: resumed by user`));
+      return progress(policy, advance(policy, { ...s, phase: 'Progressing', pause: undefined }, now, effects), now, options, effects);
+    case 'user': {
+      effects.push(event('Normal', 'Resumed', `${label}: resumed by user`));
+      // The step's clock continues from where the pause stopped it.
+      const stepStartedAt = now - (s.pause.stepElapsedMs ?? 0);
+      return progress(policy, { ...s, phase: 'Progressing', pause: undefined, stepStartedAt }, now, options, effects);
+    }
+    case 'inconclusive':
+    case 'analysis-error':
+      return rerunAnalysis('re-running the analysis');
+  }
+}
+
+function stopTraffic(policy: Policy, s: RolloutState, now: number, phase: 'RolledBack' | 'Failed', reason: string, message: string, effects: RolloutEffect[]): RolloutState {
+  // Traffic first, in this same transition: nothing else has to happen before stable serves all.
+  // Always emitted (idempotent), even at weight 0: the route may have drifted.
+  effects.push({ type: 'set-weight', weight: 0 });
+  if (policy.steps[s.stepIndex]?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: 0 });
+  effects.push(event('Warning', reason, message));
+  return { ...s, phase, weight: 0, pause: undefined, message, updatedAt: now };
+}
+
+function promoteFully(s: RolloutState, now: number, effects: RolloutEffect[]): RolloutState {
+  if (s.weight !== 100) effects.push({ type: 'set-weight', weight: 100 });
+  effects.push({ type: 'promote-candidate' });
+  const message = 'promoted: the candidate serves 100% and is now the stable version';
+  effects.push(event('Normal', 'RolloutCompleted', message));
+  return { ...s, phase: 'Promoted', weight: 100, pause: undefined, message, updatedAt: now };
+}
+
+function setWeight(s: RolloutState, weight: number, effects: RolloutEffect[], label: string): RolloutState {
+  if (s.weight === weight) return s;
+  effects.push({ type: 'set-weight', weight });
+  effects.push(event('Normal', 'WeightChanged', `${label}: canary weight ${s.weight}% → ${weight}%`));
+  return { ...s, weight };
+}
+
+/** Leaves the current step: ends its mirror, files its analysis run, starts the clock of the next. */
+function advance(policy: Policy, s: RolloutState, now: number, effects: RolloutEffect[]): RolloutState {
+  const leaving = policy.steps[s.stepIndex];
+  if (leaving?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: 0 });
+  const next: RolloutState = { ...s, stepIndex: s.stepIndex + 1, stepStartedAt: now, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, updatedAt: now };
+  const entering = policy.steps[next.stepIndex];
+  if (entering?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: entering.percent });
+  return next;
+}
+
+function pauseFor(s: RolloutState, reason: PauseReason, now: number, message: string, eventReason: string, effects: RolloutEffect[]): RolloutState {
+  effects.push(event('Warning', eventReason, message));
+  return { ...s, phase: 'Paused', pause: { reason, since: now }, message, updatedAt: now };
+}
+
+function invalid(s: RolloutState, now: number, message: string, effects: RolloutEffect[]): RolloutState {
+  effects.push(event('Warning', 'Invalid', message));
+  return { ...s, phase: 'Invalid', message, updatedAt: now };
+}
+
+function withMessage(s: RolloutState, message: string, now: number): RolloutState {
+  return s.message === message ? s : { ...s, message, updatedAt: now };
+}
+
+function stepLabel(policy: Policy, index: number): string {
+  const step: PolicyStep | undefined = policy.steps[index];
+  return step ? `step ${index + 1}/${policy.steps.length} (${describeStep(step)})` : `after step ${policy.steps.length}`;
+}
+
+function event(severity: 'Normal' | 'Warning', reason: string, message: string): RolloutEffect {
+  return { type: 'event', severity, reason, message };
+}
+
+/** Drops undefined optional fields so the serialised status stays small and stable. */
+function clean(s: RolloutState): RolloutState {
+  const out = { ...s };
+  for (const key of ['pause', 'analysis', 'lastAnalysis'] as const) if (out[key] === undefined) delete out[key];
+  return out;
+}

@@ -1,0 +1,114 @@
+/**
+ * The built-in policy `default`: the seed's canary steps and its ai-quality-check template,
+ * extended by the seed's rollback table. It is YAML, loaded by the same loader as any user
+ * policy, so it is checked by the same rules (and is a worked example of the format).
+ *
+ * Choices beyond the seed, each for a reason:
+ * - Thresholds follow the rollback table's boundaries ("> 1%" rolls back, so exactly 1% passes).
+ * - p95 keeps the seed template's absolute ceiling (< 2s) and adds the table's "≤ 2× stable".
+ *   It aggregates buckets by `le` so several pods give one quantile, not one per series.
+ * - Error and hallucination counts use `or vector(0)`: a healthy canary may never have
+ *   incremented those counters, and an absent series must read as 0, not as "no data".
+ * - Every metric needs 50 canary requests in the window; fewer is Inconclusive, never a pass.
+ * - Cost per request (new metric) pauses for review instead of rolling back, as the table says.
+ */
+import type { PolicySource } from './load.js';
+
+const CANARY = '{{args.canary-hash}}';
+const requests = `sum(rate(inference_requests_total{rollout_hash="${CANARY}"}[10m]))`;
+const samples = `sum(increase(inference_requests_total{rollout_hash="${CANARY}"}[10m]))`;
+
+export const DEFAULT_POLICY_NAME = 'default';
+export const DEFAULT_MIN_SAMPLES = 50;
+
+export const DEFAULT_POLICY_YAML = `# fledge's default policy: the seed's steps and ai-quality-check, plus the rollback table.
+apiVersion: fledge.dev/v1alpha1
+kind: Policy
+metadata:
+  name: ${DEFAULT_POLICY_NAME}
+spec:
+  steps:
+    - setWeight: 5
+    - pause: {duration: 10m}
+    - analysis:
+        templates:
+          - templateName: ai-quality-check
+        args:
+          - name: canary-hash
+            valueFrom:
+              podTemplateHashValue: Latest
+    - setWeight: 25
+    - pause: {duration: 15m}
+    - analysis:
+        templates:
+          - templateName: ai-quality-check
+    - setWeight: 50
+    - pause: {duration: 15m}
+    - analysis:
+        templates:
+          - templateName: ai-quality-check
+    - setWeight: 100
+  analysisTemplates:
+    - apiVersion: argoproj.io/v1alpha1
+      kind: AnalysisTemplate
+      metadata:
+        name: ai-quality-check
+      spec:
+        metrics:
+          - name: error-rate
+            provider:
+              prometheus:
+                query: |
+                  (sum(rate(inference_errors_total{rollout_hash="${CANARY}"}[10m])) or vector(0))
+                  /
+                  ${requests}
+            successCondition: result[0] <= 0.01
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${samples}
+          - name: p95-latency
+            provider:
+              prometheus:
+                query: |
+                  histogram_quantile(0.95,
+                    sum by (le) (rate(inference_latency_seconds_bucket{rollout_hash="${CANARY}"}[10m])))
+            successCondition: result[0] < 2.0 && result[0] <= 2 * stable[0]
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${samples}
+          - name: quality-score
+            provider:
+              prometheus:
+                query: |
+                  avg(inference_quality_score{rollout_hash="${CANARY}"})
+            successCondition: result[0] >= 0.85
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${samples}
+          - name: hallucination-rate
+            provider:
+              prometheus:
+                query: |
+                  (sum(rate(inference_hallucination_total{rollout_hash="${CANARY}"}[10m])) or vector(0))
+                  /
+                  ${requests}
+            successCondition: result[0] <= 0.05
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${samples}
+          - name: cost-per-request
+            provider:
+              prometheus:
+                query: |
+                  sum(rate(inference_cost_total{rollout_hash="${CANARY}"}[10m]))
+                  /
+                  ${requests}
+            successCondition: result[0] <= 1.5 * stable[0]
+            action: pause-for-review
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${samples}
+`;
+
+export function defaultPolicyEntry(): PolicySource {
+  return { source: 'built-in default policy', text: DEFAULT_POLICY_YAML };
+}

@@ -1,0 +1,169 @@
+/**
+ * Policy loading: YAML text (a fledge Policy, an Argo Rollout, AnalysisTemplates, in any
+ * mix of documents and sources) → named, fully checked Policies. Whatever can be wrong
+ * with a policy is found here, so a rollout never discovers it halfway through.
+ */
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../../common/config-error.js';
+import { mergeArgs, referencedArgs, type ArgSpec } from '../analysis/args.js';
+import { compileCondition } from '../analysis/condition.js';
+import { defaultPolicyEntry } from './default-policy.js';
+import { joinPath, readPolicyDocuments, type Located, type Problem, type StepList } from './documents.js';
+import type { Policy, PolicyStep, ResolvedAnalysis } from './policy.js';
+import { durationMs, type AnalysisTemplate, type Metric, type Step } from './schema.js';
+
+export interface PolicySource {
+  /** File name or ConfigMap key, used in messages. */
+  source: string;
+  text: string;
+  /** Names the policy defined by this text (e.g. the ConfigMap key); it must define exactly one. */
+  name?: string;
+}
+
+export interface PolicyCatalog {
+  policies: Map<string, Policy>;
+  templates: Map<string, AnalysisTemplate>;
+}
+
+export interface CatalogOptions {
+  /** Adds the built-in `default` policy unless a source defines one (default true). */
+  includeDefault?: boolean;
+}
+
+/**
+ * Loads several sources together, so a Rollout in one file may use an AnalysisTemplate
+ * from another (the seed's rollout.yaml + analysis-template.yaml). Throws ConfigError with
+ * every problem found.
+ */
+export function loadPolicyCatalog(sources: readonly PolicySource[], options: CatalogOptions = {}): PolicyCatalog {
+  const problems: Problem[] = [];
+  const stepLists: Located<StepList>[] = [];
+  const templates = new Map<string, Located<AnalysisTemplate>>();
+  const all = [...sources];
+  const definesDefault = () => stepLists.some((s) => s.value.name === 'default');
+
+  const read = (entry: PolicySource) => {
+    const docs = readPolicyDocuments(entry.text, entry.source, problems);
+    if (entry.name !== undefined) {
+      if (docs.stepLists.length !== 1) {
+        problems.push({ source: entry.source, path: '', message: `expected exactly one Policy or Rollout to name "${entry.name}", found ${docs.stepLists.length}` });
+      } else {
+        docs.stepLists[0]!.value.name = entry.name;
+      }
+    }
+    stepLists.push(...docs.stepLists);
+    for (const t of docs.templates) {
+      const name = t.value.metadata.name;
+      const previous = templates.get(name);
+      if (previous) problems.push({ source: t.source, path: joinPath(t.path, 'metadata.name'), message: `AnalysisTemplate "${name}" is also defined in ${previous.source}` });
+      else templates.set(name, t);
+    }
+  };
+  all.forEach(read);
+  if (options.includeDefault !== false && !definesDefault()) read(defaultPolicyEntry());
+
+  const policies = new Map<string, Policy>();
+  for (const list of stepLists) {
+    const name = list.value.name;
+    const clash = policies.get(name);
+    if (clash) {
+      problems.push({ source: list.source, path: list.path, message: `policy "${name}" is also defined in ${clash.source}` });
+      continue;
+    }
+    const policy = resolvePolicy(list, templates, problems);
+    if (policy) policies.set(name, policy);
+  }
+  if (problems.length) throw toConfigError(problems);
+  return { policies, templates: new Map([...templates].map(([k, v]) => [k, v.value])) };
+}
+
+/** One text (possibly multi-document), without the built-in default. */
+export function loadPolicyText(text: string, source: string): PolicyCatalog {
+  return loadPolicyCatalog([{ source, text }], { includeDefault: false });
+}
+
+export function loadPolicyFiles(files: readonly string[], options?: CatalogOptions): PolicyCatalog {
+  return loadPolicyCatalog(
+    files.map((file) => {
+      try {
+        return { source: file, text: readFileSync(file, 'utf8') };
+      } catch (err) {
+        throw new ConfigError(file, [{ path: '', message: `cannot read file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }]);
+      }
+    }),
+    options,
+  );
+}
+
+function resolvePolicy(list: Located<StepList>, templates: Map<string, Located<AnalysisTemplate>>, problems: Problem[]): Policy | undefined {
+  const before = problems.length;
+  // A policy's own templates shadow standalone ones of the same name.
+  const visible = new Map(templates);
+  for (const t of list.value.localTemplates) visible.set(t.value.metadata.name, t);
+  const steps = list.value.steps.map((step, i) => resolveStep(step, joinPath(list.path, `[${i}]`), list.source, visible, problems));
+  if (problems.length > before) return undefined;
+  return { name: list.value.name, steps: steps as PolicyStep[], source: list.source };
+}
+
+function resolveStep(step: Step, path: string, source: string, templates: Map<string, Located<AnalysisTemplate>>, problems: Problem[]): PolicyStep | undefined {
+  if (step.setWeight !== undefined) return { kind: 'setWeight', weight: step.setWeight };
+  if (step.pause !== undefined) {
+    const d = step.pause.duration;
+    return d === undefined ? { kind: 'pause' } : { kind: 'pause', duration: d, durationMs: durationMs(d) };
+  }
+  if (step.shadow !== undefined) return { kind: 'shadow', duration: step.shadow.duration, durationMs: durationMs(step.shadow.duration), percent: step.shadow.percent };
+  const analysis = step.analysis!;
+  const problem = (sub: string, message: string) => problems.push({ source, path: joinPath(path, sub), message });
+
+  const metrics: Metric[] = [];
+  const templateArgs: { name: string; value?: string }[] = [];
+  analysis.templates.forEach((ref, j) => {
+    const found = templates.get(ref.templateName);
+    if (!found) {
+      problem(`analysis.templates[${j}].templateName`, `AnalysisTemplate "${ref.templateName}" not found${templates.size ? ` (known: ${[...templates.keys()].join(', ')})` : ''}`);
+      return;
+    }
+    for (const m of found.value.spec.metrics) {
+      if (metrics.some((x) => x.name === m.name)) problem(`analysis.templates[${j}]`, `metric "${m.name}" appears in more than one of this step's templates`);
+      metrics.push(m);
+    }
+    templateArgs.push(...(found.value.spec.args ?? []));
+  });
+  const args = mergeArgs(templateArgs, analysis.args ?? []);
+  for (const metric of metrics) checkMetricInStep(metric, args, (message) => problem('analysis', `metric ${metric.name}: ${message}`));
+  const resolved: ResolvedAnalysis = { templateNames: analysis.templates.map((t) => t.templateName), metrics, args };
+  return { kind: 'analysis', analysis: resolved };
+}
+
+/** Checks that depend on the step: args resolve, the baseline differs, the metric ends. */
+function checkMetricInStep(metric: Metric, args: ArgSpec[], report: (message: string) => void): void {
+  const byName = new Map(args.map((a) => [a.name, a]));
+  const queries = [metric.provider.prometheus.query, metric.samplesQuery ?? ''];
+  for (const name of new Set(queries.flatMap(referencedArgs))) {
+    const arg = byName.get(name);
+    if (!arg) report(`{{args.${name}}} is not an argument of the template or the step`);
+    else if (arg.value === undefined && arg.fromHash === undefined) report(`{{args.${name}}} is declared but given no value`);
+  }
+  const usesStable = [metric.successCondition, metric.failureCondition].some((c) => c !== undefined && compileCondition(c).variables.has('stable'));
+  if (usesStable) {
+    const swaps = referencedArgs(metric.provider.prometheus.query).some((name) => byName.get(name)?.fromHash === 'Latest');
+    if (!swaps) report('the condition compares with "stable", but the query uses no argument taken from the canary hash (such as {{args.canary-hash}}), so the stable query would be the same query');
+  }
+  if (metric.interval !== undefined && metric.count === undefined) {
+    report('has an interval but no count, so it would run forever; an analysis step needs a count');
+  }
+}
+
+function toConfigError(problems: Problem[]): ConfigError {
+  const sources = [...new Set(problems.map((p) => p.source))];
+  if (sources.length === 1) return new ConfigError(sources[0]!, problems.map(({ path, message }) => ({ path, message })));
+  return new ConfigError(
+    sources.join(', '),
+    problems.map(({ source, path, message }) => ({ path: path ? `${source}: ${path}` : source, message })),
+  );
+}
+
+/** The built-in `default` policy, loaded and checked like any other. */
+export function loadDefaultPolicy(): Policy {
+  return loadPolicyCatalog([defaultPolicyEntry()], { includeDefault: false }).policies.get('default')!;
+}

@@ -1,0 +1,176 @@
+/**
+ * The policy format: Argo Rollouts' canary steps and AnalysisTemplates, plus fledge's
+ * additions (shadow steps, per-metric action, minimum samples, `stable` baseline in
+ * conditions). Objects are strict where a typo would silently change a verdict (a
+ * misspelt `successCondition` would make a metric always pass); Kubernetes envelopes
+ * (metadata, the rest of a Rollout's spec) are loose so real manifests load verbatim.
+ */
+import { z } from 'zod';
+import { parseDuration } from './duration.js';
+
+/** `10m`, `1h30m`, `30` or 30 (seconds). Kept as written; convert with durationMs(). */
+export const durationSchema = z.union([z.string(), z.number()]).superRefine((value, ctx) => {
+  const parsed = parseDuration(value);
+  if ('error' in parsed) ctx.addIssue({ code: 'custom', message: parsed.error });
+});
+export type Duration = z.output<typeof durationSchema>;
+
+export function durationMs(value: Duration): number {
+  const parsed = parseDuration(value);
+  if ('error' in parsed) throw new Error(parsed.error);
+  return parsed.ms;
+}
+
+const nameSchema = z.string().min(1, 'must not be empty');
+
+// Argo allows IntOrString; fledge takes a whole number either way.
+const countSchema = z
+  .union([z.number(), z.string().regex(/^\d+$/, 'must be a whole number')])
+  .transform((v) => Number(v))
+  .pipe(z.number().int().min(1, 'must be at least 1'));
+
+const limitSchema = (fallback: number) => z.number().int().min(0, 'must be 0 or more').default(fallback);
+
+export const prometheusProviderSchema = z.strictObject({
+  /** Overrides the controller's Prometheus URL for this metric. */
+  address: z.url().optional(),
+  query: z.string().trim().min(1, 'query must not be empty'),
+  /** Seconds, as in Argo's Prometheus provider. */
+  timeout: z.number().positive().optional(),
+});
+
+const providerSchema = z
+  .object({ prometheus: prometheusProviderSchema.optional() })
+  .catchall(z.unknown())
+  .superRefine((provider, ctx) => {
+    for (const key of Object.keys(provider)) {
+      if (key !== 'prometheus') ctx.addIssue({ code: 'custom', path: [key], message: `provider "${key}" is not supported by fledge (use prometheus)` });
+    }
+    if (!provider.prometheus) ctx.addIssue({ code: 'custom', message: 'a metric needs provider.prometheus' });
+  })
+  .transform((p) => ({ prometheus: p.prometheus! }));
+
+export const metricActionSchema = z.enum(['rollback', 'pause-for-review']);
+export type MetricAction = z.output<typeof metricActionSchema>;
+
+export const metricSchema = z
+  .strictObject({
+    name: nameSchema,
+    provider: providerSchema,
+    successCondition: z.string().optional(),
+    failureCondition: z.string().optional(),
+    interval: durationSchema.optional(),
+    initialDelay: durationSchema.optional(),
+    count: countSchema.optional(),
+    failureLimit: limitSchema(0),
+    inconclusiveLimit: limitSchema(0),
+    consecutiveErrorLimit: limitSchema(4),
+    // fledge additions
+    /** What a Failed metric does to the rollout. */
+    action: metricActionSchema.default('rollback'),
+    /** Fewer samples than this (as counted by samplesQuery) makes a measurement Inconclusive. */
+    minSamples: z.number().int().min(1).optional(),
+    /** PromQL returning the number of samples behind the measurement (e.g. requests in the window). */
+    samplesQuery: z.string().trim().min(1).optional(),
+  })
+  .superRefine((m, ctx) => {
+    if ((m.minSamples === undefined) !== (m.samplesQuery === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [m.minSamples === undefined ? 'minSamples' : 'samplesQuery'], message: 'minSamples and samplesQuery go together' });
+    }
+    if (m.count !== undefined && m.count > 1 && m.interval === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['interval'], message: 'count > 1 needs an interval between measurements' });
+    }
+    if (m.count !== undefined && m.count < m.failureLimit) {
+      ctx.addIssue({ code: 'custom', path: ['failureLimit'], message: 'failureLimit must not exceed count' });
+    }
+    if (m.count !== undefined && m.count < m.inconclusiveLimit) {
+      ctx.addIssue({ code: 'custom', path: ['inconclusiveLimit'], message: 'inconclusiveLimit must not exceed count' });
+    }
+  });
+export type Metric = z.output<typeof metricSchema>;
+
+export const templateArgSchema = z.strictObject({ name: nameSchema, value: z.string().optional() });
+
+export const analysisTemplateSpecSchema = z.strictObject({
+  args: z.array(templateArgSchema).optional(),
+  metrics: z.array(metricSchema).min(1, 'an AnalysisTemplate needs at least one metric'),
+});
+
+const metadataSchema = z.looseObject({ name: nameSchema });
+
+export const analysisTemplateSchema = z.looseObject({
+  apiVersion: z.string().optional(),
+  kind: z.enum(['AnalysisTemplate', 'ClusterAnalysisTemplate']).optional(),
+  metadata: metadataSchema,
+  spec: analysisTemplateSpecSchema,
+});
+export type AnalysisTemplate = z.output<typeof analysisTemplateSchema>;
+
+export const podTemplateHashValueSchema = z.enum(['Stable', 'Latest']);
+
+export const stepArgSchema = z
+  .strictObject({
+    name: nameSchema,
+    value: z.string().optional(),
+    valueFrom: z.strictObject({ podTemplateHashValue: podTemplateHashValueSchema }).optional(),
+  })
+  .superRefine((arg, ctx) => {
+    if ((arg.value === undefined) === (arg.valueFrom === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'an arg needs exactly one of value or valueFrom' });
+    }
+  });
+export type StepArg = z.output<typeof stepArgSchema>;
+
+const analysisStepSchema = z.strictObject({
+  templates: z.array(z.strictObject({ templateName: nameSchema, clusterScope: z.boolean().optional() })).min(1, 'list at least one template'),
+  args: z.array(stepArgSchema).optional(),
+});
+
+const shadowStepSchema = z.strictObject({
+  duration: durationSchema,
+  percent: z.number().min(0).max(100).default(100),
+});
+
+const STEP_KINDS = ['setWeight', 'pause', 'analysis', 'shadow'] as const;
+
+export const stepSchema = z
+  .strictObject({
+    setWeight: z.number().int().min(0).max(100).optional(),
+    pause: z.strictObject({ duration: durationSchema.optional() }).optional(),
+    analysis: analysisStepSchema.optional(),
+    shadow: shadowStepSchema.optional(),
+  })
+  .superRefine((step, ctx) => {
+    const kinds = STEP_KINDS.filter((k) => step[k] !== undefined);
+    if (kinds.length !== 1) {
+      ctx.addIssue({ code: 'custom', message: `a step has exactly one of ${STEP_KINDS.join(', ')}${kinds.length ? ` (found ${kinds.join(' and ')})` : ''}` });
+    }
+  });
+export type Step = z.output<typeof stepSchema>;
+export type AnalysisStep = NonNullable<Step['analysis']>;
+
+const stepsSchema = z.array(stepSchema).min(1, 'a policy needs at least one step');
+
+export const fledgePolicySchema = z.looseObject({
+  apiVersion: z.string().optional(),
+  kind: z.literal('Policy'),
+  metadata: metadataSchema,
+  spec: z.strictObject({
+    steps: stepsSchema,
+    analysisTemplates: z.array(analysisTemplateSchema).optional(),
+  }),
+});
+
+/** An Argo Rollout: only spec.strategy.canary.steps is read; everything else is ignored. */
+export const argoRolloutSchema = z.looseObject({
+  apiVersion: z.string().optional(),
+  kind: z.literal('Rollout'),
+  metadata: metadataSchema,
+  spec: z.looseObject({
+    strategy: z.looseObject({
+      canary: z.looseObject({ steps: stepsSchema }, { error: 'fledge needs spec.strategy.canary (blueGreen is not supported)' }),
+    }),
+  }),
+});
+
+export const DOCUMENT_KINDS = ['Policy', 'Rollout', 'AnalysisTemplate', 'ClusterAnalysisTemplate'] as const;

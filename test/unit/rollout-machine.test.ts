@@ -1,0 +1,261 @@
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import type { MetricsProvider } from '../../controller/analysis/prometheus.js';
+import { advanceRollout, type AdvanceResult } from '../../controller/engine/advance.js';
+import { invalidRollout, startRollout, transition, SHADOW_UNSUPPORTED, type RolloutEffect } from '../../controller/engine/rollout-machine.js';
+import { parseRolloutState, serializeRolloutState, type RolloutState } from '../../controller/engine/rollout-state.js';
+import { loadDefaultPolicy, loadPolicyFiles, loadPolicyText } from '../../controller/policy/load.js';
+import type { Policy } from '../../controller/policy/policy.js';
+
+const seed = (name: string) => fileURLToPath(new URL(`../fixtures/seed/${name}`, import.meta.url));
+const seedPolicy = loadPolicyFiles([seed('rollout.yaml'), seed('analysis-template.yaml')], { includeDefault: false }).policies.get('inference-service')!;
+const defaultPolicy = loadDefaultPolicy();
+const hashes = { canaryHash: 'new', stableHash: 'old' };
+const MIN = 60_000;
+const T0 = Date.UTC(2026, 0, 1);
+
+/** Metric values per version; the series are told apart by the rollout_hash in the query. */
+interface Values {
+  errors: number;
+  p95: number;
+  quality: number;
+  hallucination: number;
+  cost: number;
+  samples: number;
+}
+const healthy: Values = { errors: 0.001, p95: 1.0, quality: 0.93, hallucination: 0.01, cost: 0.002, samples: 500 };
+
+function metrics(canary: Partial<Values> = {}, stable: Partial<Values> = {}): MetricsProvider & { queries: string[] } {
+  const queries: string[] = [];
+  return {
+    queries,
+    async measure(query) {
+      queries.push(query);
+      const v = { ...healthy, ...(query.includes('"new"') ? canary : stable) };
+      if (query.includes('increase(inference_requests_total')) return [v.samples];
+      if (query.includes('inference_errors_total')) return [v.errors];
+      if (query.includes('inference_latency_seconds_bucket')) return [v.p95];
+      if (query.includes('inference_quality_score')) return [v.quality];
+      if (query.includes('inference_hallucination_total')) return [v.hallucination];
+      if (query.includes('inference_cost_total')) return [v.cost];
+      throw new Error(`unexpected query ${query}`);
+    },
+  };
+}
+
+/** Drives the rollout like a reconciler would, jumping the clock to each wake-up time. */
+async function run(policy: Policy, provider: MetricsProvider, opts: { until?: (s: RolloutState) => boolean; timeScale?: number } = {}) {
+  let now = T0;
+  const effects: RolloutEffect[] = [];
+  const started = startRollout(policy, now, { timeScale: opts.timeScale });
+  effects.push(...started.effects);
+  let state = started.state;
+  let last: AdvanceResult | undefined;
+  for (let i = 0; i < 100 && state.phase === 'Progressing' && !opts.until?.(state); i++) {
+    if (last?.wakeAt !== undefined) now = Math.max(now, last.wakeAt);
+    last = await advanceRollout({ policy, state, hashes, provider, clock: () => now, options: { timeScale: opts.timeScale } });
+    state = last.state;
+    effects.push(...last.effects);
+  }
+  return { state, effects, now };
+}
+
+const weights = (effects: RolloutEffect[]) => effects.flatMap((e) => (e.type === 'set-weight' ? [e.weight] : []));
+const reasons = (effects: RolloutEffect[]) => effects.flatMap((e) => (e.type === 'event' ? [e.reason] : []));
+
+describe('a healthy canary', () => {
+  it('is promoted through every step of the seed rollout, verbatim', async () => {
+    const { state, effects, now } = await run(seedPolicy, metrics());
+    expect(state.phase).toBe('Promoted');
+    expect(weights(effects)).toEqual([5, 25, 50, 100]);
+    expect(effects.filter((e) => e.type === 'promote-candidate')).toHaveLength(1);
+    expect(reasons(effects).filter((r) => r === 'AnalysisSuccessful')).toHaveLength(3);
+    // 10m + 15m + 15m of pauses; analysis with one measurement each takes no extra time.
+    expect(now - T0).toBe(40 * MIN);
+  });
+
+  it('is promoted through the default policy, with baseline and sample queries', async () => {
+    const provider = metrics();
+    const { state } = await run(defaultPolicy, provider);
+    expect(state.phase).toBe('Promoted');
+    expect(provider.queries.some((q) => q.includes('rollout_hash="old"'))).toBe(true);
+  });
+
+  it('timeScale 60 makes the seed pauses last seconds', async () => {
+    const { state, now } = await run(seedPolicy, metrics(), { timeScale: 60 });
+    expect(state.phase).toBe('Promoted');
+    expect(now - T0).toBe(40 * 1000);
+  });
+});
+
+describe('the rollback table (default policy)', () => {
+  const rows: [string, Partial<Values>, Partial<Values>, string][] = [
+    ['error-rate', { errors: 0.02 }, {}, 'result[0] <= 0.01'],
+    ['p95-latency', { p95: 1.5 }, { p95: 0.5 }, 'result[0] < 2.0 && result[0] <= 2 * stable[0]'],
+    ['quality-score', { quality: 0.8 }, {}, 'result[0] >= 0.85'],
+    ['hallucination-rate', { hallucination: 0.07 }, {}, 'result[0] <= 0.05'],
+  ];
+  for (const [metric, canary, stable, threshold] of rows) {
+    it(`${metric} breach rolls back: weight 0 in the same transition, naming metric, value and threshold`, async () => {
+      const { state, effects } = await run(defaultPolicy, metrics(canary, stable));
+      expect(state.phase).toBe('RolledBack');
+      expect(state.weight).toBe(0);
+      expect(weights(effects)).toEqual([5, 0]);
+      expect(state.message).toContain(`metric ${metric} failed`);
+      expect(state.message).toContain(threshold);
+      const value = Object.values(canary)[0]!;
+      expect(state.message).toContain(`value ${value}`);
+      expect(effects.at(-1)).toMatchObject({ type: 'event', severity: 'Warning', reason: 'RolledBack' });
+    });
+  }
+
+  it('cost per request > 1.5x stable pauses for review with the weight kept; promote continues', async () => {
+    const { state, effects, now } = await run(defaultPolicy, metrics({ cost: 0.004 }, { cost: 0.002 }));
+    expect(state.phase).toBe('AwaitingReview');
+    expect(state.weight).toBe(5);
+    expect(weights(effects)).toEqual([5]);
+    expect(state.message).toContain('metric cost-per-request failed: value 0.004 (stable 0.002)');
+    const promoted = transition(defaultPolicy, state, { type: 'action', action: 'promote', now }, {});
+    expect(promoted.state).toMatchObject({ phase: 'Progressing', stepIndex: 4, weight: 25 });
+    expect(weights(promoted.effects)).toEqual([25]);
+  });
+
+  it('cost review then abort rolls back', async () => {
+    const { state, now } = await run(defaultPolicy, metrics({ cost: 0.004 }, { cost: 0.002 }));
+    const aborted = transition(defaultPolicy, state, { type: 'action', action: 'abort', now }, {});
+    expect(aborted.state.phase).toBe('RolledBack');
+    expect(weights(aborted.effects)).toEqual([0]);
+  });
+});
+
+describe('not enough evidence never promotes', () => {
+  it('below minSamples the rollout pauses, and resume re-runs the analysis', async () => {
+    const { state, effects, now } = await run(defaultPolicy, metrics({ samples: 3 }));
+    expect(state.phase).toBe('Paused');
+    expect(state.pause?.reason).toBe('inconclusive');
+    expect(state.weight).toBe(5);
+    expect(state.message).toContain('only 3 samples; at least 50 needed');
+    expect(reasons(effects)).toContain('AnalysisInconclusive');
+    expect(reasons(effects)).not.toContain('RolloutCompleted');
+    // A tick changes nothing while paused.
+    expect(transition(defaultPolicy, state, { type: 'tick', now: now + 60 * MIN }).state).toBe(state);
+    const resumed = transition(defaultPolicy, state, { type: 'action', action: 'resume', now: now + MIN });
+    expect(resumed.state.phase).toBe('Progressing');
+    expect(resumed.state.analysis?.metrics.every((m) => m.measurements.length === 0)).toBe(true);
+    expect(resumed.state.lastAnalysis?.phase).toBe('Inconclusive');
+  });
+
+  it('a metrics backend that keeps failing pauses after consecutiveErrorLimit, never promotes', async () => {
+    const down: MetricsProvider = {
+      measure: async () => {
+        throw new Error('connect ECONNREFUSED 127.0.0.1:9090');
+      },
+    };
+    const { state, effects } = await run(seedPolicy, down);
+    expect(state.phase).toBe('Paused');
+    expect(state.pause?.reason).toBe('analysis-error');
+    expect(state.weight).toBe(5);
+    expect(state.message).toContain('ECONNREFUSED');
+    expect(reasons(effects)).toContain('AnalysisError');
+    // 4 retries allowed, 10s apart: the 5th consecutive error decides.
+    expect(state.analysis?.metrics[0]).toMatchObject({ phase: 'Error', error: 5 });
+  });
+});
+
+describe('user actions', () => {
+  const p = loadPolicyText(
+    'kind: Policy\nmetadata: {name: p}\nspec:\n  steps:\n    - setWeight: 10\n    - pause: {duration: 10m}\n    - setWeight: 40\n    - pause: {}\n    - setWeight: 80\n',
+    'p.yaml',
+  ).policies.get('p')!;
+
+  it('pause without duration waits for resume or promote', () => {
+    let s = startRollout(p, T0).state;
+    s = transition(p, s, { type: 'tick', now: T0 + 10 * MIN }).state;
+    expect(s).toMatchObject({ phase: 'Paused', stepIndex: 3, weight: 40, pause: { reason: 'step' } });
+    expect(transition(p, s, { type: 'tick', now: T0 + 1000 * MIN }).state.phase).toBe('Paused');
+    const resumed = transition(p, s, { type: 'action', action: 'resume', now: T0 + 11 * MIN });
+    expect(resumed.state.phase).toBe('Promoted');
+    expect(weights(resumed.effects)).toEqual([80, 100]);
+  });
+
+  it('a user pause stops the step clock; resume continues with the time left', () => {
+    let s = startRollout(p, T0).state;
+    s = transition(p, s, { type: 'action', action: 'pause', now: T0 + 4 * MIN }).state;
+    s = transition(p, s, { type: 'action', action: 'resume', now: T0 + 60 * MIN }).state;
+    expect(transition(p, s, { type: 'tick', now: T0 + 65 * MIN }).state.stepIndex).toBe(1);
+    expect(transition(p, s, { type: 'tick', now: T0 + 66 * MIN }).state.stepIndex).toBe(3);
+  });
+
+  it('abort sets weight 0; retry starts again at step 0', () => {
+    let s = startRollout(p, T0).state;
+    const aborted = transition(p, s, { type: 'action', action: 'abort', now: T0 + MIN });
+    expect(aborted.state).toMatchObject({ phase: 'RolledBack', weight: 0 });
+    expect(weights(aborted.effects)).toEqual([0]);
+    s = transition(p, aborted.state, { type: 'action', action: 'retry', now: T0 + 2 * MIN }).state;
+    expect(s).toMatchObject({ phase: 'Progressing', stepIndex: 1, weight: 10, stepStartedAt: T0 + 2 * MIN });
+  });
+
+  it('actions that make no sense are ignored with an event', () => {
+    const s = startRollout(p, T0).state;
+    const r = transition(p, s, { type: 'action', action: 'retry', now: T0 });
+    expect(r.state).toBe(s);
+    expect(r.effects).toEqual([{ type: 'event', severity: 'Warning', reason: 'ActionIgnored', message: 'retry has no effect while the rollout is Progressing' }]);
+  });
+
+  it('promote skips a timed pause', () => {
+    const s = startRollout(p, T0).state;
+    const r = transition(p, s, { type: 'action', action: 'promote', now: T0 + MIN });
+    expect(r.state).toMatchObject({ stepIndex: 3, weight: 40, phase: 'Paused' });
+  });
+});
+
+describe('restart', () => {
+  it('pause time survives a serialisation round trip', () => {
+    const s = startRollout(seedPolicy, T0).state; // at the 10m pause, weight 5
+    const restored = parseRolloutState(serializeRolloutState(s));
+    expect(restored).toEqual(s);
+    // The controller restarts 7 minutes in: 3 minutes are left, not 10.
+    expect(transition(seedPolicy, restored, { type: 'tick', now: T0 + 7 * MIN }).state.stepIndex).toBe(1);
+    const after = transition(seedPolicy, restored, { type: 'tick', now: T0 + 10 * MIN }).state;
+    expect(after.stepIndex).toBe(2);
+    expect(after.analysis).toBeDefined();
+  });
+
+  it('an analysis run with NaN measurements round-trips', async () => {
+    const { state } = await run(seedPolicy, metrics({ errors: Number.NaN }));
+    expect(state.phase).toBe('RolledBack'); // NaN fails "result[0] < 0.01", as in Argo
+    const restored = parseRolloutState(serializeRolloutState(state));
+    expect(Number.isNaN(restored.lastAnalysis?.metrics[0]?.measurements[0]?.value?.[0] ?? restored.analysis?.metrics[0]?.measurements[0]?.value?.[0])).toBe(true);
+  });
+
+  it('a corrupt status is rejected, not guessed at', () => {
+    expect(() => parseRolloutState('{"version":2}')).toThrow(/version/);
+    expect(() => parseRolloutState('not json')).toThrow(/not JSON/);
+  });
+});
+
+describe('invalid input changes no traffic', () => {
+  const shadow = loadPolicyText('kind: Policy\nmetadata: {name: s}\nspec:\n  steps:\n    - shadow: {duration: 1h, percent: 100}\n    - setWeight: 50\n', 's.yaml').policies.get('s')!;
+
+  it('shadow steps are rejected until the feature exists', () => {
+    const r = startRollout(shadow, T0);
+    expect(r.state.phase).toBe('Invalid');
+    expect(r.state.message).toContain(SHADOW_UNSUPPORTED);
+    expect(weights(r.effects)).toEqual([]);
+  });
+
+  it('with the flag, a shadow step mirrors for its duration', () => {
+    const r = startRollout(shadow, T0, { shadowSupported: true });
+    expect(r.effects).toContainEqual({ type: 'set-mirror', percent: 100 });
+    const later = transition(shadow, r.state, { type: 'tick', now: T0 + 60 * MIN }, { shadowSupported: true });
+    expect(later.effects.filter((e) => e.type !== 'event')).toEqual([{ type: 'set-mirror', percent: 0 }, { type: 'set-weight', weight: 50 }, { type: 'set-weight', weight: 100 }, { type: 'promote-candidate' }]);
+  });
+
+  it('invalidRollout and the invalid event keep the weight', () => {
+    expect(invalidRollout('x', 'VirtualService "chat" not found', T0).state).toMatchObject({ phase: 'Invalid', weight: 0 });
+    const s = startRollout(seedPolicy, T0).state;
+    const r = transition(seedPolicy, s, { type: 'invalid', now: T0 + MIN, message: 'policy p.yaml: spec.steps[0]: bad' });
+    expect(r.state).toMatchObject({ phase: 'Invalid', weight: 5 });
+    expect(weights(r.effects)).toEqual([]);
+  });
+});
