@@ -144,16 +144,21 @@ function startProc(name: string, bin: string, args: string[], dir: string): Proc
   child.stderr?.pipe(log, { end: false });
   const proc: Proc = { name, child, logFile, exitCode: undefined, exited: Promise.resolve(null) };
   proc.exited = new Promise((resolve) => {
-    child.once('error', (err) => {
-      log.write(`\n[harness] failed to start ${bin}: ${err.message}\n`);
-      proc.exitCode = -1;
-      resolve(-1);
-    });
-    child.once('exit', (code, signal) => {
-      log.write(`\n[harness] ${name} exited code=${code} signal=${signal}\n`);
+    // Mark the exit at once so readiness polls fail fast; resolve only after 'close' (stdio
+    // drained) and the log is flushed, so stop() can delete the dir safely.
+    let finished = false;
+    const finish = (code: number | null, note: string): void => {
+      // A failed spawn can report both 'error' and 'close'.
+      if (finished) return;
+      finished = true;
       proc.exitCode = code;
-      resolve(code);
+      log.end(`\n[harness] ${note}\n`, () => resolve(code));
+    };
+    child.once('error', (err) => finish(-1, `failed to start ${bin}: ${err.message}`));
+    child.once('exit', (code) => {
+      proc.exitCode = code;
     });
+    child.once('close', (code, signal) => finish(code, `${name} exited code=${code} signal=${signal}`));
   });
   return proc;
 }
@@ -168,11 +173,13 @@ async function tail(file: string, lines = 40): Promise<string> {
 }
 
 async function killProc(p: Proc, graceMs = 5_000): Promise<void> {
-  if (p.exitCode !== undefined) return;
-  p.child.kill('SIGTERM');
-  const timer = setTimeout(() => p.child.kill('SIGKILL'), graceMs);
+  if (p.exitCode === undefined) {
+    p.child.kill('SIGTERM');
+    const timer = setTimeout(() => p.child.kill('SIGKILL'), graceMs);
+    await p.exited;
+    clearTimeout(timer);
+  }
   await p.exited;
-  clearTimeout(timer);
 }
 
 interface HttpResult {
@@ -307,6 +314,8 @@ async function installCrds(
       throw new Error(`creating CRD ${name} failed: ${errorText(err)}`, { cause: err });
     }
   }
+  // Note: kube-apiserver deliberately delays creates of a kind for 2 s after its CRD
+  // becomes Established (an HA safeguard), so a test's first create may take ~2 s.
   for (const name of names) {
     await waitFor(`CRD ${name} Established`, deadline, procs, async () => {
       const crd = await api.readCustomResourceDefinition({ name });
@@ -457,7 +466,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
     };
   } catch (err) {
     const tails = await Promise.all(
-      procs.map(async (p) => `--- ${p.name} log tail (${p.logFile}) ---\n${await tail(p.logFile)}`),
+      procs.map(async (p) => `--- ${p.name} log tail ---\n${await tail(p.logFile)}`),
     );
     await stop();
     const msg = err instanceof Error ? err.message : String(err);
