@@ -1,7 +1,11 @@
 // Envtest-style Kubernetes control plane for integration tests: a real etcd and a real
 // kube-apiserver (built by test/harness/k8s/build.sh) on loopback, with Istio's CRDs
-// installed. No kubelet or controller-manager runs, so nothing schedules Pods and
-// ServiceAccount tokens come from the TokenRequest API.
+// installed. No kubelet or controller-manager runs, so:
+// - Deployments get no ReplicaSets or Pods; tests create those themselves (with the
+//   pod-template-hash label) when the code under test needs them;
+// - no garbage collection of owned objects, and deleted namespaces stay Terminating
+//   (use a fresh namespace per test instead of deleting one);
+// - ServiceAccount tokens come from the TokenRequest API, not from Secrets.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -325,6 +329,17 @@ async function installCrds(
 }
 
 export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarness> {
+  try {
+    return await startOnce(opts);
+  } catch (err) {
+    // Free ports are picked before the children bind them, so another process can win the
+    // race; that is worth exactly one retry with new ports.
+    if (err instanceof Error && /address already in use/.test(err.message)) return startOnce(opts);
+    throw err;
+  }
+}
+
+async function startOnce(opts: StartKubeOptions): Promise<KubeHarness> {
   const bins = requireArtifacts(k8sBinDir());
   const deadline = Date.now() + (opts.startTimeoutMs ?? 120_000);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'fledge-kube-'));
