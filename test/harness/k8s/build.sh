@@ -8,7 +8,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 
-cache_root="${FLEDGE_CACHE_DIR:-$HOME/.cache/fledge}/k8s"
+cache_root="${FLEDGE_CACHE:-$HOME/.cache/fledge}/k8s"
 out="$cache_root/k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_istio-api-${ISTIO_API_VERSION}"
 mkdir -p "$out" "$cache_root/src"
 
