@@ -10,6 +10,9 @@ import { exitOnError } from './exit.js';
 interface ExtprocOptions {
   config?: string;
   routingFile?: string;
+  routingSource?: 'file' | 'virtualservice';
+  kubeconfig?: string;
+  namespace?: string;
   flagsFile?: string;
   host?: string;
   port?: number;
@@ -20,7 +23,10 @@ export function extprocCommand(): Command {
   return new Command('extproc')
     .description('Run the Envoy ext_proc server that picks the model version for every request.')
     .addOption(new Option('-c, --config <file>', 'extproc config file (YAML or JSON); see docs/extproc.md'))
-    .addOption(new Option('--routing-file <file>', 'routing-state file (overrides routing.file)'))
+    .addOption(new Option('--routing-source <source>', 'where routing state comes from (overrides routing.source)').choices(['file', 'virtualservice']))
+    .addOption(new Option('--routing-file <file>', 'routing-state file (overrides routing.file; implies --routing-source file)'))
+    .addOption(new Option('--kubeconfig <file>', 'kubeconfig for --routing-source virtualservice (default: $KUBECONFIG, ~/.kube/config, in-cluster)'))
+    .addOption(new Option('--namespace <ns>', 'watch VirtualServices in one namespace only (default: all)'))
     .addOption(new Option('--flags-file <file>', 'flagd flag file (overrides flags.file)'))
     .addOption(new Option('--host <addr>', 'address for the gRPC and admin ports (default 127.0.0.1)'))
     .addOption(new Option('--port <n>', 'gRPC port (default 50051)').argParser(Number))
@@ -48,7 +54,14 @@ function resolveConfig(opts: ExtprocOptions) {
       throw new ConfigError(opts.config, [{ path: '', message: (err as Error).message }]);
     }
   }
-  if (opts.routingFile) raw.routing = { ...raw.routing, file: opts.routingFile };
+  if (opts.routingFile) raw.routing = { ...raw.routing, source: opts.routingSource ?? 'file', file: opts.routingFile };
+  if (opts.routingSource) {
+    raw.routing = { ...raw.routing, source: opts.routingSource };
+    // A config file's routing.file does not apply to a VirtualService watch chosen on the command line.
+    if (opts.routingSource === 'virtualservice' && !opts.routingFile) delete raw.routing.file;
+  }
+  if (opts.kubeconfig) raw.routing = { ...raw.routing, kubeconfig: opts.kubeconfig };
+  if (opts.namespace) raw.routing = { ...raw.routing, namespace: opts.namespace };
   if (opts.flagsFile) raw.flags = { ...raw.flags, file: opts.flagsFile };
   if (opts.host) {
     raw.grpc = { ...raw.grpc, host: opts.host };

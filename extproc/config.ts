@@ -1,6 +1,42 @@
 import { z } from 'zod';
 import { loadStructuredFile } from '../common/structured-file.js';
 
+/** `file`: a routing-state file watched for changes (local mode, tests). */
+const fileRoutingSchema = z
+  .object({
+    source: z.literal('file'),
+    file: z.string({ error: 'routing.file is required when routing.source is "file"' }).min(1),
+  })
+  .strict();
+
+/** `virtualservice`: watch Istio VirtualServices (cluster mode); see docs/cluster-mode.md. */
+const virtualServiceRoutingSchema = z
+  .object({
+    source: z.literal('virtualservice'),
+    file: z.never({ error: 'routing.file applies only to routing.source "file"' }).optional(),
+    /** A kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or the in-cluster ServiceAccount. */
+    kubeconfig: z.string().min(1).optional(),
+    /** Watch one namespace; default: all namespaces (needs the ClusterRole in manifests/rbac.yaml). */
+    namespace: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a namespace is a DNS label (lower-case letters, digits, dashes)')
+      .optional(),
+    /** How long extproc waits at start for the first list before giving up. */
+    syncTimeoutSeconds: z.number().positive().default(30),
+  })
+  .strict();
+
+/** `source` defaults to `file`, so existing configs with only `routing.file` keep working. */
+export const routingConfigSchema = z.preprocess(
+  (value) =>
+    value && typeof value === 'object' && !Array.isArray(value) && !('source' in value) ? { ...value, source: 'file' } : value,
+  z.discriminatedUnion('source', [fileRoutingSchema, virtualServiceRoutingSchema], {
+    error: (issue) => (issue.code === 'invalid_union' ? 'routing.source must be "file" or "virtualservice"' : undefined),
+  }),
+);
+
+export type RoutingConfig = z.output<typeof routingConfigSchema>;
+
 /**
  * extproc's configuration file (YAML or JSON). Every field has a default, so an empty
  * file (or none) runs extproc on the local-stack ports.
@@ -21,13 +57,7 @@ export const extprocConfigSchema = z
       })
       .strict()
       .default({ host: '127.0.0.1', port: 9101 }),
-    routing: z
-      .object({
-        /** `file`: a routing-state file watched for changes (local mode, tests). */
-        source: z.literal('file').default('file'),
-        file: z.string().min(1),
-      })
-      .strict(),
+    routing: routingConfigSchema,
     flags: z
       .object({
         /** A flagd flag file (standard flagd JSON); omit to route by weight only. */

@@ -7,7 +7,7 @@ import type { ExtprocConfig } from './config.js';
 import { FlagdFileProvider } from './flags/flagd-file-provider.js';
 import { VersionFlags } from './flags/version-flags.js';
 import { ExtprocMetrics } from './metrics.js';
-import { FileRoutingSource } from './routing/file-source.js';
+import { createRoutingSource } from './routing/create-source.js';
 import type { RoutingStateSource } from './routing/state.js';
 import { handleProcessStream } from './stream.js';
 
@@ -23,7 +23,7 @@ const OPENFEATURE_DOMAIN = 'fledge-extproc';
 /** Starts the ext_proc gRPC server and its admin port from a validated config. */
 export async function startExtproc(config: ExtprocConfig, logger: Logger): Promise<RunningExtproc> {
   const metrics = new ExtprocMetrics();
-  const routing: RoutingStateSource = new FileRoutingSource(config.routing.file, logger);
+  const routing: RoutingStateSource = createRoutingSource(config.routing, logger);
   await routing.start();
 
   let flagProvider: FlagdFileProvider | undefined;
@@ -62,6 +62,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
       debugState: () => ({
         services: routing.snapshot(),
         routingGeneration: routing.generation,
+        routing: routing.diagnostics?.() ?? { source: config.routing.source },
         flags: flagProvider ? { file: flagProvider.file, generation: flagProvider.generation, lastError: flagProvider.lastError ?? null } : null,
       }),
     },

@@ -13,7 +13,7 @@ export interface ServiceRouting {
   rolloutHashes: Record<string, string>;
 }
 
-/** The routing state source: file today, a VirtualService watch in cluster mode. */
+/** The routing state source: a file (local mode) or a VirtualService watch (cluster mode). */
 export interface RoutingStateSource {
   /** Resolves a host (port and -shadow already stripped) to its routing state. */
   lookup(host: string): ServiceRouting | undefined;
@@ -26,6 +26,8 @@ export interface RoutingStateSource {
   readonly generation: number;
   /** True once the first good state is in force. */
   ready(): boolean;
+  /** Source-specific detail for /debug/state (e.g. skipped objects, last error). */
+  diagnostics?(): Record<string, unknown>;
 }
 
 const version = z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'a version is letters, digits, dot, dash or underscore');

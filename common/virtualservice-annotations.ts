@@ -1,0 +1,17 @@
+/**
+ * Annotations on an Istio VirtualService managed by fledge. The controller writes them;
+ * extproc (cluster mode) reads them to learn each service's routing state. They are part
+ * of the contract between the two halves: see docs/cluster-mode.md.
+ */
+export const VS_ANNOTATIONS = {
+  /** The subset of the weighted route that is the candidate (canary). */
+  canarySubset: 'fledge.dev/canary-subset',
+  /** The subset of the weighted route that is the stable version. */
+  stableSubset: 'fledge.dev/stable-subset',
+  /** "true" forces stable for every request (kill switch); "false" or absent: not killed. */
+  killed: 'fledge.dev/killed',
+  /** JSON object subset → rollout hash (pod-template-hash), e.g. {"v1":"abc","v2":"def"}. */
+  rolloutHashes: 'fledge.dev/rollout-hashes',
+  /** The service name extproc reports; default: the first DNS label of spec.hosts[0]. */
+  service: 'fledge.dev/service',
+} as const;
