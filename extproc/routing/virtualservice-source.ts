@@ -53,6 +53,7 @@ export class VirtualServiceRoutingSource implements RoutingStateSource {
   private stopped = false;
   private generationCount = 0;
   private lastError: string | undefined;
+  private watchesOpened = 0;
   private currentWatch: AbortController | undefined;
   private wake: (() => void) | undefined;
   private onSynced: (() => void) | undefined;
@@ -89,6 +90,7 @@ export class VirtualServiceRoutingSource implements RoutingStateSource {
       namespace: this.options.namespace ?? null,
       resourceVersion: this.resourceVersion || null,
       lastError: this.lastError ?? null,
+      watchesOpened: this.watchesOpened,
       skipped: Object.fromEntries(this.rejected),
     };
   }
@@ -214,7 +216,10 @@ export class VirtualServiceRoutingSource implements RoutingStateSource {
       this.watcher.watch(path, query, onEvent, onDone).then(
         (controller) => {
           // done() may already have run (a failed connect); only keep a live watch.
-          if (!this.stopped && this.currentWatch === undefined && !controller.signal.aborted) this.currentWatch = controller;
+          if (!this.stopped && this.currentWatch === undefined && !controller.signal.aborted) {
+            this.currentWatch = controller;
+            this.watchesOpened++;
+          }
           else if (this.stopped) controller.abort();
         },
         reject,
