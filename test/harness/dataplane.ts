@@ -5,6 +5,7 @@ import { stringify as toYaml } from 'yaml';
 import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
 import { startEnvoy, type RunningEnvoy } from '../../local/envoy.js';
 import { freePort } from '../../local/ports.js';
+import type { ServiceRouting } from '../../extproc/routing/state.js';
 import { startSim } from '../../sim/server.js';
 import { chat, type ModelResponse } from './http-client.js';
 
@@ -21,6 +22,15 @@ export interface ServiceSpec {
 
 type Sim = Awaited<ReturnType<typeof startSim>>;
 
+export interface DataPlaneOptions {
+  /**
+   * Run extproc with `routing.source: virtualservice` against a Kubernetes API server
+   * (kubeconfig file, e.g. the fledge-extproc ServiceAccount's) instead of a routing file;
+   * the test then drives routing by writing VirtualServices.
+   */
+  virtualService?: { kubeconfig: string; namespace?: string };
+}
+
 /**
  * A real data plane on loopback: simulated models, `fledge extproc` as a child process
  * and a real Envoy in front, on free ports in a temp dir.
@@ -36,11 +46,13 @@ export class DataPlane {
   adminPort = 0;
   private services: ServiceSpec[] = [];
 
+  constructor(private readonly options: DataPlaneOptions = {}) {}
+
   /** `flags` is flagd JSON text; omit it to route by weight only. */
   async start(services: ServiceSpec[], flags?: string): Promise<this> {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'make build' first`);
     this.services = services;
-    this.writeRouting(services);
+    if (!this.options.virtualService) this.writeRouting(services);
     if (flags !== undefined) writeFileSync(this.flagsFile, flags);
     const upstreams: Record<string, Record<string, { host: string; port: number }>> = {};
     for (const s of services) {
@@ -70,7 +82,11 @@ export class DataPlane {
   }
 
   startExtproc(withFlags = existsSync(this.flagsFile)): ManagedProcess {
-    const args = [CLI, 'extproc', '--routing-file', this.routingFile, '--port', String(this.grpcPort), '--admin-port', String(this.adminPort)];
+    const vs = this.options.virtualService;
+    const routing = vs
+      ? ['--routing-source', 'virtualservice', '--kubeconfig', vs.kubeconfig, ...(vs.namespace ? ['--namespace', vs.namespace] : [])]
+      : ['--routing-file', this.routingFile];
+    const args = [CLI, 'extproc', ...routing, '--port', String(this.grpcPort), '--admin-port', String(this.adminPort)];
     if (withFlags) args.push('--flags-file', this.flagsFile);
     this.extproc = startProcess('extproc', process.execPath, args, join(this.dir, 'extproc.log'));
     return this.extproc;
@@ -95,7 +111,7 @@ export class DataPlane {
     writeFileSync(this.routingFile, toYaml(doc));
   }
 
-  async debugState(): Promise<{ routingGeneration: number; services: ServiceSpec[]; flags: { generation: number; lastError: string | null } | null }> {
+  async debugState(): Promise<{ routingGeneration: number; services: ServiceRouting[]; flags: { generation: number; lastError: string | null } | null }> {
     const res = await fetch(`http://127.0.0.1:${this.adminPort}/debug/state`);
     return (await res.json()) as never;
   }

@@ -1,0 +1,73 @@
+// End to end in cluster mode: `fledge extproc --routing-source virtualservice` as a child
+// process, authenticated as the fledge-extproc ServiceAccount against a real
+// kube-apiserver, in front of a real Envoy. Patching the VirtualService moves users.
+import { readFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataPlane } from '../harness/dataplane.js';
+import { mapLimit } from '../harness/http-client.js';
+import { startKube, type KubeHarness } from '../harness/kube.js';
+import { applyVirtualService, ensureNamespace } from '../harness/virtualservices.js';
+
+const users = Array.from({ length: 1000 }, (_, i) => `user-${i}`);
+const hashes = '{"v1":"stablehash","v2":"canaryhash"}';
+
+describe('sticky assignment follows the VirtualService (real kube-apiserver, extproc, Envoy)', () => {
+  let kube: KubeHarness;
+  let dp: DataPlane;
+
+  async function setVirtualService(canaryWeight: number, killed = false) {
+    const annotations: Record<string, string> = { 'fledge.dev/canary-subset': 'v2', 'fledge.dev/rollout-hashes': hashes };
+    if (killed) annotations['fledge.dev/killed'] = 'true';
+    await applyVirtualService(kube, { name: 'chat', namespace: 'models', canaryWeight, annotations });
+    // Readiness check: extproc's own view of the routing state.
+    await dp.waitForState((s) => s.services.some((x) => x.service === 'chat' && x.canaryWeight === canaryWeight && x.killed === killed));
+  }
+
+  async function route(): Promise<{ servedBy: (string | undefined)[]; reasons: Set<unknown> }> {
+    const answers = await mapLimit(users, 32, (user) => dp.request({ host: 'chat', user }));
+    expect(answers.filter((a) => a.status !== 200).map((a) => a.status)).toEqual([]);
+    return { servedBy: answers.map((a) => a.servedBy), reasons: new Set(answers.map((a) => a.headers['x-fledge-reason'])) };
+  }
+
+  beforeAll(async () => {
+    kube = await startKube();
+    await kube.apply(await readFile(new URL('../../manifests/rbac.yaml', import.meta.url), 'utf8'));
+    await ensureNamespace(kube, 'models');
+    await applyVirtualService(kube, { name: 'chat', namespace: 'models', canaryWeight: 0, annotations: { 'fledge.dev/canary-subset': 'v2', 'fledge.dev/rollout-hashes': hashes } });
+    const kubeconfig = await kube.writeKubeconfig(await kube.kubeconfigFor('fledge-extproc', 'fledge-system'), 'fledge-extproc');
+    dp = new DataPlane({ virtualService: { kubeconfig } });
+    await dp.start([{ name: 'chat', stable: 'v1', canary: 'v2' }]);
+  });
+  afterAll(async () => {
+    await dp?.stop();
+    await kube?.stop();
+  });
+
+  it('routes by the VirtualService weight 0 → 50 → 100, each user keeping one version at a weight', async () => {
+    await setVirtualService(0);
+    const at0 = await route();
+    expect(at0.servedBy.filter((v) => v !== 'v1')).toEqual([]);
+
+    await setVirtualService(50);
+    const at50 = await route();
+    expect([...at50.reasons]).toEqual(['sticky']);
+    const canaryShare = (100 * at50.servedBy.filter((v) => v === 'v2').length) / users.length;
+    expect(Math.abs(canaryShare - 50)).toBeLessThanOrEqual(3);
+    // Sticky: the same users again get the same versions.
+    expect((await route()).servedBy).toEqual(at50.servedBy);
+
+    await setVirtualService(100);
+    const at100 = await route();
+    expect(at100.servedBy.filter((v) => v !== 'v2')).toEqual([]);
+
+    const metrics = await dp.metricsText();
+    expect(metrics).toMatch(/inference_requests_total\{[^}]*version="v2"[^}]*rollout_hash="canaryhash"/);
+  });
+
+  it('sends everyone to stable once the kill annotation is set', async () => {
+    await setVirtualService(100, true);
+    const killed = await route();
+    expect(killed.servedBy.filter((v) => v !== 'v1')).toEqual([]);
+    expect([...killed.reasons]).toEqual(['killed']);
+  });
+});
