@@ -54,6 +54,8 @@ export class VirtualServiceRoutingSource implements RoutingStateSource {
   private generationCount = 0;
   private lastError: string | undefined;
   private watchesOpened = 0;
+  /** Host conflicts already reported, so a lasting conflict is logged once, not on every event. */
+  private reportedConflicts = new Set<string>();
   private currentWatch: AbortController | undefined;
   private wake: (() => void) | undefined;
   private onSynced: (() => void) | undefined;
@@ -129,6 +131,7 @@ export class VirtualServiceRoutingSource implements RoutingStateSource {
     while (!this.stopped) {
       try {
         if (!this.resourceVersion) await this.relist();
+        if (this.stopped) break;
         const ended = await this.watchOnce();
         if (ended.relist) this.resourceVersion = '';
         this.backoff.reset();
@@ -249,15 +252,21 @@ export class VirtualServiceRoutingSource implements RoutingStateSource {
   private rebuild(): void {
     const entries = [...this.good.entries()].sort(([a], [b]) => a.localeCompare(b));
     const owner = new Map<string, string>();
+    const conflicts = new Set<string>();
     for (const [key, entry] of entries) {
-      for (const host of [entry.routing.service, ...entry.hosts]) {
+      for (const host of new Set([entry.routing.service, ...entry.hosts])) {
         const previous = owner.get(host);
         if (previous !== undefined && previous !== key) {
-          this.logger.warn({ host, virtualServices: [previous, key], winner: key }, 'two VirtualServices claim one host; the later (by namespace/name) wins');
+          const conflict = `${host} ${previous} ${key}`;
+          conflicts.add(conflict);
+          if (!this.reportedConflicts.has(conflict)) {
+            this.logger.warn({ host, virtualServices: [previous, key], winner: key }, `two VirtualServices claim host ${host}; the later by namespace/name (${key}) wins`);
+          }
         }
         owner.set(host, key);
       }
     }
+    this.reportedConflicts = conflicts;
     this.index.replace(entries.map(([, e]) => ({ routing: e.routing, hosts: e.hosts })));
     this.generationCount++;
   }

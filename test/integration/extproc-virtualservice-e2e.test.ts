@@ -70,4 +70,16 @@ describe('sticky assignment follows the VirtualService (real kube-apiserver, ext
     expect(killed.servedBy.filter((v) => v !== 'v1')).toEqual([]);
     expect([...killed.reasons]).toEqual(['killed']);
   });
+
+  it('reports a VirtualService it cannot use on /debug/state and keeps serving the others', async () => {
+    await applyVirtualService(kube, { name: 'broken', namespace: 'models', canaryWeight: 10, annotations: { 'fledge.dev/canary-subset': 'v7' } });
+    await dp.waitForState((s) => JSON.stringify((s as unknown as { routing: { skipped: object } }).routing.skipped).includes('models/broken'));
+    const state = (await dp.debugState()) as unknown as { routing: { source: string; skipped: Record<string, string> } };
+    expect(state.routing.source).toBe('virtualservice');
+    expect(state.routing.skipped['models/broken']).toMatch(/canary-subset "v7" is not a subset/);
+    expect(dp.extproc.logTail(50)).toMatch(/VirtualService models\/broken skipped/);
+    const answer = await dp.request({ host: 'chat', user: 'user-1' });
+    expect(answer.status).toBe(200);
+    expect(answer.headers['x-fledge-reason']).toBe('killed');
+  });
 });

@@ -136,6 +136,18 @@ describe('VirtualService routing source (real kube-apiserver, extproc ServiceAcc
     await until('chat at 33', () => source.lookup('chat')?.canaryWeight === 33);
   });
 
+  it('resolves two VirtualServices claiming one host by namespace/name, warning once', async () => {
+    const conflictLogs = () => log.records.filter((r) => typeof r.msg === 'string' && r.msg.includes('claim host chat;')).length;
+    await applyVirtualService(kube, { name: 'chat', namespace: 'other', canaryWeight: 77, annotations: { 'fledge.dev/canary-subset': 'v2' } });
+    await until('other/chat wins', () => source.lookup('chat')?.canaryWeight === 77);
+    expect(conflictLogs()).toBe(1);
+    await applyVirtualService(kube, { name: 'summarize', namespace: 'other', canaryWeight: 31 });
+    await until('summarize at 31', () => source.lookup('summarize')?.canaryWeight === 31);
+    expect(conflictLogs()).toBe(1);
+    await deleteVirtualService(kube.adminKubeConfig, 'other', 'chat');
+    await until('models/chat back', () => source.lookup('chat') !== undefined && source.lookup('chat')?.canaryWeight !== 77);
+  });
+
   it('watches a single namespace when asked to', async () => {
     const scoped = new VirtualServiceRoutingSource({ kubeConfig: extprocKc, namespace: 'other' }, capturedLogger().logger);
     await scoped.start();
