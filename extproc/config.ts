@@ -27,7 +27,10 @@ export const extprocConfigSchema = z
         source: z.literal('file').default('file'),
         file: z.string().min(1),
       })
-      .strict(),
+      .strict()
+      .optional()
+      .refine((r) => r !== undefined, { message: 'required: set routing.file in the config, or pass --routing-file' })
+      .transform((r) => r!),
     flags: z
       .object({
         /** A flagd flag file (standard flagd JSON); omit to route by weight only. */
