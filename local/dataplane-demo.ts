@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { startSim } from '../sim/server.js';
 import { startProcess, waitForHttp, type ManagedProcess } from './child-process.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
-import { portInUse } from './ports.js';
+import { preflight, PreflightError } from './preflight.js';
 
 /**
  * The data-plane demo: Envoy + extproc + two simulated models on the local-stack ports,
@@ -218,15 +218,16 @@ async function waitForState(adminPort: number, check: (s: DebugState) => boolean
 }
 
 async function assertPortsFree(ports: DemoPorts): Promise<void> {
-  const wanted: [string, number][] = [
-    ['Envoy listener', ports.envoy],
-    ['Envoy admin', ports.envoyAdmin],
-    ['extproc gRPC', ports.extproc],
-    ['extproc admin', ports.extprocAdmin],
-    [`model ${STABLE}`, ports.modelBase],
-    [`model ${CANARY}`, ports.modelBase + 1],
-  ];
-  for (const [what, port] of wanted) {
-    if (await portInUse(port)) throw new Error(`port ${port} (${what}) is already in use on 127.0.0.1: stop what holds it, or pick other ports (fledge demo --help)`);
-  }
+  const problems = await preflight(
+    [
+      { port: ports.envoy, what: 'Envoy listener', setting: '--envoy-port' },
+      { port: ports.envoyAdmin, what: 'Envoy admin', setting: '--envoy-admin-port' },
+      { port: ports.extproc, what: 'extproc gRPC', setting: '--extproc-port' },
+      { port: ports.extprocAdmin, what: 'extproc admin', setting: '--extproc-admin-port' },
+      { port: ports.modelBase, what: `model ${STABLE}`, setting: '--model-port' },
+      { port: ports.modelBase + 1, what: `model ${CANARY}`, setting: '--model-port' },
+    ],
+    { envoy: true },
+  );
+  if (problems.length) throw new PreflightError(problems);
 }

@@ -61,7 +61,10 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Runni
     join(dir, 'prometheus.log'),
   );
   const url = `http://127.0.0.1:${port}`;
-  await waitForHttp(proc, `${url}/-/ready`);
+  await waitForHttp(proc, `${url}/-/ready`).catch(async (err: unknown) => {
+    await proc.stop();
+    throw err;
+  });
 
   const query = async (promql: string): Promise<number[]> => {
     const res = await fetch(`${url}/api/v1/query`, { method: 'POST', body: new URLSearchParams({ query: promql }) });

@@ -30,7 +30,10 @@ export async function startRedis(options: { port?: number } = {}): Promise<Runni
   const deadline = Date.now() + 15_000;
   while (!(await ping(port))) {
     if (proc.child.exitCode !== null) throw new Error(`redis-server exited before it was ready:\n${proc.logTail()}`);
-    if (Date.now() > deadline) throw new Error(`redis-server not ready on ${port}:\n${proc.logTail()}`);
+    if (Date.now() > deadline) {
+      await proc.stop();
+      throw new Error(`redis-server not ready on ${port}:\n${proc.logTail()}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
