@@ -1,11 +1,12 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { pino } from 'pino';
 import { startSim } from '../sim/server.js';
 import { startProcess, waitForHttp, type ManagedProcess } from './child-process.js';
+import { fledgeCli, packageFile } from './package-paths.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { preflight, PreflightError } from './preflight.js';
 
@@ -54,7 +55,7 @@ export async function runDataPlaneDemo(ports: DemoPorts, progress: Progress): Pr
   const dir = mkdtempSync(join(tmpdir(), 'fledge-demo-'));
   const routingFile = join(dir, 'routing.yaml');
   const flagsFile = join(dir, 'flags.json');
-  const seedFlags = readFileSync(resolve(import.meta.dirname, '../../test/fixtures/seed/flags.json'), 'utf8');
+  const seedFlags = readFileSync(packageFile('examples/flags.json'), 'utf8');
   const writeRouting = (canaryWeight: number, killed = false) =>
     writeFileSync(routingFile, toYaml({ services: { [SERVICE]: { stable: STABLE, canary: CANARY, canaryWeight, killed, rolloutHashes: { [STABLE]: '6f9c7d', [CANARY]: '84b21a' } } } }));
   writeRouting(0);
@@ -67,7 +68,7 @@ export async function runDataPlaneDemo(ports: DemoPorts, progress: Progress): Pr
   let extproc: ManagedProcess | undefined;
   let envoy: RunningEnvoy | undefined;
   try {
-    const cli = resolve(import.meta.dirname, '../cli/main.js');
+    const cli = fledgeCli();
     extproc = startProcess('extproc', process.execPath, [cli, 'extproc', '--routing-file', routingFile, '--flags-file', flagsFile, '--port', String(ports.extproc), '--admin-port', String(ports.extprocAdmin)], join(dir, 'extproc.log'));
     await waitForHttp(extproc, `http://127.0.0.1:${ports.extprocAdmin}/readyz`);
     progress(`extproc up: gRPC :${ports.extproc}, admin http://127.0.0.1:${ports.extprocAdmin}/metrics`);

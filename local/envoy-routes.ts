@@ -1,5 +1,5 @@
-import { renameSync, writeFileSync } from 'node:fs';
-import { ROUTE_CONFIG_NAME, routeConfig, type LocalService } from './envoy-config.js';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { clusterName, ROUTE_CONFIG_NAME, routeConfig, type LocalService } from './envoy-config.js';
 
 /**
  * Drives a local Envoy's routes through file-based RDS: each change is written as a new
@@ -14,17 +14,29 @@ export class EnvoyRouteFile {
     private readonly adminUrl: string,
   ) {}
 
-  /** Writes the routes for `services`; returns the version Envoy will report once applied. */
+  /**
+   * Writes the routes for `services`; returns the version Envoy will report once applied.
+   * Routes equal to those on file are not written again: Envoy ignores an update whose
+   * content is unchanged and would keep reporting the old version.
+   */
   write(services: LocalService[]): string {
+    const resources = [{ '@type': 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration', ...routeConfig(services) }];
+    const current = this.onFile();
+    if (current && JSON.stringify(current.resources) === JSON.stringify(resources)) return current.version_info;
     const version = `${Date.now()}-${++this.version}`;
-    const response = {
-      version_info: version,
-      resources: [{ '@type': 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration', ...routeConfig(services) }],
-    };
+    const response = { version_info: version, resources };
     const temp = `${this.file}.${process.pid}.tmp`;
     writeFileSync(temp, JSON.stringify(response));
     renameSync(temp, this.file);
     return version;
+  }
+
+  private onFile(): { version_info: string; resources: unknown } | undefined {
+    try {
+      return JSON.parse(readFileSync(this.file, 'utf8')) as { version_info: string; resources: unknown };
+    } catch {
+      return undefined;
+    }
   }
 
   /** The route-config version Envoy has in force, from its admin config dump. */
@@ -33,6 +45,18 @@ export class EnvoyRouteFile {
     if (!res.ok) throw new Error(`Envoy admin config_dump answered HTTP ${res.status}`);
     const dump = (await res.json()) as { configs?: { version_info?: string; route_config?: { name?: string } }[] };
     return dump.configs?.find((c) => c.route_config?.name === ROUTE_CONFIG_NAME)?.version_info;
+  }
+
+  /** The weight Envoy's weighted route for `service` gives `version` right now (0 when absent). */
+  async canaryWeightInForce(service: string, version: string): Promise<number | undefined> {
+    const res = await fetch(`${this.adminUrl}/config_dump?resource=dynamic_route_configs`, { signal: AbortSignal.timeout(2000) });
+    if (!res.ok) throw new Error(`Envoy admin config_dump answered HTTP ${res.status}`);
+    type Route = { name?: string; route?: { weighted_clusters?: { clusters?: { name: string; weight?: number }[] } } };
+    const dump = (await res.json()) as { configs?: { route_config?: { name?: string; virtual_hosts?: { name: string; routes?: Route[] }[] } }[] };
+    const config = dump.configs?.find((c) => c.route_config?.name === ROUTE_CONFIG_NAME)?.route_config;
+    const weighted = config?.virtual_hosts?.find((h) => h.name === service)?.routes?.find((r) => r.name === `${service}-weighted`);
+    if (!weighted) return undefined;
+    return weighted.route?.weighted_clusters?.clusters?.find((c) => c.name === clusterName(service, version))?.weight ?? 0;
   }
 
   /** Resolves once Envoy runs `version`; rejects, naming the file, if it has not after `timeoutMs`. */

@@ -1,8 +1,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { stringify as toYaml } from 'yaml';
+import { join } from 'node:path';
+import { renderEnvoyServices, renderRoutingFile, writeAtomically, writeTrafficState, type TrafficState } from '../controller/local/traffic-state.js';
 import { startProcess, waitForHttp, type ManagedProcess } from './child-process.js';
-import type { LocalService } from './envoy-config.js';
+import { fledgeCli } from './package-paths.js';
 import { EnvoyRouteFile } from './envoy-routes.js';
 import { startEnvoy } from './envoy.js';
 import { preflight, PreflightError, type PortClaim } from './preflight.js';
@@ -10,7 +10,6 @@ import { startPrometheus } from './prometheus.js';
 import { startRedis } from './redis.js';
 import { modelServers, type StackConfig } from './stack-config.js';
 
-const CLI = resolve(import.meta.dirname, '../cli/main.js');
 
 /** One running part of the stack, as `fledge up` reports it. */
 export interface StackComponent {
@@ -38,6 +37,7 @@ export class LocalStack {
   /** Everything spawned, reported or not yet, so a failed start leaves nothing running. */
   private readonly spawned: { stop(): Promise<void> }[] = [];
   readonly routingFile: string;
+  readonly trafficFile: string;
   readonly routes: EnvoyRouteFile;
 
   constructor(
@@ -46,7 +46,10 @@ export class LocalStack {
   ) {
     mkdirSync(paths.stateDir, { recursive: true });
     this.routingFile = join(paths.stateDir, 'routing.yaml');
-    this.routes = new EnvoyRouteFile(join(paths.stateDir, 'envoy-routes.json'), `http://127.0.0.1:${config.ports.envoyAdmin}`);
+    this.trafficFile = join(paths.stateDir, 'traffic.json');
+    // A folder of its own: Envoy reloads the routes on every rename in the folder it watches.
+    mkdirSync(join(paths.stateDir, 'envoy-routes'), { recursive: true });
+    this.routes = new EnvoyRouteFile(join(paths.stateDir, 'envoy-routes', 'routes.json'), `http://127.0.0.1:${config.ports.envoyAdmin}`);
   }
 
   portClaims(): PortClaim[] {
@@ -86,8 +89,11 @@ export class LocalStack {
         upstreams.set(model.service, { ...upstreams.get(model.service), [model.version]: { host: '127.0.0.1', port: model.port } });
       }
 
-      const services: LocalService[] = Object.entries(this.config.services).map(([name, s]) => ({ name, stable: s.stable, upstreams: upstreams.get(name)! }));
-      writeFileSync(this.routingFile, toYaml({ services: Object.fromEntries(services.map((s) => [s.name, { stable: s.stable }])) }));
+      // Traffic starts all-stable; from here on only the controller changes it.
+      const traffic: TrafficState = { services: Object.fromEntries(Object.entries(this.config.services).map(([name, s]) => [name, { stable: s.stable, canaryWeight: 0, mirrorPercent: 0, killed: false, upstreams: upstreams.get(name)! }])) };
+      writeTrafficState(this.trafficFile, traffic);
+      writeAtomically(this.routingFile, renderRoutingFile(traffic));
+      const services = renderEnvoyServices(traffic);
       const extprocArgs = ['extproc', '--routing-file', this.routingFile, '--port', String(ports.extproc), '--admin-port', String(ports.extprocAdmin)];
       if (this.paths.flagsFile) extprocArgs.push('--flags-file', this.paths.flagsFile);
       const extproc = this.child('extproc', extprocArgs);
@@ -121,7 +127,7 @@ export class LocalStack {
   }
 
   private child(name: string, args: string[]): ManagedProcess {
-    const proc = startProcess(name, process.execPath, [CLI, ...args], join(this.paths.stateDir, `${name.replaceAll(/[^a-z0-9.-]+/gi, '-')}.log`), {
+    const proc = startProcess(name, process.execPath, [fledgeCli(), ...args], join(this.paths.stateDir, `${name.replaceAll(/[^a-z0-9.-]+/gi, '-')}.log`), {
       ...process.env,
       FLEDGE_LOG_LEVEL: process.env.FLEDGE_LOG_LEVEL ?? 'info',
     });
