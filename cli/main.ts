@@ -2,6 +2,8 @@
 import { Command } from 'commander';
 import { extprocCommand } from './extproc-command.js';
 import { simCommand } from '../sim/command.js';
+import { demoCommand } from './demo-command.js';
+import { upCommand } from './up-command.js';
 import { exitOnError } from './exit.js';
 
 const program = new Command()
@@ -14,5 +16,7 @@ const program = new Command()
 
 program.addCommand(extprocCommand());
 program.addCommand(simCommand());
+program.addCommand(demoCommand());
+program.addCommand(upCommand());
 
 program.parseAsync(process.argv).catch(exitOnError);

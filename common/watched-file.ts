@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import { ConfigError } from './config-error.js';
 import type { Logger } from './logger.js';
 
 export interface WatchedFileOptions<T> {
@@ -34,7 +35,12 @@ export class WatchedFile<T> {
 
   /** Loads the file once; throws if the first load fails (a process must not start on bad input). */
   async start(): Promise<T> {
-    const text = await readFile(this.options.file, 'utf8');
+    let text: string;
+    try {
+      text = await readFile(this.options.file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(this.options.file, [{ path: '', message: `cannot read file: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }]);
+    }
     const value = this.options.parse(text);
     this.lastText = text;
     this.lastMtimeMs = (await stat(this.options.file)).mtimeMs;

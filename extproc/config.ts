@@ -57,7 +57,12 @@ export const extprocConfigSchema = z
       })
       .strict()
       .default({ host: '127.0.0.1', port: 9101 }),
-    routing: routingConfigSchema,
+    routing: routingConfigSchema
+      .optional()
+      .refine((r) => r !== undefined, {
+        message: 'required: set routing.file (or routing.source: virtualservice) in the config, or pass --routing-file / --routing-source',
+      })
+      .transform((r) => r!),
     flags: z
       .object({
         /** A flagd flag file (standard flagd JSON); omit to route by weight only. */

@@ -1,3 +1,5 @@
+import { dirname } from 'node:path';
+
 /**
  * Envoy bootstrap for the local stack and the tests: one listener whose HTTP filter chain
  * is ext_proc → router, a route per model version matching x-fledge-version, then a
@@ -11,6 +13,8 @@ export interface LocalService {
   canary?: string;
   /** Percent for the canary on the fallback route; 0 keeps stable at 100 when extproc is down. */
   fallbackCanaryWeight?: number;
+  /** Shadow: copy this percent of the stable version's requests to the candidate (answers discarded). */
+  mirrorPercent?: number;
   /** version → upstream address. */
   upstreams: Record<string, { host: string; port: number }>;
 }
@@ -31,7 +35,15 @@ export interface EnvoyConfigOptions {
   failClosedPort?: number;
   /** Bind address; loopback by default. */
   address?: string;
+  /**
+   * Serve the ingress routes from this file (file-based RDS, watched by Envoy) instead of
+   * inline, so local mode can change weights and mirrors without restarting Envoy.
+   */
+  routesFile?: string;
 }
+
+/** The name of the route configuration, inline or delivered by file-based RDS. */
+export const ROUTE_CONFIG_NAME = 'fledge-local';
 
 /**
  * Envoy ends every finished ext_proc stream with RST_STREAM. Node's HTTP/2 (nghttp2)
@@ -49,9 +61,10 @@ export function envoyBootstrap(o: EnvoyConfigOptions): Record<string, unknown> {
   const timeout = o.messageTimeoutMs ?? 200;
   const routes = routeConfig(o.services);
   const withExtproc = o.extprocPort !== undefined;
-  const listeners: unknown[] = [httpListener('ingress', address, o.listenPort, routes, withExtproc ? extprocFilter(timeout, true) : undefined)];
-  if (o.baselinePort !== undefined) listeners.push(httpListener('baseline', address, o.baselinePort, routes, undefined));
-  if (o.failClosedPort !== undefined && withExtproc) listeners.push(httpListener('fail_closed', address, o.failClosedPort, routes, extprocFilter(timeout, false)));
+  const ingressRoutes = o.routesFile ? { rds: rdsFromFile(o.routesFile) } : { route_config: routes };
+  const listeners: unknown[] = [httpListener('ingress', address, o.listenPort, ingressRoutes, withExtproc ? extprocFilter(timeout, true) : undefined)];
+  if (o.baselinePort !== undefined) listeners.push(httpListener('baseline', address, o.baselinePort, { route_config: routes }, undefined));
+  if (o.failClosedPort !== undefined && withExtproc) listeners.push(httpListener('fail_closed', address, o.failClosedPort, { route_config: routes }, extprocFilter(timeout, false)));
   if (o.directResponsePort !== undefined) listeners.push(directResponseListener(address, o.directResponsePort));
   const clusters: unknown[] = o.services.flatMap((s) =>
     Object.entries(s.upstreams).map(([version, up]) => staticCluster(clusterName(s.name, version), up.host, up.port, false)),
@@ -68,9 +81,17 @@ function socket(address: string, port: number) {
   return { socket_address: { address, port_value: port } };
 }
 
-function routeConfig(services: LocalService[]) {
+function rdsFromFile(file: string) {
   return {
-    name: 'fledge-local',
+    route_config_name: ROUTE_CONFIG_NAME,
+    config_source: { resource_api_version: 'V3', path_config_source: { path: file, watched_directory: { path: dirname(file) } } },
+  };
+}
+
+/** The ingress routes: one per version on x-fledge-version, then the weighted fallback. */
+export function routeConfig(services: LocalService[]) {
+  return {
+    name: ROUTE_CONFIG_NAME,
     virtual_hosts: services.map((s) => ({
       name: s.name,
       domains: [s.name, `${s.name}:*`],
@@ -78,11 +99,21 @@ function routeConfig(services: LocalService[]) {
         ...Object.keys(s.upstreams).map((version) => ({
           name: `${s.name}-${version}`,
           match: { prefix: '/', headers: [{ name: 'x-fledge-version', string_match: { exact: version } }] },
-          route: { cluster: clusterName(s.name, version), timeout: '120s' },
+          route: { cluster: clusterName(s.name, version), timeout: '120s', ...(version === s.stable ? mirror(s) : {}) },
         })),
-        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s' } },
+        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s', ...mirror(s) } },
       ],
     })),
+  };
+}
+
+/** Envoy sends the copy with "-shadow" appended to the host, which extproc recognises. */
+function mirror(s: LocalService) {
+  if (!s.canary || !s.mirrorPercent) return {};
+  return {
+    request_mirror_policies: [
+      { cluster: clusterName(s.name, s.canary), runtime_fraction: { default_value: { numerator: Math.round(s.mirrorPercent), denominator: 'HUNDRED' } } },
+    ],
   };
 }
 
@@ -93,7 +124,7 @@ function fallbackWeights(s: LocalService) {
   return weights.filter((w) => w.weight > 0);
 }
 
-function httpListener(name: string, address: string, port: number, route_config: unknown, extproc: unknown) {
+function httpListener(name: string, address: string, port: number, routes: { route_config: unknown } | { rds: unknown }, extproc: unknown) {
   const filters: unknown[] = [];
   if (extproc) filters.push(extproc);
   filters.push({ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } });
@@ -108,7 +139,7 @@ function httpListener(name: string, address: string, port: number, route_config:
             typed_config: {
               '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
               stat_prefix: name,
-              route_config,
+              ...routes,
               http_filters: filters,
             },
           },
@@ -147,8 +178,10 @@ function directResponseListener(address: string, port: number) {
     address,
     port,
     {
-      name: 'direct',
-      virtual_hosts: [{ name: 'direct', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: '{"ok":true}' } } }] }],
+      route_config: {
+        name: 'direct',
+        virtual_hosts: [{ name: 'direct', domains: ['*'], routes: [{ match: { prefix: '/' }, direct_response: { status: 200, body: { inline_string: '{"ok":true}' } } }] }],
+      },
     },
     undefined,
   );

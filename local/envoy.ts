@@ -33,6 +33,9 @@ export async function startEnvoy(options: EnvoyConfigOptions, workDir: string, n
   writeFileSync(configFile, JSON.stringify(envoyBootstrap(options), null, 2));
   const proc = startProcess(name, binary, ['-c', configFile, '--disable-hot-restart', '--log-level', process.env.FLEDGE_ENVOY_LOG_LEVEL ?? 'warn', '--concurrency', '1'], join(workDir, `${name}.log`));
   const adminUrl = `http://127.0.0.1:${options.adminPort}`;
-  await waitForHttp(proc, `${adminUrl}/ready`);
+  await waitForHttp(proc, `${adminUrl}/ready`).catch(async (err: unknown) => {
+    await proc.stop();
+    throw err;
+  });
   return { process: proc, adminUrl, listenUrl: `http://127.0.0.1:${options.listenPort}`, configFile };
 }

@@ -1,15 +1,16 @@
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
+import { fledgeCli } from '../../local/package-paths.js';
 import { startEnvoy, type RunningEnvoy } from '../../local/envoy.js';
 import { freePort } from '../../local/ports.js';
 import type { ServiceRouting } from '../../extproc/routing/state.js';
 import { startSim } from '../../sim/server.js';
 import { chat, type ModelResponse } from './http-client.js';
 
-export const CLI = resolve(import.meta.dirname, '../../dist/cli/main.js');
+export const CLI = fledgeCli();
 
 export interface ServiceSpec {
   name: string;

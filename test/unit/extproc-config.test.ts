@@ -24,6 +24,7 @@ describe('extproc config', () => {
     expect(attempt).toThrow(ConfigError);
     expect(attempt).toThrow(/extproc\.yaml: grpc\.port/);
     expect(() => parseStructured('routing: {file: r.yaml}\ngrpcc: {}', extprocConfigSchema, 'x.yaml')).toThrow(/grpcc/);
+    expect(() => parseStructured('{}', extprocConfigSchema, 'x.yaml')).toThrow(/x\.yaml: routing: required/);
   });
 });
 

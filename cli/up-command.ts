@@ -1,0 +1,55 @@
+import { resolve, dirname } from 'node:path';
+import { Command, Option } from 'commander';
+import { parseStructured } from '../common/structured-file.js';
+import { PreflightError } from '../local/preflight.js';
+import { loadStackConfig, stackConfigSchema, type StackConfig } from '../local/stack-config.js';
+import { LocalStack } from '../local/stack.js';
+
+/** The stack `fledge up` runs without a file: one service, the seed's two versions. */
+const DEFAULT_STACK = `
+services:
+  chat:
+    stable: v1.2
+    versions:
+      v1.2: {knobs: {latency: {kind: lognormal, medianMs: 40, p95Ms: 120}}}
+      v1.3: {knobs: {latency: {kind: lognormal, medianMs: 35, p95Ms: 100}}}
+`;
+
+export function upCommand(): Command {
+  return new Command('up')
+    .description('Run the local stack in the foreground: Redis, simulated models, extproc, Envoy and Prometheus on the design ports. Ctrl-C stops everything.')
+    .addOption(new Option('--stack <file>', 'stack file (services, model versions and knobs, flags, ports); default: one service "chat" with v1.2 and v1.3'))
+    .addOption(new Option('--flags <file>', 'flagd flag file for extproc (overrides the stack file)'))
+    .addOption(new Option('--state-dir <dir>', 'where generated configs, logs and data go').default('.fledge'))
+    .action(async (opts: { stack?: string; flags?: string; stateDir: string }) => {
+      const config: StackConfig = opts.stack ? loadStackConfig(opts.stack) : parseStructured(DEFAULT_STACK, stackConfigSchema, 'built-in stack');
+      const flagsFile = opts.flags ? resolve(opts.flags) : config.flags && opts.stack ? resolve(dirname(opts.stack), config.flags) : undefined;
+      const stack = new LocalStack(config, { stateDir: resolve(opts.stateDir), flagsFile });
+      let stopping = false;
+      const shutdown = async (code: number) => {
+        if (stopping) return;
+        stopping = true;
+        process.stdout.write('stopping the local stack...\n');
+        await stack.stop();
+        process.stdout.write('stopped\n');
+        process.exit(code);
+      };
+      process.once('SIGINT', () => void shutdown(0));
+      process.once('SIGTERM', () => void shutdown(0));
+      try {
+        await stack.start((c) => process.stdout.write(`up  ${c.name.padEnd(18)} ${c.summary}\n`));
+      } catch (err) {
+        if (err instanceof PreflightError) {
+          process.stderr.write(`fledge up: ${err.message}\n`);
+          process.exit(1);
+        }
+        throw err;
+      }
+      process.stdout.write(`fledge local stack is up (state in ${resolve(opts.stateDir)}); try:\n  curl -s -H 'host: chat' -H 'x-user-id: alice' http://127.0.0.1:${config.ports.envoy}/v1/chat/completions -d '{"messages":[{"role":"user","content":"hi"}]}'\nCtrl-C stops everything.\n`);
+      const crashed = await stack.firstExit();
+      if (!stopping) {
+        process.stderr.write(`fledge up: ${crashed.name} exited unexpectedly; stopping the stack (logs in ${resolve(opts.stateDir)})\n`);
+        await shutdown(1);
+      }
+    });
+}

@@ -1,0 +1,86 @@
+import { writeAtomically, readTrafficState, renderEnvoyServices, renderRoutingFile, writeTrafficState, type ServiceTraffic } from './traffic-state.js';
+import type { EnvoyRouteFile } from '../../local/envoy-routes.js';
+
+export interface LocalTrafficFiles {
+  /** The traffic state (JSON) both renders come from. */
+  trafficFile: string;
+  /** extproc's routing-state file. */
+  routingFile: string;
+  envoyRoutes: EnvoyRouteFile;
+  /** extproc's admin URL, to confirm it routes by the new state; omitted = not checked. */
+  extprocAdminUrl?: string;
+}
+
+/**
+ * Local mode's traffic router for one rollout: changes the candidate's weight or mirror
+ * share in the traffic state, renders extproc's routing file and Envoy's routes from it,
+ * and returns only once Envoy (admin config dump) and extproc (/debug/state) run it.
+ */
+export class LocalTrafficRouter {
+  readonly description: string;
+
+  constructor(
+    private readonly files: LocalTrafficFiles,
+    private readonly service: string,
+    private readonly candidate: string,
+  ) {
+    this.description = `local Envoy routes for ${service} (candidate ${candidate})`;
+  }
+
+  setWeight(weight: number): Promise<void> {
+    return this.update((s) => {
+      s.canary = this.candidate;
+      s.canaryWeight = weight;
+    });
+  }
+
+  setMirror(percent: number): Promise<void> {
+    return this.update((s) => {
+      s.canary = this.candidate;
+      s.mirrorPercent = percent;
+    });
+  }
+
+  /** The candidate becomes the stable version; nothing is rolling out afterwards. */
+  promoteCandidate(): Promise<void> {
+    return this.update((s) => {
+      s.stable = this.candidate;
+      delete s.canary;
+      s.canaryWeight = 0;
+      s.mirrorPercent = 0;
+    });
+  }
+
+  /** Reads the weight back from Envoy itself, not from our own files. */
+  async verifyWeight(weight: number): Promise<boolean> {
+    return (await this.files.envoyRoutes.canaryWeightInForce(this.service, this.candidate)) === weight;
+  }
+
+  private async update(mutate: (s: ServiceTraffic) => void): Promise<void> {
+    const state = readTrafficState(this.files.trafficFile);
+    const service = state.services[this.service];
+    if (!service) throw new Error(`${this.description}: service ${this.service} is not in ${this.files.trafficFile}`);
+    if (!(this.candidate in service.upstreams)) throw new Error(`${this.description}: no model server runs version ${this.candidate} of ${this.service}`);
+    mutate(service);
+    writeTrafficState(this.files.trafficFile, state);
+    writeAtomically(this.files.routingFile, renderRoutingFile(state));
+    await this.files.envoyRoutes.apply(renderEnvoyServices(state));
+    if (this.files.extprocAdminUrl) await this.waitForExtproc(service);
+  }
+
+  private async waitForExtproc(expected: ServiceTraffic): Promise<void> {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      try {
+        const res = await fetch(`${this.files.extprocAdminUrl}/debug/state`, { signal: AbortSignal.timeout(1000) });
+        const state = (await res.json()) as { services: { service: string; stable: string; canary?: string; canaryWeight: number }[] };
+        const s = state.services.find((x) => x.service === this.service);
+        if (s && s.stable === expected.stable && s.canary === expected.canary && (!expected.canary || s.canaryWeight === expected.canaryWeight)) return;
+      } catch {
+        // extproc restarting: Envoy already routes by the new weights; keep checking until the deadline.
+      }
+      if (Date.now() > deadline) throw new Error(`${this.description}: extproc at ${this.files.extprocAdminUrl} did not pick up ${this.files.routingFile} within 5 s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}

@@ -1,0 +1,141 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { renderEnvoyServices, renderRoutingFile, writeAtomically, writeTrafficState, type TrafficState } from '../controller/local/traffic-state.js';
+import { startProcess, waitForHttp, type ManagedProcess } from './child-process.js';
+import { fledgeCli } from './package-paths.js';
+import { EnvoyRouteFile } from './envoy-routes.js';
+import { startEnvoy } from './envoy.js';
+import { preflight, PreflightError, type PortClaim } from './preflight.js';
+import { startPrometheus } from './prometheus.js';
+import { startRedis } from './redis.js';
+import { modelServers, type StackConfig } from './stack-config.js';
+
+
+/** One running part of the stack, as `fledge up` reports it. */
+export interface StackComponent {
+  name: string;
+  /** Where to reach it, one line. */
+  summary: string;
+  /** Resolves if the component exits on its own (a crash while the stack is up). */
+  exited: Promise<unknown>;
+  stop(): Promise<void>;
+}
+
+export interface StackPaths {
+  /** Working state: generated configs, logs, the TSDB. */
+  stateDir: string;
+  /** The flag file, resolved. */
+  flagsFile?: string;
+}
+
+/**
+ * The local stack: Redis, the simulated models, extproc, Envoy (routes by file-based RDS)
+ * and Prometheus scraping extproc, started in dependency order with a readiness check each.
+ */
+export class LocalStack {
+  readonly components: StackComponent[] = [];
+  /** Everything spawned, reported or not yet, so a failed start leaves nothing running. */
+  private readonly spawned: { stop(): Promise<void> }[] = [];
+  readonly routingFile: string;
+  readonly trafficFile: string;
+  readonly routes: EnvoyRouteFile;
+
+  constructor(
+    readonly config: StackConfig,
+    readonly paths: StackPaths,
+  ) {
+    mkdirSync(paths.stateDir, { recursive: true });
+    this.routingFile = join(paths.stateDir, 'routing.yaml');
+    this.trafficFile = join(paths.stateDir, 'traffic.json');
+    // A folder of its own: Envoy reloads the routes on every rename in the folder it watches.
+    mkdirSync(join(paths.stateDir, 'envoy-routes'), { recursive: true });
+    this.routes = new EnvoyRouteFile(join(paths.stateDir, 'envoy-routes', 'routes.json'), `http://127.0.0.1:${config.ports.envoyAdmin}`);
+  }
+
+  portClaims(): PortClaim[] {
+    const p = this.config.ports;
+    return [
+      { port: p.envoy, what: 'Envoy listener', setting: 'ports.envoy' },
+      { port: p.envoyAdmin, what: 'Envoy admin', setting: 'ports.envoyAdmin' },
+      { port: p.extproc, what: 'extproc gRPC', setting: 'ports.extproc' },
+      { port: p.extprocAdmin, what: 'extproc admin', setting: 'ports.extprocAdmin' },
+      { port: p.prometheus, what: 'Prometheus', setting: 'ports.prometheus' },
+      { port: p.redis, what: 'Redis', setting: 'ports.redis' },
+      ...modelServers(this.config).map((m) => ({ port: m.port, what: `model ${m.service}/${m.version}`, setting: 'ports.models' })),
+    ];
+  }
+
+  /** Starts everything, reporting each component as it comes up; on any failure stops what started. */
+  async start(onUp: (c: StackComponent) => void): Promise<void> {
+    const problems = await preflight(this.portClaims(), { envoy: true, prometheus: true, redis: true });
+    if (problems.length) throw new PreflightError(problems);
+    const up = (c: StackComponent) => {
+      this.components.push(c);
+      onUp(c);
+    };
+    try {
+      const ports = this.config.ports;
+      const redis = await startRedis({ port: ports.redis });
+      this.spawned.push(redis);
+      up({ name: 'redis', summary: redis.url, exited: redis.process.exited, stop: () => redis.stop() });
+
+      const upstreams = new Map<string, Record<string, { host: string; port: number }>>();
+      for (const model of modelServers(this.config)) {
+        const knobsFile = join(this.paths.stateDir, `knobs-${model.service}-${model.version}.json`);
+        writeFileSync(knobsFile, JSON.stringify(model.knobs));
+        const sim = this.child(`model ${model.service}/${model.version}`, ['sim', '--port', String(model.port), '--version', model.version, '--knobs', knobsFile]);
+        await waitForHttp(sim, `http://127.0.0.1:${model.port}/healthz`);
+        up(this.component(sim, `http://127.0.0.1:${model.port}/v1 (knobs: /admin/knobs)`));
+        upstreams.set(model.service, { ...upstreams.get(model.service), [model.version]: { host: '127.0.0.1', port: model.port } });
+      }
+
+      // Traffic starts all-stable; from here on only the controller changes it.
+      const traffic: TrafficState = { services: Object.fromEntries(Object.entries(this.config.services).map(([name, s]) => [name, { stable: s.stable, canaryWeight: 0, mirrorPercent: 0, killed: false, upstreams: upstreams.get(name)! }])) };
+      writeTrafficState(this.trafficFile, traffic);
+      writeAtomically(this.routingFile, renderRoutingFile(traffic));
+      const services = renderEnvoyServices(traffic);
+      const extprocArgs = ['extproc', '--routing-file', this.routingFile, '--port', String(ports.extproc), '--admin-port', String(ports.extprocAdmin)];
+      if (this.paths.flagsFile) extprocArgs.push('--flags-file', this.paths.flagsFile);
+      const extproc = this.child('extproc', extprocArgs);
+      await waitForHttp(extproc, `http://127.0.0.1:${ports.extprocAdmin}/readyz`);
+      up(this.component(extproc, `gRPC 127.0.0.1:${ports.extproc}, metrics http://127.0.0.1:${ports.extprocAdmin}/metrics`));
+
+      const firstRoutes = this.routes.write(services);
+      const envoy = await startEnvoy({ listenPort: ports.envoy, adminPort: ports.envoyAdmin, extprocPort: ports.extproc, services, routesFile: this.routes.file }, this.paths.stateDir);
+      this.spawned.push(envoy.process);
+      await this.routes.waitApplied(firstRoutes);
+      up(this.component(envoy.process, `http://127.0.0.1:${ports.envoy} (admin :${ports.envoyAdmin})`));
+
+      const prometheus = await startPrometheus({ targets: [`127.0.0.1:${ports.extprocAdmin}`], scrapeIntervalMs: 1000, port: ports.prometheus, dataDir: join(this.paths.stateDir, 'prometheus') });
+      this.spawned.push(prometheus);
+      up({ name: 'prometheus', summary: `${prometheus.url} (scraping extproc every 1s)`, exited: prometheus.process.exited, stop: () => prometheus.stop() });
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Resolves with the first component that exits while the stack is up. */
+  firstExit(): Promise<StackComponent> {
+    return Promise.race(this.components.map((c) => c.exited.then(() => c)));
+  }
+
+  /** Stops everything, last started first. */
+  async stop(): Promise<void> {
+    this.components.splice(0);
+    for (const c of this.spawned.splice(0).reverse()) await c.stop().catch(() => undefined);
+  }
+
+  private child(name: string, args: string[]): ManagedProcess {
+    const proc = startProcess(name, process.execPath, [fledgeCli(), ...args], join(this.paths.stateDir, `${name.replaceAll(/[^a-z0-9.-]+/gi, '-')}.log`), {
+      ...process.env,
+      FLEDGE_LOG_LEVEL: process.env.FLEDGE_LOG_LEVEL ?? 'info',
+    });
+    this.spawned.push(proc);
+    return proc;
+  }
+
+  private component(proc: ManagedProcess, summary: string): StackComponent {
+    return { name: proc.name, summary, exited: proc.exited, stop: () => proc.stop() };
+  }
+}

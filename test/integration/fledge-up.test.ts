@@ -1,0 +1,108 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { stringify as toYaml } from 'yaml';
+import { freePort, portInUse } from '../../local/ports.js';
+import { CLI } from '../harness/dataplane.js';
+import { chat } from '../harness/http-client.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'fledge-up-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function stackFile(name: string): Promise<{ file: string; ports: Record<string, number> }> {
+  const keys = ['envoy', 'envoyAdmin', 'extproc', 'extprocAdmin', 'controllerAdmin', 'prometheus', 'redis', 'models'];
+  const ports = Object.fromEntries(await Promise.all(keys.map(async (k) => [k, await freePort()] as const)));
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(file, toYaml({ ports, services: { chat: { stable: 'v1', versions: { v1: { knobs: { latency: { kind: 'fixed', ms: 1 } } } } } } }));
+  return { file, ports };
+}
+
+interface Run {
+  code: Promise<number | null>;
+  stdout: () => string;
+  stderr: () => string;
+  waitFor: (text: string, timeoutMs?: number) => Promise<void>;
+  signal: (s: NodeJS.Signals) => void;
+}
+
+function up(args: string[], env: NodeJS.ProcessEnv = process.env): Run {
+  const child = spawn(process.execPath, [CLI, 'up', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  return {
+    code,
+    stdout: () => out,
+    stderr: () => err,
+    signal: (s) => child.kill(s),
+    async waitFor(text, timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!out.includes(text)) {
+        if (child.exitCode !== null) throw new Error(`fledge up exited (${child.exitCode}) before printing "${text}":\n${out}\n${err}`);
+        if (Date.now() > deadline) throw new Error(`fledge up did not print "${text}" in ${timeoutMs} ms:\n${out}\n${err}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  };
+}
+
+async function allFree(ports: Record<string, number>): Promise<boolean> {
+  for (const port of Object.values(ports)) if (await portInUse(port)) return false;
+  return true;
+}
+
+describe('fledge up', () => {
+  it('starts every component with one line each, serves traffic, and stops everything on Ctrl-C', async () => {
+    const { file, ports } = await stackFile('ok');
+    const run = up(['--stack', file, '--state-dir', join(dir, 'state-ok')]);
+    await run.waitFor('fledge local stack is up');
+    for (const name of ['redis', 'model chat/v1', 'extproc', 'envoy', 'prometheus']) expect(run.stdout()).toMatch(new RegExp(`^up  ${name} `, 'm'));
+    const answer = await chat(ports.envoy!, { host: 'chat', user: 'alice' });
+    expect(answer.status).toBe(200);
+    expect(answer.headers['x-fledge-reason']).toBe('no-canary');
+    run.signal('SIGINT');
+    expect(await run.code).toBe(0);
+    expect(await allFree(ports)).toBe(true);
+  });
+
+  it('names a port that is taken, exits non-zero and starts nothing', async () => {
+    const { file, ports } = await stackFile('taken');
+    const squatter = createServer().listen(ports.envoy, '127.0.0.1');
+    await new Promise((r) => squatter.once('listening', r));
+    try {
+      const run = up(['--stack', file, '--state-dir', join(dir, 'state-taken')]);
+      expect(await run.code).toBe(1);
+      expect(run.stderr()).toContain(`port ${ports.envoy} (Envoy listener) is already in use`);
+      expect(run.stderr()).toContain('ports.envoy');
+      expect(run.stderr()).not.toMatch(/\n\s+at /); // no stack trace
+      const { envoy: _taken, ...others } = ports;
+      expect(await allFree(others)).toBe(true);
+    } finally {
+      squatter.close();
+    }
+  });
+
+  it('says Envoy is missing and which make target installs it', async () => {
+    const { file, ports } = await stackFile('no-envoy');
+    const run = up(['--stack', file, '--state-dir', join(dir, 'state-no-envoy')], { ...process.env, FLEDGE_ENVOY: join(dir, 'no-such-envoy') });
+    expect(await run.code).toBe(1);
+    expect(run.stderr()).toContain('Envoy is missing');
+    expect(run.stderr()).toContain("run 'make envoy'");
+    expect(run.stderr()).not.toMatch(/\n\s+at /);
+    expect(await allFree(ports)).toBe(true);
+  });
+
+  it('rejects a bad stack file with the file, the field and the reason', async () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, toYaml({ services: { chat: { stable: 'v9', versions: { v1: {} } } } }));
+    const run = up(['--stack', file]);
+    expect(await run.code).toBe(2);
+    expect(run.stderr()).toContain(`invalid ${file}`);
+    expect(run.stderr()).toContain('services.chat.stable: stable must be one of versions');
+  });
+});

@@ -1,0 +1,52 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalTrafficRouter } from '../../controller/local/local-router.js';
+import { freePort } from '../../local/ports.js';
+import { stackConfigSchema } from '../../local/stack-config.js';
+import { LocalStack } from '../../local/stack.js';
+import { chat, mapLimit } from '../harness/http-client.js';
+
+describe('local traffic router on the real local stack', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fledge-local-router-'));
+  let stack: LocalStack;
+  let router: LocalTrafficRouter;
+  const users = Array.from({ length: 1000 }, (_, i) => `u${i}`);
+
+  beforeAll(async () => {
+    const keys = ['envoy', 'envoyAdmin', 'extproc', 'extprocAdmin', 'controllerAdmin', 'prometheus', 'redis', 'models'] as const;
+    const ports = Object.fromEntries(await Promise.all(keys.map(async (k) => [k, await freePort()] as const)));
+    const fast = { knobs: { latency: { kind: 'fixed', ms: 1 } } };
+    const config = stackConfigSchema.parse({ ports, services: { chat: { stable: 'v1', versions: { v1: fast, v2: fast } } } });
+    stack = new LocalStack(config, { stateDir: join(dir, 'state') });
+    await stack.start(() => undefined);
+    router = new LocalTrafficRouter(
+      { trafficFile: stack.trafficFile, routingFile: stack.routingFile, envoyRoutes: stack.routes, extprocAdminUrl: `http://127.0.0.1:${ports.extprocAdmin}` },
+      'chat',
+      'v2',
+    );
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    if (!process.env.FLEDGE_KEEP_TMP) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const servedBy = async () => (await mapLimit(users, 32, (user) => chat(stack.config.ports.envoy, { host: 'chat', user }))).map((a) => a.servedBy);
+
+  it('sets a weight that Envoy reports back and extproc routes sticky users by', async () => {
+    await router.setWeight(25);
+    expect(await router.verifyWeight(25)).toBe(true);
+    expect(await router.verifyWeight(30)).toBe(false);
+    const share = (100 * (await servedBy()).filter((v) => v === 'v2').length) / users.length;
+    expect(Math.abs(share - 25)).toBeLessThanOrEqual(3);
+  });
+
+  it('makes the candidate stable on promotion', async () => {
+    await router.setWeight(100);
+    await router.promoteCandidate();
+    expect(new Set(await servedBy())).toEqual(new Set(['v2']));
+    const answer = await chat(stack.config.ports.envoy, { host: 'chat', user: 'u1' });
+    expect(answer.headers['x-fledge-reason']).toBe('no-canary');
+  });
+});
