@@ -5,6 +5,8 @@ import { HostIndex } from './host-index.js';
 import type { RoutingStateSource, ServiceRouting } from './state.js';
 import { parseVirtualService } from './virtualservice-parse.js';
 
+const SHORT_WATCH_MS = 5_000;
+
 export const VIRTUAL_SERVICE = { group: 'networking.istio.io', version: 'v1', plural: 'virtualservices' } as const;
 
 export interface VirtualServiceSourceOptions {
@@ -132,9 +134,13 @@ export class VirtualServiceRoutingSource implements RoutingStateSource {
       try {
         if (!this.resourceVersion) await this.relist();
         if (this.stopped) break;
+        const openedAt = Date.now();
         const ended = await this.watchOnce();
         if (ended.relist) this.resourceVersion = '';
-        this.backoff.reset();
+        // A watch that lasted is healthy; one the server (or a proxy) ends at once must not
+        // turn into a tight reconnect loop.
+        if (Date.now() - openedAt >= SHORT_WATCH_MS) this.backoff.reset();
+        else if (!this.stopped) await this.sleep(this.backoff.next());
       } catch (err) {
         if (this.stopped) break;
         this.lastError = describeError(err);
