@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
@@ -124,6 +124,17 @@ export class DataPlane {
       const state = await this.debugState();
       if (ok(state)) return Date.now() - started;
       if (Date.now() - started > timeoutMs) throw new Error(`extproc state did not reach the expected condition in ${timeoutMs} ms: ${JSON.stringify(state)}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Waits until extproc's log (piped to a file, so it may lag) contains `pattern`; returns the log. */
+  async waitForLog(pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const log = readFileSync(this.extproc.logFile, 'utf8');
+      if (pattern.test(log)) return log;
+      if (Date.now() > deadline) throw new Error(`extproc's log did not show ${pattern} within ${timeoutMs} ms:\n${this.extproc.logTail()}`);
       await new Promise((r) => setTimeout(r, 25));
     }
   }

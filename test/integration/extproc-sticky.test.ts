@@ -72,10 +72,8 @@ describe('sticky canary assignment through Envoy (no flags)', () => {
   it('keeps the last good routing state when the routing file is malformed', async () => {
     await setWeight(100);
     dp.writeRouting([{ ...service(100), canaryWeight: 250 }]);
-    const log = () => import('node:fs').then((fs) => fs.readFileSync(dp.extproc.logFile, 'utf8'));
-    const deadline = Date.now() + 10_000;
-    while (!(await log()).includes('canaryWeight') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    expect(await log()).toMatch(/routing\.yaml: services\.chat\.canaryWeight/);
+    const log = await dp.waitForLog(/canaryWeight/);
+    expect(log).toMatch(/routing\.yaml: services\.chat\.canaryWeight/);
     const answer = await dp.request({ host: 'chat', user: 'user-1' });
     expect(answer.servedBy).toBe('v2');
   });
