@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { loadStructuredFile } from '../common/structured-file.js';
+import { qualityConfigSchema } from './quality/config.js';
 
 /**
  * extproc's configuration file (YAML or JSON). Every field has a default, so an empty
@@ -39,6 +40,8 @@ export const extprocConfigSchema = z
       })
       .strict()
       .default({ versionFlag: 'inference-model-version', killSwitchFlag: 'inference-kill-switch', contextHeaders: {} }),
+    /** Response sampling and quality signals (docs/quality.md). */
+    quality: qualityConfigSchema,
   })
   .strict();
 

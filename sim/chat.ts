@@ -37,13 +37,16 @@ interface Draws {
   fail: boolean;
   hallucinated: boolean;
   latencyMs: number;
+  cacheHit: boolean;
 }
 
 function draw(knobs: Knobs, random: Random): Draws {
   const fail = random() < knobs.errorRate;
   const hallucinated = random() < knobs.hallucinationRate;
   const latencyMs = sampleLatencyMs(knobs.latency, random);
-  return { fail, hallucinated, latencyMs };
+  // Drawn last, so seeded runs of the earlier draws repeat as before.
+  const cacheHit = random() < (knobs.tokens.cacheHitRate ?? 1);
+  return { fail, hallucinated, latencyMs, cacheHit };
 }
 
 export async function handleChat(res: ServerResponse, ctx: ChatContext): Promise<void> {
@@ -68,8 +71,8 @@ export async function handleChat(res: ServerResponse, ctx: ChatContext): Promise
   const limit = request.max_completion_tokens ?? request.max_tokens ?? Number.POSITIVE_INFINITY;
   const completionTokens = Math.min(knobs.tokens.completion, limit);
   const finish: FinishReason = completionTokens < knobs.tokens.completion ? 'length' : 'stop';
-  const use = usage(promptTokens, completionTokens, knobs.tokens.cachedPrompt);
-  const words = fillerWords(completionTokens);
+  const use = usage(promptTokens, completionTokens, draws.cacheHit ? knobs.tokens.cachedPrompt : 0);
+  const words = answerWords(knobs, request, draws, completionTokens);
   const meta: CompletionMeta = {
     id: ctx.id,
     created: Math.floor(Date.now() / 1000),
@@ -111,6 +114,29 @@ export async function handleChat(res: ServerResponse, ctx: ChatContext): Promise
     { id: ctx.id, stream: request.stream === true, latencyMs: Math.round(performance.now() - started), ...use },
     'chat completion',
   );
+}
+
+/** The answer's words: a judge's verdict, a golden answer (right or wrong), or filler. */
+function answerWords(knobs: Knobs, request: ChatRequest, draws: Draws, completionTokens: number): string[] {
+  if (knobs.judgeScore !== undefined) return [JSON.stringify({ score: knobs.judgeScore, reason: 'simulated judge' })];
+  const prompt = lastUserText(request);
+  const golden = prompt === undefined ? undefined : knobs.golden?.find((g) => normalize(g.prompt) === normalize(prompt));
+  if (golden) return (draws.hallucinated ? golden.wrongAnswer : golden.answer).split(' ');
+  return fillerWords(completionTokens);
+}
+
+function normalize(text: string): string {
+  return text.trim().replace(/\s+/gu, ' ').toLowerCase();
+}
+
+function lastUserText(request: ChatRequest): string | undefined {
+  for (let i = request.messages.length - 1; i >= 0; i--) {
+    const m = request.messages[i];
+    if (m?.role !== 'user') continue;
+    if (typeof m.content === 'string') return m.content;
+    if (Array.isArray(m.content)) return m.content.map((p) => p.text ?? '').join('\n');
+  }
+  return undefined;
 }
 
 function qualityHeaders(knobs: Knobs, draws: Draws): Record<string, string> {

@@ -40,6 +40,8 @@ export const knobsSchema = z
         completion: tokenCount.default(32),
         /** Prompt tokens reported as served from the prompt cache (capped at the prompt tokens). */
         cachedPrompt: tokenCount.default(0),
+        /** Share of responses that report the cached prompt tokens (a prompt-cache hit); the rest report 0. Default 1. */
+        cacheHitRate: rate.optional(),
       })
       .prefault({}),
     /** Number of content chunks in a streamed answer (fewer when there are fewer tokens). */
@@ -50,6 +52,16 @@ export const knobsSchema = z
     qualityScore: rate.nullable().default(null),
     /** Put `x-quality-score` and `x-hallucination` on chat responses. */
     qualityHeaders: z.boolean().default(false),
+    /**
+     * Golden questions: a request whose last user message equals `prompt` (trimmed,
+     * whitespace collapsed, case-insensitive) is answered with `answer`, or, for the
+     * hallucinated share (hallucinationRate), with `wrongAnswer`.
+     */
+    golden: z
+      .array(z.strictObject({ prompt: z.string().min(1), answer: z.string(), wrongAnswer: z.string().default('I am not sure; it may be 42.') }))
+      .optional(),
+    /** Act as an LLM judge: every answer is the JSON {"score": judgeScore, "reason": …}. */
+    judgeScore: rate.optional(),
     /** Seed for the deterministic PRNG; without it draws come from Math.random. */
     seed: z.number().int().min(0).max(0xffffffff).optional(),
   })

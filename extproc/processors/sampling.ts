@@ -1,0 +1,30 @@
+import type { HttpHeaders, ProcessingMode, ProcessingResponse } from '../../proto/ext-proc.js';
+import type { QualityPipeline } from '../quality/pipeline.js';
+import { newSampleState } from '../quality/sample-state.js';
+import { headerMap, sampleOnHeaders } from '../quality/sampling.js';
+import type { RequestContext } from '../request-context.js';
+
+/** Read the request body (bounded by Envoy's buffer), nothing else changes. */
+export const READ_REQUEST_BODY: ProcessingMode = {
+  request_header_mode: 'SEND',
+  response_header_mode: 'SEND',
+  request_body_mode: 'BUFFERED_PARTIAL',
+  response_body_mode: 'NONE',
+  request_trailer_mode: 'SKIP',
+  response_trailer_mode: 'SKIP',
+};
+
+/**
+ * Request headers, sampling: decide (by x-request-id hash, or an always-sample rule)
+ * whether this response is sampled, and ask for the request body when the sample (or a
+ * possible golden match) needs it. Unsampled requests are left on the header-only path.
+ */
+export function sampleRequestHeaders(ctx: RequestContext, msg: HttpHeaders, response: ProcessingResponse, q: QualityPipeline | undefined): void {
+  if (!q?.config.enabled || !ctx.service || !ctx.version) return;
+  const headers = headerMap(msg.headers?.headers);
+  const decision = sampleOnHeaders(q.config, { service: ctx.service, requestId: headers.get('x-request-id'), path: headers.get(':path') ?? '/', headers });
+  const goldenCandidate = q.config.golden.inspect === 'all' && q.golden.covers(ctx.service);
+  if (decision.reason === 'none' && !goldenCandidate) return;
+  ctx.sample = newSampleState(decision.reason, decision.probability);
+  if (!msg.end_of_stream) response.mode_override = READ_REQUEST_BODY;
+}
