@@ -81,7 +81,12 @@ export async function handleChat(res: ServerResponse, ctx: ChatContext): Promise
   };
   const headers = qualityHeaders(knobs, draws);
 
-  if (request.stream !== true) {
+  if (knobs.bodyFault !== undefined) {
+    await sleep(draws.latencyMs, signal);
+    if (signal.aborted) return;
+    ctx.record(200);
+    sendFault(res, knobs, meta, words, finish, use);
+  } else if (request.stream !== true) {
     await sleep(draws.latencyMs, signal);
     if (signal.aborted) return;
     ctx.record(200);
@@ -114,6 +119,30 @@ export async function handleChat(res: ServerResponse, ctx: ChatContext): Promise
     { id: ctx.id, stream: request.stream === true, latencyMs: Math.round(performance.now() - started), ...use },
     'chat completion',
   );
+}
+
+/** A deliberately broken 200 answer (see the bodyFault knob). */
+function sendFault(res: ServerResponse, knobs: Knobs, meta: CompletionMeta, words: string[], finish: FinishReason, use: ReturnType<typeof usage>): void {
+  let body: string;
+  let type = 'application/json';
+  switch (knobs.bodyFault) {
+    case 'non-json':
+      body = '<html><body>upstream exploded</body></html>';
+      break;
+    case 'truncated-json': {
+      const whole = JSON.stringify(chatCompletion(meta, words.join(' '), finish, use));
+      body = whole.slice(0, Math.floor(whole.length / 2));
+      break;
+    }
+    case 'oversized':
+      body = JSON.stringify(chatCompletion(meta, 'x'.repeat(knobs.oversizedBytes ?? 2 * 1024 * 1024), finish, use));
+      break;
+    default: // mislabelled: an SSE stream that says it is JSON
+      body = `data: ${JSON.stringify(chatChunk(meta, { delta: { role: 'assistant', content: words.join(' ') }, finish_reason: finish }, use))}\n\ndata: [DONE]\n\n`;
+      type = 'application/json';
+  }
+  res.writeHead(200, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
 }
 
 /** The answer's words: a judge's verdict, a golden answer (right or wrong), or filler. */

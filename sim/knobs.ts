@@ -60,6 +60,13 @@ export const knobsSchema = z
     golden: z
       .array(z.strictObject({ prompt: z.string().min(1), answer: z.string(), wrongAnswer: z.string().default('I am not sure; it may be 42.') }))
       .optional(),
+    /**
+     * Broken answers for robustness tests (200 status each): `non-json` (an HTML page
+     * labelled JSON), `truncated-json` (half a completion), `oversized` (a completion with
+     * `oversizedBytes` of text), `mislabelled` (an SSE stream labelled application/json).
+     */
+    bodyFault: z.enum(['non-json', 'truncated-json', 'oversized', 'mislabelled']).optional(),
+    oversizedBytes: z.number().int().min(1).max(64 * 1024 * 1024).optional(),
     /** Act as an LLM judge: every answer is the JSON {"score": judgeScore, "reason": …}. */
     judgeScore: rate.optional(),
     /** Seed for the deterministic PRNG; without it draws come from Math.random. */

@@ -5,6 +5,7 @@ import { stringify as toYaml } from 'yaml';
 import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
 import { startEnvoy, type RunningEnvoy } from '../../local/envoy.js';
 import { freePort } from '../../local/ports.js';
+import type { KnobsInput } from '../../sim/knobs.js';
 import { startSim } from '../../sim/server.js';
 import { chat, type ModelResponse } from './http-client.js';
 
@@ -21,6 +22,13 @@ export interface ServiceSpec {
 
 type Sim = Awaited<ReturnType<typeof startSim>>;
 
+export interface DataPlaneOptions {
+  /** Extra extproc config (e.g. a `quality` section), written to a file passed with --config. */
+  extprocConfig?: Record<string, unknown>;
+  /** "service/version" → sim knobs (default: fixed 1 ms latency). */
+  knobs?: Record<string, KnobsInput>;
+}
+
 /**
  * A real data plane on loopback: simulated models, `fledge extproc` as a child process
  * and a real Envoy in front, on free ports in a temp dir.
@@ -35,18 +43,21 @@ export class DataPlane {
   grpcPort = 0;
   adminPort = 0;
   private services: ServiceSpec[] = [];
+  private options: DataPlaneOptions = {};
 
   /** `flags` is flagd JSON text; omit it to route by weight only. */
-  async start(services: ServiceSpec[], flags?: string): Promise<this> {
+  async start(services: ServiceSpec[], flags?: string, options: DataPlaneOptions = {}): Promise<this> {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'make build' first`);
     this.services = services;
+    this.options = options;
     this.writeRouting(services);
     if (flags !== undefined) writeFileSync(this.flagsFile, flags);
     const upstreams: Record<string, Record<string, { host: string; port: number }>> = {};
     for (const s of services) {
       upstreams[s.name] = {};
       for (const version of [s.stable, ...(s.canary ? [s.canary] : [])]) {
-        const sim = await startSim({ host: '127.0.0.1', port: 0, version, knobs: { latency: { kind: 'fixed', ms: 1 } } });
+        const knobs = options.knobs?.[`${s.name}/${version}`] ?? { latency: { kind: 'fixed', ms: 1 } };
+        const sim = await startSim({ host: '127.0.0.1', port: 0, version, knobs });
         this.sims.set(`${s.name}/${version}`, sim);
         upstreams[s.name]![version] = { host: '127.0.0.1', port: sim.port };
       }
@@ -72,6 +83,11 @@ export class DataPlane {
   startExtproc(withFlags = existsSync(this.flagsFile)): ManagedProcess {
     const args = [CLI, 'extproc', '--routing-file', this.routingFile, '--port', String(this.grpcPort), '--admin-port', String(this.adminPort)];
     if (withFlags) args.push('--flags-file', this.flagsFile);
+    if (this.options.extprocConfig) {
+      const configFile = join(this.dir, 'extproc.yaml');
+      writeFileSync(configFile, toYaml(this.options.extprocConfig));
+      args.push('--config', configFile);
+    }
     this.extproc = startProcess('extproc', process.execPath, args, join(this.dir, 'extproc.log'));
     return this.extproc;
   }
