@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { extprocCommand } from './extproc-command.js';
+import { judgeCommand } from './judge-command.js';
 import { simCommand } from '../sim/command.js';
 import { exitOnError } from './exit.js';
 
@@ -14,5 +15,6 @@ const program = new Command()
 
 program.addCommand(extprocCommand());
 program.addCommand(simCommand());
+program.addCommand(judgeCommand());
 
 program.parseAsync(process.argv).catch(exitOnError);
