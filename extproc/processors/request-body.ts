@@ -1,4 +1,4 @@
-import { setHeader, type HttpBody, type ProcessingResponse } from '../../proto/ext-proc.js';
+import { type HttpBody, type ProcessingResponse } from '../../proto/ext-proc.js';
 import { readChatRequest, withStreamUsage } from '../quality/openai-request.js';
 import type { QualityPipeline } from '../quality/pipeline.js';
 import type { RequestContext } from '../request-context.js';
@@ -23,12 +23,9 @@ export function processRequestBody(ctx: RequestContext, msg: HttpBody, q: Qualit
     sample.reason = sample.reason === 'none' ? 'golden' : sample.reason;
     sample.probability = 1;
   }
-  if (q.config.injectStreamUsage && sample.reason !== 'none' && sample.request?.stream && !sample.request.includeUsage) {
+  if (sample.mayRewriteBody && sample.request?.stream && !sample.request.includeUsage) {
     const changed = withStreamUsage(body);
-    if (changed) {
-      response.request_body!.response.body_mutation = { body: changed };
-      response.request_body!.response.header_mutation = { set_headers: [setHeader('content-length', String(changed.length))] };
-    }
+    if (changed) response.request_body!.response.body_mutation = { body: changed };
   }
   return response;
 }

@@ -26,5 +26,13 @@ export function sampleRequestHeaders(ctx: RequestContext, msg: HttpHeaders, resp
   const goldenCandidate = q.config.golden.inspect === 'all' && q.golden.covers(ctx.service);
   if (decision.reason === 'none' && !goldenCandidate) return;
   ctx.sample = newSampleState(decision.reason, decision.probability);
-  if (!msg.end_of_stream) response.mode_override = READ_REQUEST_BODY;
+  if (msg.end_of_stream) return;
+  response.mode_override = READ_REQUEST_BODY;
+  if (q.config.injectStreamUsage && decision.reason !== 'none') {
+    // Envoy rejects a rewritten body whose length disagrees with content-length; without it
+    // the body goes upstream chunked, so stream_options.include_usage can be added.
+    const mutation = response.request_headers?.response.header_mutation;
+    if (mutation) mutation.remove_headers = [...(mutation.remove_headers ?? []), 'content-length'];
+    ctx.sample.mayRewriteBody = true;
+  }
 }

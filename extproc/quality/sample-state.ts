@@ -17,8 +17,10 @@ export interface SampleState {
   responseHeaders: Map<string, string>;
   observer: ResponseObserver | undefined;
   done: boolean;
+  /** content-length was removed on the request headers, so the body may change length (usage injection). */
+  mayRewriteBody: boolean;
 }
 
 export function newSampleState(reason: SampleReason, probability: number): SampleState {
-  return { reason, probability, request: undefined, requestOversized: false, golden: undefined, status: undefined, responseHeaders: new Map(), observer: undefined, done: false };
+  return { reason, probability, request: undefined, requestOversized: false, golden: undefined, status: undefined, responseHeaders: new Map(), observer: undefined, done: false, mayRewriteBody: false };
 }
