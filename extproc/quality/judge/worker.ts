@@ -26,7 +26,8 @@ export interface JudgeWorkerOptions {
 
 export const defaultConsumer = (): string => `${hostname()}-${process.pid}`;
 
-type StreamEntry = [id: string, fields: string[]];
+/** Fields are null for an entry trimmed (MAXLEN) while it was pending. */
+type StreamEntry = [id: string, fields: string[] | null];
 type ReadReply = [stream: string, entries: StreamEntry[]][] | null;
 
 /**
@@ -107,8 +108,8 @@ export class JudgeWorker {
     }
   }
 
-  private async judgeEntry(id: string, fields: string[]): Promise<void> {
-    const sample = parseSampleFields(fields);
+  private async judgeEntry(id: string, fields: string[] | null): Promise<void> {
+    const sample = parseSampleFields(fields ?? []);
     if (!sample) {
       this.samples.inc({ result: 'invalid' });
       await this.ack(id);
