@@ -1,7 +1,7 @@
 import type { HttpHeaders, ProcessingMode, ProcessingResponse } from '../../proto/ext-proc.js';
 import type { QualityPipeline } from '../quality/pipeline.js';
 import { newSampleState } from '../quality/sample-state.js';
-import { headerMap, sampleOnHeaders } from '../quality/sampling.js';
+import { headerMap, sampleOnHeaders, sampledHeaderNames } from '../quality/sampling.js';
 import type { RequestContext } from '../request-context.js';
 
 /** Read the request body (bounded by Envoy's buffer), nothing else changes. */
@@ -14,6 +14,16 @@ export const READ_REQUEST_BODY: ProcessingMode = {
   response_trailer_mode: 'SKIP',
 };
 
+const headerNames = new WeakMap<QualityPipeline, Set<string>>();
+function namesFor(q: QualityPipeline): Set<string> {
+  let names = headerNames.get(q);
+  if (!names) {
+    names = sampledHeaderNames(q.config);
+    headerNames.set(q, names);
+  }
+  return names;
+}
+
 /**
  * Request headers, sampling: decide (by x-request-id hash, or an always-sample rule)
  * whether this response is sampled, and ask for the request body when the sample (or a
@@ -21,7 +31,7 @@ export const READ_REQUEST_BODY: ProcessingMode = {
  */
 export function sampleRequestHeaders(ctx: RequestContext, msg: HttpHeaders, response: ProcessingResponse, q: QualityPipeline | undefined): void {
   if (!q?.config.enabled || !ctx.service || !ctx.version) return;
-  const headers = headerMap(msg.headers?.headers);
+  const headers = headerMap(msg.headers?.headers, namesFor(q));
   const decision = sampleOnHeaders(q.config, { service: ctx.service, requestId: headers.get('x-request-id'), path: headers.get(':path') ?? '/', headers });
   const goldenCandidate = q.config.golden.inspect === 'all' && q.golden.covers(ctx.service);
   if (decision.reason === 'none' && !goldenCandidate) return;

@@ -50,9 +50,19 @@ export function sampleOnHeaders(config: QualityConfig, facts: RequestFacts): { r
   return { reason: 'none', probability: rate };
 }
 
-/** Headers as a map (lower-case keys), for the few the sampling rules read. */
-export function headerMap(headers: HeaderValue[] | undefined): Map<string, string> {
+/** Headers as a map (lower-case keys); with `only`, just those (the hot path decodes no more than it reads). */
+export function headerMap(headers: HeaderValue[] | undefined, only?: ReadonlySet<string>): Map<string, string> {
   const map = new Map<string, string>();
-  for (const h of headers ?? []) map.set(h.key.toLowerCase(), headerText(h));
+  for (const h of headers ?? []) {
+    const key = h.key.toLowerCase();
+    if (only === undefined || only.has(key)) map.set(key, headerText(h));
+  }
   return map;
+}
+
+/** The request headers sampling reads: the request id, the path and the rules' headers. */
+export function sampledHeaderNames(config: QualityConfig): Set<string> {
+  const names = new Set(['x-request-id', ':path']);
+  for (const rule of config.sampling.always) if (rule.header !== undefined) names.add(rule.header);
+  return names;
 }
