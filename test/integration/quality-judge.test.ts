@@ -8,8 +8,12 @@ import { mapLimit } from '../harness/http-client.js';
 import { startRedis, type RunningRedis } from '../harness/redis.js';
 
 const SIM_MS = 20;
-/** Generous for a busy 2-core machine, and far below anything a wait on the judge would cost. */
-const NOT_SLOWED_MS = SIM_MS + 250;
+const JUDGE_TIMEOUT_MS = 1000;
+/**
+ * A request that waited for the judge would take at least the worker's 1 s call timeout
+ * (or Redis' reconnect delay); 750 ms leaves room for a loaded 2-core machine.
+ */
+const NOT_SLOWED_MS = 750;
 const TTL_S = 3;
 
 describe('LLM judge through Redis: down, then up', () => {
@@ -43,7 +47,7 @@ describe('LLM judge through Redis: down, then up', () => {
     worker = startProcess(
       'judge',
       process.execPath,
-      [CLI, 'judge', '--redis-url', redis.url, '--endpoint', `http://127.0.0.1:${judgePort}`, '--ttl', String(TTL_S), '--rate', '50', '--timeout', '1000', '--admin-port', String(workerAdmin)],
+      [CLI, 'judge', '--redis-url', redis.url, '--endpoint', `http://127.0.0.1:${judgePort}`, '--ttl', String(TTL_S), '--rate', '50', '--timeout', String(JUDGE_TIMEOUT_MS), '--admin-port', String(workerAdmin)],
       join(dp.dir, 'judge.log'),
     );
     await waitForHttp(worker, `http://127.0.0.1:${workerAdmin}/readyz`);
