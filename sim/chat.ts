@@ -8,6 +8,7 @@ import {
   errorBody,
   estimatePromptTokens,
   fillerWords,
+  tokenLogprobs,
   splitIntoChunks,
   usage,
   type ChatRequest,
@@ -80,6 +81,8 @@ export async function handleChat(res: ServerResponse, ctx: ChatContext): Promise
     fingerprint: `fledge-sim-${ctx.version}`,
   };
   const headers = qualityHeaders(knobs, draws);
+  const wantsLogprobs = (request as { logprobs?: unknown }).logprobs === true && knobs.confidence !== undefined;
+  const logprobsFor = (text: string) => (wantsLogprobs ? tokenLogprobs(text.split(' ').filter((t) => t !== ''), Math.log(knobs.confidence!)) : null);
 
   if (knobs.bodyFault !== undefined) {
     await sleep(draws.latencyMs, signal);
@@ -90,7 +93,7 @@ export async function handleChat(res: ServerResponse, ctx: ChatContext): Promise
     await sleep(draws.latencyMs, signal);
     if (signal.aborted) return;
     ctx.record(200);
-    sendJson(res, 200, chatCompletion(meta, words.join(' '), finish, use), headers);
+    sendJson(res, 200, chatCompletion(meta, words.join(' '), finish, use, logprobsFor(words.join(' '))), headers);
   } else {
     const includeUsage = request.stream_options?.include_usage === true;
     ctx.record(200);
@@ -106,7 +109,7 @@ export async function handleChat(res: ServerResponse, ctx: ChatContext): Promise
     for (const [i, piece] of pieces.entries()) {
       await waitUntil(schedule.chunkAtMs[i] ?? schedule.endMs);
       if (signal.aborted) return;
-      send(chatChunk(meta, { delta: i === 0 ? { role: 'assistant', content: piece } : { content: piece }, finish_reason: null }, chunkUsage));
+      send(chatChunk(meta, { delta: i === 0 ? { role: 'assistant', content: piece } : { content: piece }, finish_reason: null, logprobs: logprobsFor(piece) }, chunkUsage));
     }
     await waitUntil(schedule.endMs);
     if (signal.aborted) return;

@@ -67,6 +67,8 @@ export const knobsSchema = z
      */
     bodyFault: z.enum(['non-json', 'truncated-json', 'oversized', 'mislabelled']).optional(),
     oversizedBytes: z.number().int().min(1).max(64 * 1024 * 1024).optional(),
+    /** Answer requests that ask for logprobs with every token at this probability (so confidence = this). */
+    confidence: z.number().gt(0).max(1).optional(),
     /** Act as an LLM judge: every answer is the JSON {"score": judgeScore, "reason": …}. */
     judgeScore: rate.optional(),
     /** Seed for the deterministic PRNG; without it draws come from Math.random. */

@@ -21,6 +21,7 @@ export class QualityMetrics {
   readonly cost: Counter<(typeof LABELS)[number]>;
   readonly cacheHits: Counter<(typeof LABELS)[number]>;
   readonly ttft: Histogram<(typeof LABELS)[number]>;
+  readonly confidence: Histogram<(typeof LABELS)[number]>;
   readonly sampled: Counter<(typeof LABELS)[number] | 'reason'>;
   readonly samples: Counter<(typeof LABELS)[number] | 'outcome'>;
   readonly scoreSum: Counter<(typeof LABELS)[number] | 'evaluator'>;
@@ -44,6 +45,7 @@ export class QualityMetrics {
     this.cost = new Counter({ name: 'inference_cost_total', help: 'Estimated cost (price table units, per million tokens) of responses; 1/p per sampled response.', labelNames: LABELS, registers });
     this.cacheHits = new Counter({ name: 'inference_cache_hits_total', help: 'Estimated responses whose prompt was (partly) served from the prompt cache (cached tokens > 0); 1/p per sampled response.', labelNames: LABELS, registers });
     this.ttft = new Histogram({ name: 'inference_time_to_first_token_seconds', help: 'Seconds from request headers to the first content token of sampled streamed responses.', labelNames: LABELS, buckets: TTFT_BUCKETS, registers });
+    this.confidence = new Histogram({ name: 'fledge_quality_confidence', help: 'Confidence of sampled answers that carried logprobs: exp(mean token logprob), in (0,1].', labelNames: LABELS, buckets: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1], registers });
     this.sampled = new Counter({ name: 'fledge_quality_sampled_total', help: 'Responses selected for sampling, by reason (rate, rule, golden).', labelNames: [...LABELS, 'reason'], registers });
     this.samples = new Counter({ name: 'fledge_quality_samples_total', help: 'Sampled responses by outcome (parsed, malformed, oversized, truncated, no-usage).', labelNames: [...LABELS, 'outcome'], registers });
     this.scoreSum = new Counter({ name: 'fledge_quality_score_sum_total', help: 'Sum of quality scores per evaluator (with fledge_quality_scores_total: a weighted mean over any range).', labelNames: [...LABELS, 'evaluator'], registers });

@@ -61,6 +61,7 @@ export class SampleRecorder {
       else this.metrics.cost.inc(labels, cost * weight);
     }
     if (o.ttftSeconds !== undefined) this.metrics.ttft.observe(labels, o.ttftSeconds);
+    if (o.confidence !== undefined) this.metrics.confidence.observe(labels, o.confidence);
 
     const verdicts: { name: string; verdict: Verdict }[] = [];
     for (const evaluator of this.evaluators) {

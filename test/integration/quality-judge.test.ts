@@ -82,4 +82,12 @@ describe('LLM judge through Redis: down, then up', () => {
     expect(metricValue(text, 'fledge_judge_samples_total', { result: 'expired' })).toBe(10);
     expect(judge.stats().requests).toBeGreaterThanOrEqual(10);
   }, 30_000);
+
+  it('with Redis itself gone, requests are still not slowed and samples are dropped and counted', async () => {
+    await redis.stop();
+    const latencies = await traffic(10);
+    expect(Math.max(...latencies)).toBeLessThan(NOT_SLOWED_MS);
+    await expect.poll(async () => metricValue(await dp.metricsText(), 'fledge_quality_judge_enqueue_total', { result: 'failed' }), { timeout: 5000 }).toBe(10);
+    expect(dp.extproc.child.exitCode).toBeNull();
+  }, 30_000);
 });

@@ -61,7 +61,7 @@ describe('quality signals through Envoy, extproc and Prometheus', () => {
         },
       ]),
     );
-    knobs['stream/v1'] = { latency: { kind: 'fixed', ms: 300 }, ttftMs: 170, chunks: 6, tokens: { prompt: 10, completion: 24 }, seed: 3 } as never;
+    knobs['stream/v1'] = { latency: { kind: 'fixed', ms: 300 }, ttftMs: 170, chunks: 6, tokens: { prompt: 10, completion: 24 }, confidence: 0.8, seed: 3 } as never;
     knobs['sampled/v1'] = { latency: { kind: 'fixed', ms: 1 } } as never;
     await dp.start(
       [
@@ -79,7 +79,7 @@ describe('quality signals through Envoy, extproc and Prometheus', () => {
     await prom.waitForScrapes(1);
     await mapLimit(Array.from({ length: USERS }, (_, i) => i), 60, (i) => dp.request({ host: 'chat', user: `user-${i}` }));
     await mapLimit(Array.from({ length: 60 }, (_, i) => i), 20, () =>
-      dp.request({ host: 'stream', body: { messages: [{ role: 'user', content: 'stream please' }], stream: true, stream_options: { include_usage: true } } }),
+      dp.request({ host: 'stream', body: { messages: [{ role: 'user', content: 'stream please' }], stream: true, logprobs: true, stream_options: { include_usage: true } } }),
     );
     await prom.waitForScrapes(2);
   }, 120_000);
@@ -149,6 +149,9 @@ describe('quality signals through Envoy, extproc and Prometheus', () => {
     expect(mean).toBeLessThan(0.3);
     const [tokens] = await prom.query(perRequest('inference_tokens_total', 'hash-stream', ',type="output"'));
     expect(tokens).toBeCloseTo(24, 1);
+    // logprobs → confidence: the sim reports every token at probability 0.8.
+    const [confidence] = await prom.query('sum(rate(fledge_quality_confidence_sum{rollout_hash="hash-stream"}[10m])) / sum(rate(fledge_quality_confidence_count{rollout_hash="hash-stream"}[10m]))');
+    expect(confidence).toBeCloseTo(0.8, 6);
   });
 
   it('samples exactly the requests whose x-request-id hashes under the 10% default rate', async () => {
