@@ -16,6 +16,7 @@ interface JudgeCliOptions {
   apiKeyEnv: string;
   rubricFile?: string;
   rate: number;
+  concurrency: number;
   ttl: number;
   timeout: number;
   window: number;
@@ -42,6 +43,7 @@ export function judgeCommand(): Command {
     .addOption(new Option('--api-key-env <var>', 'environment variable holding the judge API key').default('FLEDGE_JUDGE_API_KEY'))
     .addOption(new Option('--rubric-file <file>', 'system prompt for the judge (default: built-in rubric)'))
     .addOption(new Option('--rate <n>', 'judge calls per second at most').default(5).argParser(positive))
+    .addOption(new Option('--concurrency <n>', 'judge calls in flight at once').default(4).argParser(positive))
     .addOption(new Option('--ttl <seconds>', 'samples older than this expire unjudged').default(600).argParser(positive))
     .addOption(new Option('--timeout <ms>', 'per judge call').default(10_000).argParser(positive))
     .addOption(new Option('--window <seconds>', 'window of the inference_quality_score gauge').default(300).argParser(positive))
@@ -58,6 +60,7 @@ export function judgeCommand(): Command {
           scoresStream: opts.scoresStream,
           endpoint: { url: opts.endpoint, model: opts.model, apiKey: process.env[opts.apiKeyEnv], rubric: opts.rubricFile ? readFileSync(opts.rubricFile, 'utf8') : DEFAULT_RUBRIC, timeoutMs: opts.timeout },
           ratePerSecond: opts.rate,
+          concurrency: Math.floor(opts.concurrency),
           ttlSeconds: opts.ttl,
           scoreWindowSeconds: opts.window,
           adminHost: opts.host,

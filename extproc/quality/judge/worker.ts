@@ -17,6 +17,8 @@ export interface JudgeWorkerOptions {
   scoresStream: string;
   endpoint: JudgeEndpoint;
   ratePerSecond: number;
+  /** Judge calls in flight at once (each still waits for the rate limiter). */
+  concurrency: number;
   /** Samples older than this are dropped unjudged (counted as expired). */
   ttlSeconds: number;
   scoreWindowSeconds: number;
@@ -92,7 +94,7 @@ export class JudgeWorker {
     while (!this.abort.signal.aborted) {
       let reply: ReadReply;
       try {
-        reply = (await this.redis.xreadgroup('GROUP', this.options.group, this.options.consumer, 'COUNT', '10', 'BLOCK', '1000', 'STREAMS', this.options.stream, cursor)) as ReadReply;
+        reply = (await this.redis.xreadgroup('GROUP', this.options.group, this.options.consumer, 'COUNT', String(this.options.concurrency), 'BLOCK', '1000', 'STREAMS', this.options.stream, cursor)) as ReadReply;
       } catch (err) {
         if (this.abort.signal.aborted) return;
         this.logger.warn({ err: (err as Error).message }, 'judge worker: read failed; retrying');
@@ -101,10 +103,7 @@ export class JudgeWorker {
       }
       const entries = reply?.[0]?.[1] ?? [];
       if (cursor === '0' && entries.length === 0) cursor = '>';
-      for (const [id, fields] of entries) {
-        if (this.abort.signal.aborted) return;
-        await this.judgeEntry(id, fields);
-      }
+      await Promise.all(entries.map(([id, fields]) => this.judgeEntry(id, fields)));
     }
   }
 
