@@ -42,13 +42,18 @@ export class ResponseObserver {
     this.obs.bytes += chunk.length;
     if (!this.sniffed) this.sniff(chunk);
     if (this.obs.oversized) return;
+    if (this.sse) {
+      // Event by event, whatever the stream's length: only one line (≤ cap) and the text up to the cap are held.
+      this.sse.push(chunk);
+      if (this.sse.oversized) this.obs.oversized = true;
+      return;
+    }
     if (this.obs.bytes > this.maxBytes) {
       this.obs.oversized = true;
       this.jsonParts.length = 0;
       return;
     }
-    if (this.sse) this.sse.push(chunk);
-    else this.jsonParts.push(chunk);
+    this.jsonParts.push(chunk);
   }
 
   /** Ends the observation; `complete` false when the stream stopped before end_of_stream. */

@@ -35,7 +35,19 @@ describe('OpenAI JSON responses', () => {
     expect(observe(Buffer.from([0xff, 0xfe, 0x00, 0x01]), undefined).malformed).toBe(true);
   });
 
-  it('skips a body over the cap and keeps nothing of it', () => {
+  it('reads an SSE stream longer than the cap event by event, keeping text only up to the cap', () => {
+    const event = (content: string) => `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content } }] })}\n\n`;
+    const o = new ResponseObserver('text/event-stream', 2048, () => 0);
+    for (let i = 0; i < 100; i++) o.push(Buffer.from(event('x'.repeat(100))));
+    o.push(Buffer.from(`data: ${JSON.stringify({ choices: [], usage: { prompt_tokens: 5, completion_tokens: 100 } })}\n\ndata: [DONE]\n\n`));
+    const got = o.finish(true);
+    expect(got.oversized).toBe(false);
+    expect(got.usage).toEqual({ input: 5, output: 100, cached: 0 });
+    expect(got.textLength).toBe(10_000);
+    expect(got.text.length).toBe(2048);
+  });
+
+  it('skips a JSON body over the cap and keeps nothing of it', () => {
     const o = observe(completion, 'application/json', 50);
     expect(o.oversized).toBe(true);
     expect(o.usage).toBeUndefined();
