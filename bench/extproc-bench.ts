@@ -19,6 +19,7 @@ const RATE = Number(process.env.BENCH_RATE ?? 500);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const MAX_RPS_STEPS = (process.env.BENCH_MAX_RPS_STEPS ?? '1000,2000,3000,4000,5000,6000').split(',').map(Number);
 const STEP_SECONDS = Number(process.env.BENCH_STEP_SECONDS ?? 8);
+const SAMPLED = 'bench-sampled';
 
 async function main(): Promise<void> {
   const vegeta = process.env.FLEDGE_VEGETA;
@@ -26,10 +27,14 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'fledge-bench-'));
   const cli = resolve(import.meta.dirname, '../cli/main.js');
   const routingFile = join(dir, 'routing.yaml');
-  writeFileSync(routingFile, toYaml({ services: { bench: { stable: 'v1', canary: 'v2', canaryWeight: 50, rolloutHashes: { v1: 'h1', v2: 'h2' } } } }));
+  const service = { stable: 'v1', canary: 'v2', canaryWeight: 50, rolloutHashes: { v1: 'h1', v2: 'h2' } };
+  writeFileSync(routingFile, toYaml({ services: { bench: service, [SAMPLED]: service } }));
+  // `bench` stays on the header-only path; `bench-sampled` streams 10% of its responses to extproc.
+  const configFile = join(dir, 'extproc.yaml');
+  writeFileSync(configFile, toYaml({ quality: { sampling: { defaultRate: 0, services: { [SAMPLED]: 0.1 } } } }));
 
   const [grpcPort, adminPort, listenPort, baselinePort, failClosedPort, directPort, envoyAdmin] = await Promise.all(Array.from({ length: 7 }, () => freePort()));
-  const extproc = startProcess('extproc', process.execPath, [cli, 'extproc', '--routing-file', routingFile, '--port', String(grpcPort), '--admin-port', String(adminPort)], join(dir, 'extproc.log'), {
+  const extproc = startProcess('extproc', process.execPath, [cli, 'extproc', '--config', configFile, '--routing-file', routingFile, '--port', String(grpcPort), '--admin-port', String(adminPort)], join(dir, 'extproc.log'), {
     ...process.env,
     FLEDGE_LOG_LEVEL: 'warn',
   });
@@ -43,21 +48,23 @@ async function main(): Promise<void> {
       baselinePort,
       failClosedPort,
       directResponsePort: directPort,
-      services: [{ name: 'bench', stable: 'v1', canary: 'v2', upstreams: { v1: upstream, v2: upstream } }],
+      services: ['bench', SAMPLED].map((name) => ({ name, stable: 'v1', canary: 'v2', upstreams: { v1: upstream, v2: upstream } })),
     },
     dir,
   );
-  const targetFile = (port: number) => {
-    const file = join(dir, `targets-${port}.txt`);
-    writeFileSync(file, targets(port, 'bench', 1000));
+  const targetFile = (port: number, host = 'bench') => {
+    const file = join(dir, `targets-${host}-${port}.txt`);
+    writeFileSync(file, targets(port, host, 1000));
     return file;
   };
   try {
     // Warm both paths (JIT, connection pools) before measuring.
     await attack(vegeta, targetFile(listenPort!), RATE, 3);
     await attack(vegeta, targetFile(baselinePort!), RATE, 3);
+    await attack(vegeta, targetFile(listenPort!, SAMPLED), RATE, 3);
     const baseline = await attack(vegeta, targetFile(baselinePort!), RATE, SECONDS);
     const withExtproc = await attack(vegeta, targetFile(listenPort!), RATE, SECONDS);
+    const sampled = await attack(vegeta, targetFile(listenPort!, SAMPLED), RATE, SECONDS);
     const steps: AttackReport[] = [];
     let maxRps = 0;
     for (const rate of MAX_RPS_STEPS) {
@@ -74,10 +81,12 @@ async function main(): Promise<void> {
       extproc: { p50_ms: round(withExtproc.p50Ms), p99_ms: round(withExtproc.p99Ms) },
       added_p50_ms: round(withExtproc.p50Ms - baseline.p50Ms),
       added_p99_ms: round(withExtproc.p99Ms - baseline.p99Ms),
+      sampled_10pct: { p50_ms: round(sampled.p50Ms), p99_ms: round(sampled.p99Ms) },
+      added_p99_sampled_10pct_ms: round(sampled.p99Ms - baseline.p99Ms),
       max_rps: maxRps,
       max_rps_steps: steps.map((s) => ({ rate: s.rate, success: round(s.successRatio), throughput: round(s.throughput), p99_ms: round(s.p99Ms) })),
-      success: { baseline: baseline.successRatio, extproc: withExtproc.successRatio },
-      setup: 'one Envoy (--concurrency 1), upstream = Envoy direct_response, extproc header-only path (request + response headers), vegeta open-model fixed rate, 1,000 distinct users',
+      success: { baseline: baseline.successRatio, extproc: withExtproc.successRatio, sampled_10pct: sampled.successRatio },
+      setup: 'one Envoy (--concurrency 1), upstream = Envoy direct_response, extproc header-only path (request + response headers); sampled_10pct: same, plus the response body streamed to extproc (mode_override) for 10% of requests by x-request-id, vegeta open-model fixed rate, 1,000 distinct users',
     };
     const out = resolve(import.meta.dirname, '../../bench/results');
     mkdirSync(out, { recursive: true });

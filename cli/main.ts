@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { extprocCommand } from './extproc-command.js';
+import { judgeCommand } from './judge-command.js';
 import { simCommand } from '../sim/command.js';
 import { demoCommand } from './demo-command.js';
 import { upCommand } from './up-command.js';
@@ -16,6 +17,7 @@ const program = new Command()
 
 program.addCommand(extprocCommand());
 program.addCommand(simCommand());
+program.addCommand(judgeCommand());
 program.addCommand(demoCommand());
 program.addCommand(upCommand());
 

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { loadStructuredFile } from '../common/structured-file.js';
+import { qualityConfigSchema } from './quality/config.js';
 
 /** `file`: a routing-state file watched for changes (local mode, tests). */
 const fileRoutingSchema = z
@@ -74,6 +75,8 @@ export const extprocConfigSchema = z
       })
       .strict()
       .default({ versionFlag: 'inference-model-version', killSwitchFlag: 'inference-kill-switch', contextHeaders: {} }),
+    /** Response sampling and quality signals (docs/quality.md). */
+    quality: qualityConfigSchema,
   })
   .strict();
 

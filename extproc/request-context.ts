@@ -1,4 +1,5 @@
 import type { DecisionReason } from './decision.js';
+import type { SampleState } from './quality/sample-state.js';
 
 /** What one ext_proc stream (one HTTP request) remembers between its phases. */
 export interface RequestContext {
@@ -8,6 +9,8 @@ export interface RequestContext {
   rolloutHash: string | undefined;
   reason: DecisionReason | undefined;
   responseStatus: number | undefined;
+  /** Set when the response is sampled for quality signals (or its request body is read for golden matching). */
+  sample: SampleState | undefined;
 }
 
 export function newRequestContext(): RequestContext {
@@ -18,6 +21,7 @@ export function newRequestContext(): RequestContext {
     rolloutHash: undefined,
     reason: undefined,
     responseStatus: undefined,
+    sample: undefined,
   };
 }
 

@@ -9,6 +9,7 @@ import { VersionFlags } from './flags/version-flags.js';
 import { ExtprocMetrics } from './metrics.js';
 import { createRoutingSource } from './routing/create-source.js';
 import type { RoutingStateSource } from './routing/state.js';
+import { startQualityPipeline } from './quality/pipeline.js';
 import { handleProcessStream } from './stream.js';
 
 export interface RunningExtproc {
@@ -34,6 +35,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
     flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN);
   }
 
+  const quality = config.quality.enabled ? startQualityPipeline(config.quality, metrics.registry, logger) : undefined;
   const contextHeaders = new Map(Object.entries({ ...DEFAULT_CONTEXT_HEADERS, ...config.flags.contextHeaders }));
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': 10_000 });
   const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) =>
@@ -44,6 +46,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
       random: Math.random,
       metrics,
       logger,
+      quality,
     });
   server.addService(externalProcessorService, { Process: process as grpc.UntypedHandleCall });
   const grpcPort = await new Promise<number>((resolve, reject) => {
@@ -78,6 +81,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
       await new Promise<void>((resolve) => admin.server.close(() => resolve()));
       admin.server.closeAllConnections();
       if (flagProvider) await OpenFeature.close();
+      await quality?.close();
     },
   };
 }

@@ -3,12 +3,19 @@ import type { Logger } from '../common/logger.js';
 import type { ProcessingRequest, ProcessingResponse } from '../proto/ext-proc.js';
 import type { ExtprocMetrics } from './metrics.js';
 import { processRequestHeaders, type RequestHeadersDeps } from './processors/request-headers.js';
+import { processRequestBody } from './processors/request-body.js';
+import { observeResponseBody } from './processors/response-body.js';
 import { processResponseHeaders } from './processors/response-headers.js';
+import { finishSample, sampleResponseHeaders } from './processors/response-sampling.js';
+import { sampleRequestHeaders } from './processors/sampling.js';
+import type { QualityPipeline } from './quality/pipeline.js';
 import { newRequestContext, type RequestContext } from './request-context.js';
 
 export interface StreamDeps extends RequestHeadersDeps {
   metrics: ExtprocMetrics;
   logger: Logger;
+  /** Response sampling and quality signals; absent when disabled. */
+  quality?: QualityPipeline | undefined;
 }
 
 type Call = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
@@ -27,11 +34,14 @@ export function handleProcessStream(call: Call, deps: StreamDeps): void {
       call.destroy(err as Error);
     });
   });
-  call.on('end', () => void queue.finally(() => call.end()));
+  // A stream that ends before the response body did (client cut, timeout) still records what was seen.
+  const abandon = () => setImmediate(() => finishSample(ctx, deps.quality, false));
+  call.on('end', () => void queue.finally(() => call.end()).finally(abandon));
   call.on('error', (err) => {
     // Envoy cancels the stream when the client goes away or a timeout fires; nothing to do.
     deps.metrics.streamErrors.inc({ kind: 'stream' });
     deps.logger.debug({ err: err.message }, 'ext_proc stream error');
+    abandon();
   });
 }
 
@@ -41,19 +51,28 @@ async function answer(call: Call, ctx: RequestContext, msg: ProcessingRequest, d
   deps.metrics.phaseDuration.observe({ phase: msg.request ?? 'unknown' }, Number(process.hrtime.bigint() - started) / 1e9);
   if (!call.writable) return;
   call.write(response);
+  // Answered first; the chunk is parsed on a later turn, never before Envoy has its CONTINUE.
+  if (msg.request === 'response_body' && ctx.sample?.observer) {
+    const body = msg.response_body ?? {};
+    setImmediate(() => observeResponseBody(ctx, body, deps.quality));
+  }
 }
 
 async function respond(ctx: RequestContext, msg: ProcessingRequest, deps: StreamDeps): Promise<ProcessingResponse> {
   switch (msg.request) {
     case 'request_headers': {
       const response = await processRequestHeaders(ctx, msg.request_headers ?? {}, deps);
+      sampleRequestHeaders(ctx, msg.request_headers ?? {}, response, deps.quality);
       deps.metrics.decisions.inc({ service: ctx.service ?? '', version: ctx.version ?? '', reason: ctx.reason ?? 'unknown-service' });
       return response;
     }
-    case 'response_headers':
-      return processResponseHeaders(ctx, msg.response_headers ?? {}, deps.metrics);
+    case 'response_headers': {
+      const response = processResponseHeaders(ctx, msg.response_headers ?? {}, deps.metrics);
+      sampleResponseHeaders(ctx, msg.response_headers ?? {}, response, deps.quality);
+      return response;
+    }
     case 'request_body':
-      return { request_body: { response: { status: 'CONTINUE' } } };
+      return processRequestBody(ctx, msg.request_body ?? {}, deps.quality);
     case 'response_body':
       return { response_body: { response: { status: 'CONTINUE' } } };
     case 'request_trailers':

@@ -65,6 +65,7 @@ export interface CommonResponse {
   status?: 'CONTINUE' | 'CONTINUE_AND_REPLACE';
   header_mutation?: { set_headers?: HeaderValueOption[]; remove_headers?: string[] };
   clear_route_cache?: boolean;
+  body_mutation?: { body?: Buffer; clear_body?: boolean };
 }
 
 export type BodySendMode = 'NONE' | 'STREAMED' | 'BUFFERED' | 'BUFFERED_PARTIAL';

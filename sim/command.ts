@@ -32,8 +32,14 @@ Knobs (YAML or JSON file; every field optional, changeable at runtime):
   tokens.prompt      reported prompt tokens                     default ~chars / 4
   tokens.completion  tokens in each answer                      default 32
   tokens.cachedPrompt  cached prompt tokens                     default 0
+  tokens.cacheHitRate  share of answers reporting cachedPrompt  default 1
   chunks             content chunks per stream                  default 8
   hallucinationRate, qualityScore, qualityHeaders  x-quality-score / x-hallucination headers
+  golden             [{prompt, answer, wrongAnswer}]: golden questions answered right,
+                     or wrong for the hallucinationRate share
+  confidence         token probability reported when a request asks for logprobs
+  judgeScore         act as an LLM judge: every answer is {"score": judgeScore}
+  bodyFault          non-json | truncated-json | oversized | mislabelled (broken 200s)
   seed               makes every random draw reproducible
 
 Admin (same port):

@@ -40,6 +40,8 @@ export const knobsSchema = z
         completion: tokenCount.default(32),
         /** Prompt tokens reported as served from the prompt cache (capped at the prompt tokens). */
         cachedPrompt: tokenCount.default(0),
+        /** Share of responses that report the cached prompt tokens (a prompt-cache hit); the rest report 0. Default 1. */
+        cacheHitRate: rate.optional(),
       })
       .prefault({}),
     /** Number of content chunks in a streamed answer (fewer when there are fewer tokens). */
@@ -50,6 +52,25 @@ export const knobsSchema = z
     qualityScore: rate.nullable().default(null),
     /** Put `x-quality-score` and `x-hallucination` on chat responses. */
     qualityHeaders: z.boolean().default(false),
+    /**
+     * Golden questions: a request whose last user message equals `prompt` (trimmed,
+     * whitespace collapsed, case-insensitive) is answered with `answer`, or, for the
+     * hallucinated share (hallucinationRate), with `wrongAnswer`.
+     */
+    golden: z
+      .array(z.strictObject({ prompt: z.string().min(1), answer: z.string(), wrongAnswer: z.string().default('I am not sure; it may be 42.') }))
+      .optional(),
+    /**
+     * Broken answers for robustness tests (200 status each): `non-json` (an HTML page
+     * labelled JSON), `truncated-json` (half a completion), `oversized` (a completion with
+     * `oversizedBytes` of text), `mislabelled` (an SSE stream labelled application/json).
+     */
+    bodyFault: z.enum(['non-json', 'truncated-json', 'oversized', 'mislabelled']).optional(),
+    oversizedBytes: z.number().int().min(1).max(64 * 1024 * 1024).optional(),
+    /** Answer requests that ask for logprobs with every token at this probability (so confidence = this). */
+    confidence: z.number().gt(0).max(1).optional(),
+    /** Act as an LLM judge: every answer is the JSON {"score": judgeScore, "reason": …}. */
+    judgeScore: rate.optional(),
     /** Seed for the deterministic PRNG; without it draws come from Math.random. */
     seed: z.number().int().min(0).max(0xffffffff).optional(),
   })

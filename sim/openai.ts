@@ -104,14 +104,23 @@ export interface CompletionMeta {
   fingerprint: string;
 }
 
-export function chatCompletion(meta: CompletionMeta, content: string, finish: FinishReason, use: Usage) {
+/** Chat-completions logprobs for some tokens, each with the same logprob. */
+export interface Logprobs {
+  content: { token: string; logprob: number; bytes: null; top_logprobs: [] }[];
+}
+
+export function tokenLogprobs(tokens: string[], logprob: number): Logprobs {
+  return { content: tokens.map((token) => ({ token, logprob, bytes: null, top_logprobs: [] })) };
+}
+
+export function chatCompletion(meta: CompletionMeta, content: string, finish: FinishReason, use: Usage, logprobs: Logprobs | null = null) {
   return {
     id: meta.id,
     object: 'chat.completion' as const,
     created: meta.created,
     model: meta.model,
     system_fingerprint: meta.fingerprint,
-    choices: [{ index: 0, message: { role: 'assistant' as const, content, refusal: null }, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, message: { role: 'assistant' as const, content, refusal: null }, logprobs, finish_reason: finish }],
     usage: use,
   };
 }
@@ -119,7 +128,7 @@ export function chatCompletion(meta: CompletionMeta, content: string, finish: Fi
 /** One `chat.completion.chunk`; `usage: null` rides on every chunk when the client asked for usage. */
 export function chatChunk(
   meta: CompletionMeta,
-  choice: { delta: Record<string, unknown>; finish_reason: FinishReason | null } | null,
+  choice: { delta: Record<string, unknown>; finish_reason: FinishReason | null; logprobs?: Logprobs | null } | null,
   use: Usage | null | undefined,
 ) {
   return {
@@ -128,7 +137,7 @@ export function chatChunk(
     created: meta.created,
     model: meta.model,
     system_fingerprint: meta.fingerprint,
-    choices: choice ? [{ index: 0, delta: choice.delta, logprobs: null, finish_reason: choice.finish_reason }] : [],
+    choices: choice ? [{ index: 0, delta: choice.delta, logprobs: choice.logprobs ?? null, finish_reason: choice.finish_reason }] : [],
     ...(use === undefined ? {} : { usage: use }),
   };
 }

@@ -17,6 +17,7 @@ function recordResponse(ctx: RequestContext, metrics: ExtprocMetrics): void {
   if (!ctx.service || !ctx.version) return;
   const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
   metrics.requests.inc(labels);
-  if (ctx.responseStatus === undefined || ctx.responseStatus >= 500) metrics.errors.inc(labels);
+  // inc by 0 creates the series, so an error rate with no errors is 0, not an empty result.
+  metrics.errors.inc(labels, ctx.responseStatus === undefined || ctx.responseStatus >= 500 ? 1 : 0);
   metrics.latency.observe(labels, Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
 }

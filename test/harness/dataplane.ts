@@ -7,6 +7,7 @@ import { fledgeCli } from '../../local/package-paths.js';
 import { startEnvoy, type RunningEnvoy } from '../../local/envoy.js';
 import { freePort } from '../../local/ports.js';
 import type { ServiceRouting } from '../../extproc/routing/state.js';
+import type { KnobsInput } from '../../sim/knobs.js';
 import { startSim } from '../../sim/server.js';
 import { chat, type ModelResponse } from './http-client.js';
 
@@ -30,6 +31,10 @@ export interface DataPlaneOptions {
    * the test then drives routing by writing VirtualServices.
    */
   virtualService?: { kubeconfig: string; namespace?: string };
+  /** Extra extproc config (e.g. a `quality` section), written to a file passed with --config. */
+  extprocConfig?: Record<string, unknown>;
+  /** "service/version" → sim knobs (default: fixed 1 ms latency). */
+  knobs?: Record<string, KnobsInput>;
 }
 
 /**
@@ -47,19 +52,21 @@ export class DataPlane {
   adminPort = 0;
   private services: ServiceSpec[] = [];
 
-  constructor(private readonly options: DataPlaneOptions = {}) {}
+  constructor(private options: DataPlaneOptions = {}) {}
 
   /** `flags` is flagd JSON text; omit it to route by weight only. */
-  async start(services: ServiceSpec[], flags?: string): Promise<this> {
+  async start(services: ServiceSpec[], flags?: string, options: DataPlaneOptions = {}): Promise<this> {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'make build' first`);
     this.services = services;
+    this.options = { ...this.options, ...options };
     if (!this.options.virtualService) this.writeRouting(services);
     if (flags !== undefined) writeFileSync(this.flagsFile, flags);
     const upstreams: Record<string, Record<string, { host: string; port: number }>> = {};
     for (const s of services) {
       upstreams[s.name] = {};
       for (const version of [s.stable, ...(s.canary ? [s.canary] : [])]) {
-        const sim = await startSim({ host: '127.0.0.1', port: 0, version, knobs: { latency: { kind: 'fixed', ms: 1 } } });
+        const knobs = options.knobs?.[`${s.name}/${version}`] ?? { latency: { kind: 'fixed', ms: 1 } };
+        const sim = await startSim({ host: '127.0.0.1', port: 0, version, knobs });
         this.sims.set(`${s.name}/${version}`, sim);
         upstreams[s.name]![version] = { host: '127.0.0.1', port: sim.port };
       }
@@ -89,6 +96,11 @@ export class DataPlane {
       : ['--routing-file', this.routingFile];
     const args = [CLI, 'extproc', ...routing, '--port', String(this.grpcPort), '--admin-port', String(this.adminPort)];
     if (withFlags) args.push('--flags-file', this.flagsFile);
+    if (this.options.extprocConfig) {
+      const configFile = join(this.dir, 'extproc.yaml');
+      writeFileSync(configFile, toYaml(this.options.extprocConfig));
+      args.push('--config', configFile);
+    }
     this.extproc = startProcess('extproc', process.execPath, args, join(this.dir, 'extproc.log'));
     return this.extproc;
   }

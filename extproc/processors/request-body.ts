@@ -1,0 +1,31 @@
+import { type HttpBody, type ProcessingResponse } from '../../proto/ext-proc.js';
+import { readChatRequest, withStreamUsage } from '../quality/openai-request.js';
+import type { QualityPipeline } from '../quality/pipeline.js';
+import type { RequestContext } from '../request-context.js';
+
+/**
+ * Request body (only for requests whose headers asked for it): remember what the
+ * evaluators need, recognise golden prompts, and optionally ask a sampled stream for usage.
+ */
+export function processRequestBody(ctx: RequestContext, msg: HttpBody, q: QualityPipeline | undefined): ProcessingResponse {
+  const response: ProcessingResponse = { request_body: { response: { status: 'CONTINUE' } } };
+  const sample = ctx.sample;
+  if (!q || !sample || !ctx.service) return response;
+  const body = msg.body ?? Buffer.alloc(0);
+  if (msg.end_of_stream === false || body.length > q.config.maxBodyBytes) {
+    sample.requestOversized = true; // Envoy's buffer filled up: only part of the body is here
+    return response;
+  }
+  sample.request = readChatRequest(body);
+  sample.golden = q.golden.match(ctx.service, sample.request?.prompt);
+  if (sample.golden && q.config.golden.inspect === 'all') {
+    // Every golden request is sampled: it stands for itself only.
+    sample.reason = sample.reason === 'none' ? 'golden' : sample.reason;
+    sample.probability = 1;
+  }
+  if (sample.mayRewriteBody && sample.request?.stream && !sample.request.includeUsage) {
+    const changed = withStreamUsage(body);
+    if (changed) response.request_body!.response.body_mutation = { body: changed };
+  }
+  return response;
+}

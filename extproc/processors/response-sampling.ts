@@ -1,0 +1,56 @@
+import { headerText, type HttpHeaders, type ProcessingMode, type ProcessingResponse } from '../../proto/ext-proc.js';
+import { emptyObservation } from '../quality/observation.js';
+import { ResponseObserver } from '../quality/openai-response.js';
+import type { QualityPipeline } from '../quality/pipeline.js';
+import type { RequestContext } from '../request-context.js';
+
+/** Stream the response body to extproc, chunk by chunk, without holding it. */
+export const STREAM_RESPONSE_BODY: ProcessingMode = {
+  request_header_mode: 'SEND',
+  response_header_mode: 'SEND',
+  request_body_mode: 'NONE',
+  response_body_mode: 'STREAMED',
+  request_trailer_mode: 'SKIP',
+  response_trailer_mode: 'SKIP',
+};
+
+/**
+ * Response headers, sampling: a sampled request (by rate, rule or golden prompt) gets
+ * its response body streamed here via mode_override; everyone else's never is.
+ */
+export function sampleResponseHeaders(ctx: RequestContext, msg: HttpHeaders, response: ProcessingResponse, q: QualityPipeline | undefined): void {
+  if (!q?.config.enabled || !ctx.service || !ctx.version) return;
+  const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
+  q.metrics.touch(labels);
+  const sample = ctx.sample;
+  if (!sample || sample.reason === 'none') return;
+  q.metrics.sampled.inc({ ...labels, reason: sample.reason });
+  sample.status = ctx.responseStatus;
+  for (const h of msg.headers?.headers ?? []) sample.responseHeaders.set(h.key.toLowerCase(), headerText(h));
+  const started = ctx.startedAt;
+  sample.observer = new ResponseObserver(sample.responseHeaders.get('content-type'), q.config.maxBodyBytes, () => Number(process.hrtime.bigint() - started) / 1e9);
+  if (msg.end_of_stream) {
+    finishSample(ctx, q, true);
+    return;
+  }
+  response.mode_override = STREAM_RESPONSE_BODY;
+}
+
+/** Hands the sample to the recorder (once); `complete` false for a stream that was cut. */
+export function finishSample(ctx: RequestContext, q: QualityPipeline | undefined, complete: boolean): void {
+  const sample = ctx.sample;
+  if (!q || !sample?.observer || sample.done || !ctx.service || !ctx.version) return;
+  sample.done = true;
+  const observation = sample.observer.finish(complete) ?? emptyObservation();
+  q.submit({
+    service: ctx.service,
+    version: ctx.version,
+    rolloutHash: ctx.rolloutHash ?? ctx.version,
+    status: sample.status,
+    request: sample.request,
+    responseHeaders: sample.responseHeaders,
+    observation,
+    golden: sample.golden,
+    probability: sample.probability,
+  });
+}

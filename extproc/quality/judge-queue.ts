@@ -1,0 +1,63 @@
+import { Redis } from 'ioredis';
+import type { Logger } from '../../common/logger.js';
+
+/** One sample for the LLM judge, as it travels on the Redis Stream. */
+export interface JudgeSample {
+  service: string;
+  version: string;
+  rollout_hash: string;
+  prompt: string;
+  answer: string;
+  /** Milliseconds since the epoch; the worker expires samples older than its TTL. */
+  enqueued_at: string;
+}
+
+export function sampleFields(s: JudgeSample): string[] {
+  return Object.entries(s).flat();
+}
+
+export function parseSampleFields(fields: string[]): JudgeSample | undefined {
+  const m = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) m.set(fields[i]!, fields[i + 1]!);
+  const get = (k: keyof JudgeSample) => m.get(k);
+  const s = { service: get('service'), version: get('version'), rollout_hash: get('rollout_hash'), prompt: get('prompt'), answer: get('answer'), enqueued_at: get('enqueued_at') };
+  return Object.values(s).every((v) => v !== undefined) ? (s as JudgeSample) : undefined;
+}
+
+/**
+ * extproc's side of the judge: XADD, fire and forget. With Redis away commands fail at
+ * once (no offline queue), so nothing piles up in memory and nothing waits.
+ */
+export class JudgeQueue {
+  private readonly redis: Redis;
+
+  constructor(
+    url: string,
+    private readonly stream: string,
+    private readonly maxLength: number,
+    private readonly logger: Logger,
+    private readonly onResult: (result: 'queued' | 'failed') => void,
+  ) {
+    this.redis = new Redis(url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: (times) => Math.min(times * 200, 2000),
+      lazyConnect: false,
+    });
+    this.redis.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'judge queue: redis error'));
+  }
+
+  offer(sample: JudgeSample): void {
+    this.redis
+      .xadd(this.stream, 'MAXLEN', '~', String(this.maxLength), '*', ...sampleFields(sample))
+      .then(() => this.onResult('queued'))
+      .catch((err: Error) => {
+        this.onResult('failed');
+        this.logger.debug({ err: err.message, stream: this.stream }, 'judge queue: sample dropped');
+      });
+  }
+
+  async close(): Promise<void> {
+    this.redis.disconnect();
+  }
+}

@@ -1,0 +1,69 @@
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { ScoreWindow } from './score-window.js';
+
+const LABELS = ['service', 'version', 'rollout_hash'] as const;
+export type InferenceLabels = Record<(typeof LABELS)[number], string>;
+
+/** Seconds; streaming TTFT targets sit between 50 ms and a few seconds. */
+const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10];
+
+/**
+ * The quality metrics extproc derives from sampled responses. Counters marked
+ * "estimated" add 1/p per sampled response (p: the chance it was sampled), so with the
+ * requests counter, which counts every request, they give per-request rates.
+ */
+export class QualityMetrics {
+  readonly score: ScoreWindow<(typeof LABELS)[number] | 'evaluator'>;
+  private readonly touched = new Set<string>();
+
+  readonly hallucinations: Counter<(typeof LABELS)[number]>;
+  readonly tokens: Counter<(typeof LABELS)[number] | 'type'>;
+  readonly cost: Counter<(typeof LABELS)[number]>;
+  readonly cacheHits: Counter<(typeof LABELS)[number]>;
+  readonly ttft: Histogram<(typeof LABELS)[number]>;
+  readonly confidence: Histogram<(typeof LABELS)[number]>;
+  readonly sampled: Counter<(typeof LABELS)[number] | 'reason'>;
+  readonly samples: Counter<(typeof LABELS)[number] | 'outcome'>;
+  readonly scoreSum: Counter<(typeof LABELS)[number] | 'evaluator'>;
+  readonly scoreCount: Counter<(typeof LABELS)[number] | 'evaluator'>;
+  readonly refusals: Counter<(typeof LABELS)[number]>;
+  readonly unpriced: Counter<'version'>;
+  readonly judgeQueue: Counter<'result'>;
+  readonly evaluatorErrors: Counter<'evaluator'>;
+
+  constructor(registry: Registry, windowSeconds: number) {
+    const registers = [registry];
+    this.score = new ScoreWindow(
+      registry,
+      'inference_quality_score',
+      `Mean quality score in [0,1] over the last ${windowSeconds}s, per evaluator (golden, format, model-reported, judge); avg() over series weighs each evaluator (and replica) equally.`,
+      [...LABELS, 'evaluator'],
+      windowSeconds,
+    );
+    this.hallucinations = new Counter({ name: 'inference_hallucination_total', help: 'Estimated hallucinated responses (golden answer wrong, or reported by the model); 1/p per sampled verdict.', labelNames: LABELS, registers });
+    this.tokens = new Counter({ name: 'inference_tokens_total', help: 'Estimated tokens from response usage, type=input (all prompt tokens), output, cached (the cached part of input); 1/p per sampled response.', labelNames: [...LABELS, 'type'], registers });
+    this.cost = new Counter({ name: 'inference_cost_total', help: 'Estimated cost (price table units, per million tokens) of responses; 1/p per sampled response.', labelNames: LABELS, registers });
+    this.cacheHits = new Counter({ name: 'inference_cache_hits_total', help: 'Estimated responses whose prompt was (partly) served from the prompt cache (cached tokens > 0); 1/p per sampled response.', labelNames: LABELS, registers });
+    this.ttft = new Histogram({ name: 'inference_time_to_first_token_seconds', help: 'Seconds from request headers to the first content token of sampled streamed responses.', labelNames: LABELS, buckets: TTFT_BUCKETS, registers });
+    this.confidence = new Histogram({ name: 'fledge_quality_confidence', help: 'Confidence of sampled answers that carried logprobs: exp(mean token logprob), in (0,1].', labelNames: LABELS, buckets: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1], registers });
+    this.sampled = new Counter({ name: 'fledge_quality_sampled_total', help: 'Responses selected for sampling, by reason (rate, rule, golden).', labelNames: [...LABELS, 'reason'], registers });
+    this.samples = new Counter({ name: 'fledge_quality_samples_total', help: 'Sampled responses by outcome (parsed, malformed, oversized, truncated, no-usage).', labelNames: [...LABELS, 'outcome'], registers });
+    this.scoreSum = new Counter({ name: 'fledge_quality_score_sum_total', help: 'Sum of quality scores per evaluator (with fledge_quality_scores_total: a weighted mean over any range).', labelNames: [...LABELS, 'evaluator'], registers });
+    this.scoreCount = new Counter({ name: 'fledge_quality_scores_total', help: 'Quality scores recorded per evaluator.', labelNames: [...LABELS, 'evaluator'], registers });
+    this.refusals = new Counter({ name: 'fledge_quality_refusals_total', help: 'Sampled responses that were refusals.', labelNames: LABELS, registers });
+    this.unpriced = new Counter({ name: 'fledge_quality_unpriced_total', help: 'Sampled responses whose version has no entry in the price table.', labelNames: ['version'], registers });
+    this.judgeQueue = new Counter({ name: 'fledge_quality_judge_enqueue_total', help: 'Samples offered to the LLM judge stream, by result (queued, failed, skipped).', labelNames: ['result'], registers });
+    this.evaluatorErrors = new Counter({ name: 'fledge_quality_evaluator_errors_total', help: 'Evaluators that threw on a sample (the sample is still counted).', labelNames: ['evaluator'], registers });
+  }
+
+  /** Creates the estimated counters at 0, so rates over them start with the request counter's. */
+  touch(labels: InferenceLabels): void {
+    const key = `${labels.service}\u0000${labels.version}\u0000${labels.rollout_hash}`;
+    if (this.touched.has(key)) return;
+    this.touched.add(key);
+    this.hallucinations.inc(labels, 0);
+    for (const type of ['input', 'output', 'cached']) this.tokens.inc({ ...labels, type }, 0);
+    this.cost.inc(labels, 0);
+    this.cacheHits.inc(labels, 0);
+  }
+}

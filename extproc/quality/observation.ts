@@ -1,0 +1,40 @@
+/** What extproc learned from one sampled response (all optional: bodies lie, break and stop). */
+export interface Observation {
+  kind: 'json' | 'sse' | 'unknown';
+  /** Bytes of body seen (all of them, also past the size cap). */
+  bytes: number;
+  /** Parsed OpenAI usage. */
+  usage: { input: number; output: number; cached: number } | undefined;
+  finishReason: string | undefined;
+  /** The answer's text (up to the size cap) and its full length in characters. */
+  text: string;
+  textLength: number;
+  /** exp(mean token logprob) when the response carried logprobs. */
+  confidence: number | undefined;
+  /** Seconds from request headers to the first content token (streams only). */
+  ttftSeconds: number | undefined;
+  /** The model's refusal field, when set. */
+  refusal: string | undefined;
+  /** The stream ended before end_of_stream (client cut, timeout). */
+  truncated: boolean;
+  oversized: boolean;
+  /** Body was not the OpenAI JSON or SSE it should have been. */
+  malformed: boolean;
+}
+
+export function emptyObservation(): Observation {
+  return {
+    kind: 'unknown',
+    bytes: 0,
+    usage: undefined,
+    finishReason: undefined,
+    text: '',
+    textLength: 0,
+    confidence: undefined,
+    ttftSeconds: undefined,
+    refusal: undefined,
+    truncated: false,
+    oversized: false,
+    malformed: false,
+  };
+}

@@ -1,0 +1,51 @@
+import type { Registry } from 'prom-client';
+import type { Logger } from '../../common/logger.js';
+import type { QualityConfig } from './config.js';
+import { formatEvaluator } from './evaluators/format.js';
+import { goldenEvaluator } from './evaluators/golden.js';
+import { GoldenSet } from './evaluators/golden-set.js';
+import { modelReportedEvaluator } from './evaluators/model-reported.js';
+import type { Evaluator } from './evaluators/types.js';
+import { JudgeQueue } from './judge-queue.js';
+import { QualityMetrics } from './metrics.js';
+import { SampleRecorder, type FinishedSample } from './recorder.js';
+
+/** Everything the quality processors share: config, golden set, metrics, and the off-path recorder. */
+export interface QualityPipeline {
+  config: QualityConfig;
+  golden: GoldenSet;
+  metrics: QualityMetrics;
+  /** Records a finished sample on a later turn of the event loop: never on the response's path. */
+  submit(sample: FinishedSample): void;
+  close(): Promise<void>;
+}
+
+export const EVALUATORS: readonly Evaluator[] = [goldenEvaluator, formatEvaluator, modelReportedEvaluator];
+
+export function startQualityPipeline(config: QualityConfig, registry: Registry, logger: Logger): QualityPipeline {
+  const log = logger.child({ part: 'quality' });
+  const golden = config.golden.file ? GoldenSet.load(config.golden.file) : new GoldenSet([]);
+  if (config.golden.file) log.info({ file: config.golden.file, entries: golden.entries.length }, 'golden set loaded');
+  const metrics = new QualityMetrics(registry, config.scoreWindowSeconds);
+  const judge = config.judge.redisUrl
+    ? new JudgeQueue(config.judge.redisUrl, config.judge.stream, config.judge.maxLength, log, (result) => metrics.judgeQueue.inc({ result }))
+    : undefined;
+  const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log);
+  return {
+    config,
+    golden,
+    metrics,
+    submit(sample) {
+      setImmediate(() => {
+        try {
+          recorder.record(sample);
+        } catch (err) {
+          log.warn({ err, service: sample.service, version: sample.version }, 'recording a sample failed');
+        }
+      });
+    },
+    async close() {
+      await judge?.close();
+    },
+  };
+}
