@@ -17,7 +17,7 @@ const entrySchema = z.strictObject({
         .string()
         .refine((r) => isRegex(r), { message: 'not a valid regular expression' })
         .optional(),
-      /** The answer must be JSON conforming to this schema (subset: see json-schema.ts). */
+      /** The answer must be JSON conforming to this JSON Schema (checked by Ajv). */
       jsonSchema: z.record(z.string(), z.unknown()).optional(),
     })
     .refine((e) => e.facts !== undefined || e.regex !== undefined || e.jsonSchema !== undefined, {

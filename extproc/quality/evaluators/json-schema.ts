@@ -1,85 +1,41 @@
+import { Ajv, type ValidateFunction } from 'ajv';
+
 /**
- * A small JSON Schema subset, enough for golden answers and response_format checks:
- * type, enum, const, required, properties, additionalProperties (false), items,
- * minimum/maximum, minLength/maxLength, pattern. Unknown keywords are ignored.
- * Returns the first problem found, or undefined when the value conforms.
+ * JSON Schema checks for golden answers and `response_format` requests, by Ajv. Schemas are
+ * compiled once and cached (bounded: request-supplied schemas vary); a schema Ajv cannot
+ * compile, or one over the size limit, is reported as a problem rather than thrown.
  */
-export function validateJson(schema: unknown, value: unknown, path = '$'): string | undefined {
-  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) return undefined;
-  const s = schema as Record<string, unknown>;
-  if (s.type !== undefined) {
-    const types = Array.isArray(s.type) ? s.type : [s.type];
-    if (!types.some((t) => hasType(value, t))) return `${path}: expected ${types.join('|')}`;
-  }
-  if (Array.isArray(s.enum) && !s.enum.some((e) => deepEqual(e, value))) return `${path}: not one of the allowed values`;
-  if ('const' in s && !deepEqual(s.const, value)) return `${path}: not the expected constant`;
-  if (typeof value === 'number') {
-    if (typeof s.minimum === 'number' && value < s.minimum) return `${path}: below ${s.minimum}`;
-    if (typeof s.maximum === 'number' && value > s.maximum) return `${path}: above ${s.maximum}`;
-  }
-  if (typeof value === 'string') {
-    if (typeof s.minLength === 'number' && value.length < s.minLength) return `${path}: shorter than ${s.minLength}`;
-    if (typeof s.maxLength === 'number' && value.length > s.maxLength) return `${path}: longer than ${s.maxLength}`;
-    if (typeof s.pattern === 'string' && !safeRegex(s.pattern)?.test(value)) return `${path}: does not match ${s.pattern}`;
-  }
-  if (Array.isArray(value) && s.items !== undefined) {
-    for (const [i, item] of value.entries()) {
-      const problem = validateJson(s.items, item, `${path}[${i}]`);
-      if (problem) return problem;
-    }
-  }
-  if (isObject(value)) {
-    for (const key of Array.isArray(s.required) ? s.required : []) {
-      if (typeof key === 'string' && !(key in value)) return `${path}: missing ${key}`;
-    }
-    const properties = isObject(s.properties) ? s.properties : {};
-    for (const [key, sub] of Object.entries(properties)) {
-      if (key in value) {
-        const problem = validateJson(sub, value[key], `${path}.${key}`);
-        if (problem) return problem;
-      }
-    }
-    if (s.additionalProperties === false) {
-      const extra = Object.keys(value).find((k) => !(k in properties));
-      if (extra !== undefined) return `${path}: unexpected property ${extra}`;
-    }
-  }
-  return undefined;
+const ajv = new Ajv({ strict: false, allErrors: false, validateSchema: true });
+const MAX_SCHEMA_BYTES = 64 * 1024;
+const MAX_CACHED = 256;
+const compiled = new Map<string, ValidateFunction | string>();
+
+/** The first problem with `value` against `schema` ("$.path: reason"), or undefined when it conforms. */
+export function validateJson(schema: unknown, value: unknown): string | undefined {
+  const validate = compile(schema);
+  if (typeof validate === 'string') return validate;
+  if (validate(value)) return undefined;
+  const error = validate.errors?.[0];
+  if (!error) return '$: does not conform';
+  const path = error.instancePath.split('/').slice(1).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p.replaceAll('~1', '/').replaceAll('~0', '~')}`)).join('');
+  return `$${path}: ${error.message ?? 'does not conform'}`;
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function hasType(value: unknown, type: unknown): boolean {
-  switch (type) {
-    case 'object':
-      return isObject(value);
-    case 'array':
-      return Array.isArray(value);
-    case 'string':
-      return typeof value === 'string';
-    case 'boolean':
-      return typeof value === 'boolean';
-    case 'null':
-      return value === null;
-    case 'number':
-      return typeof value === 'number' && Number.isFinite(value);
-    case 'integer':
-      return typeof value === 'number' && Number.isInteger(value);
-    default:
-      return true;
+function compile(schema: unknown): ValidateFunction | string {
+  if (typeof schema !== 'object' || schema === null) return '$: the schema is not an object';
+  const key = JSON.stringify(schema);
+  const hit = compiled.get(key);
+  if (hit) return hit;
+  let result: ValidateFunction | string;
+  if (key.length > MAX_SCHEMA_BYTES) result = `$: the schema is over ${MAX_SCHEMA_BYTES} bytes`;
+  else {
+    try {
+      result = ajv.compile(schema as object);
+    } catch (err) {
+      result = `$: invalid schema: ${(err as Error).message}`;
+    }
   }
-}
-
-function deepEqual(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
-function safeRegex(pattern: string): RegExp | undefined {
-  try {
-    return new RegExp(pattern, 'u');
-  } catch {
-    return undefined;
-  }
+  if (compiled.size >= MAX_CACHED) compiled.delete(compiled.keys().next().value as string);
+  compiled.set(key, result);
+  return result;
 }
