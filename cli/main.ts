@@ -3,6 +3,9 @@ import { Command } from 'commander';
 import { extprocCommand } from './extproc-command.js';
 import { simCommand } from '../sim/command.js';
 import { exitOnError } from './exit.js';
+import { controllerCommand } from './controller-command.js';
+import { statusCommand } from './status-command.js';
+import { actionCommands } from './action-commands.js';
 
 const program = new Command()
   .name('fledge')
@@ -14,5 +17,8 @@ const program = new Command()
 
 program.addCommand(extprocCommand());
 program.addCommand(simCommand());
+program.addCommand(controllerCommand());
+program.addCommand(statusCommand());
+for (const command of actionCommands()) program.addCommand(command);
 
 program.parseAsync(process.argv).catch(exitOnError);
