@@ -19,7 +19,7 @@ export interface VirtualServiceRef {
 }
 
 /** Changes the object in place; returns false when it already is as wanted (no write). */
-export type VirtualServiceChange = (vs: VirtualService) => boolean;
+export type VirtualServiceChange = (vs: VirtualService) => boolean | Promise<boolean>;
 
 export class VirtualServiceUpdater {
   private readonly api: CustomObjectsApi;
@@ -44,7 +44,7 @@ export class VirtualServiceUpdater {
   async update(ref: VirtualServiceRef, change: VirtualServiceChange, what: string): Promise<number> {
     for (let attempt = 1; ; attempt++) {
       const vs = await this.get(ref);
-      if (!change(vs)) return 0;
+      if (!(await change(vs))) return 0;
       try {
         await this.api.replaceNamespacedCustomObject({ ...VS, ...ref, body: vs, fieldManager: 'fledge-controller' });
         return 1;
