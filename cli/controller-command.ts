@@ -19,6 +19,7 @@ interface ControllerOptions {
   leaseDuration: number;
   renewDeadline: number;
   retryPeriod: number;
+  concurrency: number;
 }
 
 const positive = (what: string) => (value: string) => {
@@ -50,6 +51,7 @@ export function controllerCommand(): Command {
     .addOption(new Option('--lease-duration <seconds>', 'how long a Lease is valid without renewal').default(15).argParser(positive('--lease-duration')))
     .addOption(new Option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops acting (< lease duration)').default(10).argParser(positive('--renew-deadline')))
     .addOption(new Option('--retry-period <seconds>', 'how often to renew or try to acquire the Lease').default(2).argParser(positive('--retry-period')))
+    .addOption(new Option('--concurrency <n>', 'rollouts reconciled at the same time (more: higher throughput, each reconcile slower on a busy API server)').default(4).argParser(positive('--concurrency')))
     .action(async (opts: ControllerOptions) => {
       const logger = createLogger('controller');
       const app = await startControllerApp({
@@ -65,6 +67,7 @@ export function controllerCommand(): Command {
         leaseDurationMs: opts.leaseDuration * 1000,
         renewDeadlineMs: opts.renewDeadline * 1000,
         retryPeriodMs: opts.retryPeriod * 1000,
+        concurrency: opts.concurrency,
         logger,
       }).catch(exitOnError);
       const shutdown = (signal: string) => {

@@ -18,6 +18,7 @@ export interface RolloutEventRecord {
 
 export class EventRecorder {
   private readonly core: CoreV1Api;
+  private pending: Promise<void> = Promise.resolve();
 
   constructor(
     kubeConfig: KubeConfig,
@@ -25,6 +26,15 @@ export class EventRecorder {
     private readonly logger: Logger,
   ) {
     this.core = kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  /** Records in the background, in order; `flush()` waits for everything enqueued. */
+  enqueue(deployment: V1Deployment, events: readonly RolloutEventRecord[]): void {
+    this.pending = this.pending.then(() => this.record(deployment, events));
+  }
+
+  flush(): Promise<void> {
+    return this.pending;
   }
 
   async record(deployment: V1Deployment, events: readonly RolloutEventRecord[]): Promise<void> {

@@ -19,6 +19,8 @@ export type PolicyLookup = { policy: Policy } | { problem: string };
 export class PolicySourceReader {
   private readonly core: CoreV1Api;
   private readonly builtIn = loadDefaultPolicy();
+  // Parsing and checking a policy costs more than reading it: reuse it while the ConfigMap is unchanged.
+  private readonly parsed = new Map<string, PolicyLookup>();
 
   constructor(kubeConfig: KubeConfig) {
     this.core = kubeConfig.makeApiClient(CoreV1Api);
@@ -31,7 +33,13 @@ export class PolicySourceReader {
     } catch (err) {
       if (!isNotFound(err)) throw new Error(`reading ConfigMap ${namespace}/${POLICY_CONFIGMAP} failed: ${apiErrorText(err)}`);
     }
-    return policyFromConfigMap(configMap?.data ?? {}, `ConfigMap ${namespace}/${POLICY_CONFIGMAP}`, name, this.builtIn);
+    const cacheKey = `${namespace}\u0000${configMap?.metadata?.uid ?? ''}\u0000${configMap?.metadata?.resourceVersion ?? ''}\u0000${name}`;
+    const cached = this.parsed.get(cacheKey);
+    if (cached) return cached;
+    const lookup = policyFromConfigMap(configMap?.data ?? {}, `ConfigMap ${namespace}/${POLICY_CONFIGMAP}`, name, this.builtIn);
+    if (this.parsed.size > 1000) this.parsed.clear();
+    this.parsed.set(cacheKey, lookup);
+    return lookup;
   }
 }
 

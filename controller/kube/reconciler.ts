@@ -14,7 +14,7 @@ import type { Policy } from '../policy/policy.js';
 import type { TrafficRouter } from '../traffic/router.js';
 import type { EventRecorder, RolloutEventRecord } from './event-recorder.js';
 import type { PolicySourceReader } from './policy-source.js';
-import { ANNOTATION, parseAction, parseStatus, serializeStatus, toStatus, type RolloutStatus, type RolloutTarget } from './rollout-status.js';
+import { ANNOTATION, deploymentFingerprint, parseAction, parseStatus, serializeStatus, toStatus, type RolloutStatus, type RolloutTarget } from './rollout-status.js';
 import type { DeploymentStatusStore } from './status-store.js';
 import type { TargetResolver } from './target-resolver.js';
 import { loadDefaultPolicy } from '../policy/load.js';
@@ -40,18 +40,40 @@ export interface ReconcileOutcome {
   phase?: RolloutPhase;
   /** VirtualService writes done (0 or 1). */
   trafficUpdates?: number;
+  /** Milliseconds spent per stage, for debug logs and the benchmark. */
+  timings?: Record<string, number>;
 }
 
 const WAITING_REQUEUE_MS = 2_000;
+/** How long a resolved target is reused for wake-ups of an unchanged Deployment. */
+export const TARGET_REUSE_MS = 30_000;
+
+interface CachedTarget {
+  fingerprint: string;
+  target: RolloutTarget;
+  at: number;
+}
 
 export class Reconciler {
   private readonly fallbackPolicy = loadDefaultPolicy();
+  // A pure shortcut: wake-ups of an unchanged Deployment reuse its target for a while instead
+  // of re-reading the VirtualService, DestinationRules and ReplicaSets. A change to the
+  // Deployment (new revision, annotations) resolves again; so does a routing error.
+  private readonly targets = new Map<string, CachedTarget>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
   async reconcile(namespace: string, name: string): Promise<ReconcileOutcome> {
     const { deps } = this;
+    const timings: Record<string, number> = {};
+    let mark = performance.now();
+    const lap = (stage: string) => {
+      const now = performance.now();
+      timings[stage] = Math.round((now - mark) * 10) / 10;
+      mark = now;
+    };
     const deployment = await deps.store.read(namespace, name);
+    lap('read');
     const annotations = deployment?.metadata?.annotations ?? {};
     if (!deployment || !annotations[ANNOTATION.virtualService]) return {};
     const log = deps.logger.child({ deployment: `${namespace}/${name}` });
@@ -72,7 +94,16 @@ export class Reconciler {
     const now = deps.clock();
 
     const lookup = await deps.policies.lookup(namespace, policyName);
-    const resolution = await deps.targets.resolve(deployment);
+    lap('policy');
+    const cacheKey = `${namespace}/${name}`;
+    const cached = this.targets.get(cacheKey);
+    const fingerprint = deploymentFingerprint(deployment);
+    const reusable = cached && cached.fingerprint === fingerprint && deps.clock() - cached.at < TARGET_REUSE_MS && !action;
+    const resolution = reusable ? { kind: 'ready' as const, target: cached.target } : await deps.targets.resolve(deployment);
+    if (resolution.kind === 'ready') {
+      if (!reusable) this.targets.set(cacheKey, { fingerprint, target: resolution.target, at: deps.clock() });
+    } else this.targets.delete(cacheKey);
+    lap('resolve');
     const problem = 'problem' in lookup ? lookup.problem : resolution.kind === 'invalid' ? resolution.problem : corrupt && action !== 'retry' ? corrupt : undefined;
     if (problem) return this.markInvalid(deployment, stored, policyName, 'policy' in lookup ? lookup.policy : undefined, problem, hasActionAnnotation, now, log);
     if (resolution.kind === 'waiting') {
@@ -110,11 +141,20 @@ export class Reconciler {
     const advanced = await advanceRollout({ policy, state, hashes: { canaryHash: target.canaryHash, stableHash: target.stableHash }, provider: deps.metrics, clock: deps.clock, options: deps.options });
     state = advanced.state;
     effects.push(...advanced.effects);
+    lap('advance');
 
-    const trafficUpdates = await this.applyTraffic(namespace, target, effects, log);
+    let trafficUpdates: number;
+    try {
+      trafficUpdates = await this.applyTraffic(namespace, target, effects, log);
+    } catch (err) {
+      this.targets.delete(cacheKey);
+      throw err;
+    }
+    lap('traffic');
     const status = toStatus(state, policy.steps.length, target);
     await this.persist(deployment, status, statusText, hasActionAnnotation, effects, log);
-    return { phase: state.phase, trafficUpdates, ...(advanced.wakeAt === undefined ? {} : { wakeAt: advanced.wakeAt }) };
+    lap('persist');
+    return { phase: state.phase, trafficUpdates, timings, ...(advanced.wakeAt === undefined ? {} : { wakeAt: advanced.wakeAt }) };
   }
 
   private async markInvalid(deployment: V1Deployment, stored: RolloutStatus | undefined, policyName: string, policy: Policy | undefined, problem: string, consumeAction: boolean, now: number, log: Logger): Promise<ReconcileOutcome> {
@@ -152,6 +192,7 @@ export class Reconciler {
     if (text !== previousText || consumeAction) await this.deps.store.write(deployment, status, consumeAction);
     const events: RolloutEventRecord[] = effects.flatMap((e) => (e.type === 'event' ? [{ severity: e.severity, reason: e.reason, message: e.message }] : []));
     for (const ev of events) log.info({ reason: ev.reason, phase: status.phase, step: status.step, weight: status.weight }, ev.message);
-    if (events.length) await this.deps.events.record(deployment, events);
+    // Events are the story, the status is the record: they are written in order, in the background.
+    if (events.length) this.deps.events.enqueue(deployment, events);
   }
 }

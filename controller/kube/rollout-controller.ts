@@ -13,7 +13,7 @@ import type { ControllerMetrics } from './controller-metrics.js';
 import { EventRecorder } from './event-recorder.js';
 import { PolicySourceReader } from './policy-source.js';
 import { Reconciler, type ReconcileOutcome } from './reconciler.js';
-import { ANNOTATION } from './rollout-status.js';
+import { ANNOTATION, deploymentFingerprint } from './rollout-status.js';
 import { DeploymentStatusStore, StatusConflictError } from './status-store.js';
 import { TargetResolver } from './target-resolver.js';
 import { ReconcileQueue } from './work-queue.js';
@@ -43,12 +43,15 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
   const clock = o.clock ?? Date.now;
   const log = o.logger;
   const updater = new VirtualServiceUpdater(o.kubeConfig, log);
+  // Set once the informer exists; the stable Deployment is looked up in its cache.
+  let cache: ObjectCache<V1Deployment> | undefined;
+  const events = new EventRecorder(o.kubeConfig, o.identity, log);
   const reconciler = new Reconciler({
     store: new DeploymentStatusStore(o.kubeConfig),
     policies: new PolicySourceReader(o.kubeConfig),
-    targets: new TargetResolver(o.kubeConfig),
+    targets: new TargetResolver(o.kubeConfig, async (namespace) => cache!.list(namespace)),
     routerFor: (namespace, target) => new IstioVirtualServiceRouter(updater, { namespace, name: target.virtualService }, { stable: target.stableSubset, canary: target.canarySubset }),
-    events: new EventRecorder(o.kubeConfig, o.identity, log),
+    events,
     metrics: o.metricsProvider,
     options: o.machine,
     clock,
@@ -60,19 +63,21 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
       const [namespace, name] = splitKey(key);
       const started = performance.now();
       let result = 'error';
+      let timings: Record<string, number> | undefined;
       try {
         const outcome = await reconciler.reconcile(namespace, name);
         result = 'ok';
+        timings = outcome.timings;
         o.metrics.setPhase(key, outcome.phase);
         return outcome;
       } finally {
         const seconds = (performance.now() - started) / 1000;
         o.metrics.reconcileSeconds.observe({ result }, seconds);
-        log.debug({ deployment: key, durationMs: Math.round(seconds * 1e6) / 1e3, result }, 'reconciled');
+        log.debug({ deployment: key, durationMs: Math.round(seconds * 1e6) / 1e3, result, timings }, 'reconciled');
       }
     },
     {
-      concurrency: o.concurrency ?? 16,
+      concurrency: o.concurrency ?? 4,
       clock,
       nextRunAt: (_key, outcome) => (outcome.requeueAfterMs !== undefined ? clock() + outcome.requeueAfterMs : outcome.wakeAt),
       onError: (key, err, attempt) => {
@@ -104,6 +109,7 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
   const path = o.namespace ? `/apis/apps/v1/namespaces/${o.namespace}/deployments` : '/apis/apps/v1/deployments';
   const list = () => (o.namespace ? apps.listNamespacedDeployment({ namespace: o.namespace }) : apps.listDeploymentForAllNamespaces());
   const informer: Informer<V1Deployment> & ObjectCache<V1Deployment> = makeInformer(o.kubeConfig, path, list);
+  cache = informer;
   let stopped = false;
   let synced = false;
   informer.on('add', onChange);
@@ -135,6 +141,7 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
       stopped = true;
       await informer.stop();
       await queue.stop();
+      await events.flush();
       o.metrics.clearPhases();
     },
   };
@@ -150,7 +157,6 @@ function splitKey(key: string): [string, string] {
 }
 
 function fingerprintOf(d: V1Deployment): string {
-  const { [ANNOTATION.status]: _ours, ...others } = d.metadata?.annotations ?? {};
-  // observedGeneration: the Deployment controller has made the new ReplicaSet (its hash is now known).
-  return JSON.stringify([d.metadata?.generation, d.status?.observedGeneration, others, d.spec?.template?.metadata?.labels]);
+  // Not metadata.generation: Deployments bump it on annotation changes too, our status included.
+  return deploymentFingerprint(d);
 }

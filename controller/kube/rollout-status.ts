@@ -55,3 +55,9 @@ export function parseAction(value: string | undefined): UserAction | undefined {
   const v = value?.trim().toLowerCase();
   return USER_ACTIONS.find((a) => a === v);
 }
+
+/** What makes a Deployment's rollout different, other than our own status: its pod template and the other annotations. */
+export function deploymentFingerprint(d: { metadata?: { annotations?: Record<string, string> }; spec?: { template?: unknown } }): string {
+  const { [ANNOTATION.status]: _ours, ...others } = d.metadata?.annotations ?? {};
+  return JSON.stringify([d.spec?.template, others]);
+}

@@ -19,13 +19,22 @@ export type TargetResolution =
 const POD_TEMPLATE_HASH = 'pod-template-hash';
 const REVISION = 'deployment.kubernetes.io/revision';
 
+/** Deployments of a namespace, e.g. from the controller's informer cache. */
+export type DeploymentLister = (namespace: string) => Promise<readonly V1Deployment[]>;
+
+// Lists with resourceVersion "0" are served from the API server's watch cache instead of a
+// quorum read from etcd: slightly stale at worst, which the next reconcile corrects.
+const FROM_WATCH_CACHE = '0';
+
 export class TargetResolver {
   private readonly custom: CustomObjectsApi;
   private readonly apps: AppsV1Api;
+  private readonly listDeployments: DeploymentLister;
 
-  constructor(kubeConfig: KubeConfig) {
+  constructor(kubeConfig: KubeConfig, listDeployments?: DeploymentLister) {
     this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
     this.apps = kubeConfig.makeApiClient(AppsV1Api);
+    this.listDeployments = listDeployments ?? (async (namespace) => (await this.apps.listNamespacedDeployment({ namespace, resourceVersion: FROM_WATCH_CACHE })).items);
   }
 
   async resolve(deployment: V1Deployment): Promise<TargetResolution> {
@@ -75,8 +84,8 @@ export class TargetResolver {
     const routeProblem = weightedRouteProblem(vs, { stable, canary });
     if (routeProblem) return invalid(routeProblem);
 
-    const canaryHash = await this.newestHash(deployment);
-    if (!canaryHash) return { kind: 'waiting', reason: `Deployment ${namespace}/${name} has no ReplicaSet with a ${POD_TEMPLATE_HASH} yet` };
+    const canaryHash = await this.newestHash(deployment, true);
+    if (!canaryHash) return { kind: 'waiting', reason: `Deployment ${namespace}/${name} has no ReplicaSet for its current pod template yet` };
     const stableLabels = rule.spec.subsets!.find((s) => s.name === stable)!.labels ?? {};
     const stableDeployment = await this.findDeploymentFor(namespace, stableLabels, name);
     const stableHash = stableDeployment ? ((await this.newestHash(stableDeployment)) ?? '') : '';
@@ -85,7 +94,7 @@ export class TargetResolver {
 
   private async listDestinationRules(namespace: string): Promise<DestinationRule[]> {
     try {
-      const list = (await this.custom.listNamespacedCustomObject({ group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'destinationrules', namespace })) as { items: DestinationRule[] };
+      const list = (await this.custom.listNamespacedCustomObject({ group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'destinationrules', namespace, resourceVersion: FROM_WATCH_CACHE })) as { items: DestinationRule[] };
       return list.items;
     } catch (err) {
       throw new Error(`listing DestinationRules in ${namespace} failed: ${apiErrorText(err)}`);
@@ -94,21 +103,25 @@ export class TargetResolver {
 
   private async findDeploymentFor(namespace: string, labels: Record<string, string>, exclude: string): Promise<V1Deployment | undefined> {
     if (Object.keys(labels).length === 0) return undefined;
-    const list = await this.apps.listNamespacedDeployment({ namespace }).catch((err: unknown) => {
+    const items = await this.listDeployments(namespace).catch((err: unknown) => {
       throw new Error(`listing Deployments in ${namespace} failed: ${apiErrorText(err)}`);
     });
     // Deployments are matched on their pod template (what the subset selects), not their own labels.
-    return list.items.find((d) => d.metadata?.name !== exclude && Object.entries(labels).every(([k, v]) => d.spec?.template?.metadata?.labels?.[k] === v));
+    return items.find((d) => d.metadata?.name !== exclude && Object.entries(labels).every(([k, v]) => d.spec?.template?.metadata?.labels?.[k] === v));
   }
 
-  /** pod-template-hash of the Deployment's newest ReplicaSet (highest revision). */
-  private async newestHash(deployment: V1Deployment): Promise<string | undefined> {
+  /**
+   * pod-template-hash of the Deployment's newest ReplicaSet (highest revision). With
+   * `current`, only if that ReplicaSet runs the Deployment's present template: right after a
+   * template change the Deployment controller has not made the new one yet.
+   */
+  private async newestHash(deployment: V1Deployment, current = false): Promise<string | undefined> {
     const namespace = deployment.metadata!.namespace!;
     const match = deployment.spec?.selector?.matchLabels ?? {};
     const labelSelector = Object.entries(match).map(([k, v]) => `${k}=${v}`).join(',');
     let items: V1ReplicaSet[];
     try {
-      items = (await this.apps.listNamespacedReplicaSet({ namespace, ...(labelSelector ? { labelSelector } : {}) })).items;
+      items = (await this.apps.listNamespacedReplicaSet({ namespace, resourceVersion: FROM_WATCH_CACHE, ...(labelSelector ? { labelSelector } : {}) })).items;
     } catch (err) {
       throw new Error(`listing ReplicaSets of Deployment ${namespace}/${deployment.metadata?.name} failed: ${apiErrorText(err)}`);
     }
@@ -116,8 +129,21 @@ export class TargetResolver {
       .filter((rs) => (rs.metadata?.ownerReferences ?? []).some((o) => o.kind === 'Deployment' && o.uid === deployment.metadata?.uid))
       .filter((rs) => rs.metadata?.labels?.[POD_TEMPLATE_HASH]);
     owned.sort((a, b) => revision(b) - revision(a));
-    return owned[0]?.metadata?.labels?.[POD_TEMPLATE_HASH];
+    const newest = owned[0];
+    if (!newest || (current && !sameTemplate(newest, deployment))) return undefined;
+    return newest.metadata?.labels?.[POD_TEMPLATE_HASH];
   }
+}
+
+/** The ReplicaSet's template is the Deployment's plus the pod-template-hash label. */
+function sameTemplate(rs: V1ReplicaSet, deployment: V1Deployment): boolean {
+  const { [POD_TEMPLATE_HASH]: _hash, ...rsLabels } = rs.spec?.template?.metadata?.labels ?? {};
+  const dLabels = deployment.spec?.template?.metadata?.labels ?? {};
+  return stableJson(rsLabels) === stableJson(dLabels) && stableJson(rs.spec?.template?.spec) === stableJson(deployment.spec?.template?.spec);
+}
+
+function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
 }
 
 function revision(rs: V1ReplicaSet): number {

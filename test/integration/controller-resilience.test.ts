@@ -70,7 +70,7 @@ async function startController(namespace: string, identity = `test-${namespace}`
     identity,
     adminHost: '127.0.0.1',
     adminPort: 0,
-    logger: createLogger('controller-test', 'warn'),
+    logger: createLogger('controller-test', process.env.FLEDGE_TEST_LOG === 'debug' ? 'debug' : 'warn'),
   });
   apps.push(app);
   return app;

@@ -50,7 +50,7 @@ async function startController(namespace: string, prometheusUrl = prometheus.url
     identity: `test-${namespace}`,
     adminHost: '127.0.0.1',
     adminPort: 0,
-    logger: createLogger('controller-test', 'warn'),
+    logger: createLogger('controller-test', process.env.FLEDGE_TEST_LOG === 'debug' ? 'debug' : 'warn'),
   });
   running.push(app);
   return app;
