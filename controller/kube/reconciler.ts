@@ -105,7 +105,9 @@ export class Reconciler {
     } else this.targets.delete(cacheKey);
     lap('resolve');
     const problem = 'problem' in lookup ? lookup.problem : resolution.kind === 'invalid' ? resolution.problem : corrupt && action !== 'retry' ? corrupt : undefined;
-    if (problem) return this.markInvalid(deployment, stored, policyName, 'policy' in lookup ? lookup.policy : undefined, problem, hasActionAnnotation, now, log);
+    // An unreadable status is not fixed by fixing the cluster objects: only retry restarts it.
+    const fixable = problem !== corrupt;
+    if (problem) return this.markInvalid(deployment, stored, policyName, 'policy' in lookup ? lookup.policy : undefined, problem, fixable, hasActionAnnotation, now, log);
     if (resolution.kind === 'waiting') {
       log.info({ reason: resolution.reason }, 'rollout waiting');
       return { requeueAfterMs: WAITING_REQUEUE_MS, ...(stored ? { phase: stored.phase } : {}) };
@@ -117,20 +119,25 @@ export class Reconciler {
     const effects: RolloutEffect[] = [];
     let state: RolloutState;
     const newRevision = stored?.target !== undefined && stored.target.canaryHash !== target.canaryHash;
-    if (!stored || newRevision || (corrupt && action === 'retry') || (stored.phase === 'Invalid' && stored.inputProblem && !stored.target)) {
+    const inputFixed = stored?.phase === 'Invalid' && stored.inputProblem === true;
+    // A retry or resume that asked for exactly this restart is used up by it.
+    let actionUsed = false;
+    if (!stored || corrupt || newRevision || (inputFixed && !stored.target)) {
       if (newRevision) effects.push({ type: 'event', severity: 'Normal', reason: 'NewRevision', message: `candidate pod-template-hash changed ${stored!.target!.canaryHash} → ${target.canaryHash}; starting the rollout again` });
       const started = startRollout(policy, now, deps.options);
       state = started.state;
       effects.push(...started.effects);
-    } else if (stored.phase === 'Invalid' && stored.inputProblem) {
+      actionUsed = action === 'retry' || (inputFixed && action === 'resume');
+    } else if (inputFixed) {
       // The VirtualService, subsets or policy were fixed: continue where the rollout stood.
       const resumed = transition(policy, stored, { type: 'action', action: 'resume', now }, deps.options);
       state = resumed.state;
       effects.push(...resumed.effects);
+      actionUsed = action === 'retry' || action === 'resume';
     } else {
       state = stored;
     }
-    if (action && !(corrupt && action === 'retry')) {
+    if (action && !actionUsed) {
       const acted = transition(policy, state, { type: 'action', action, now }, deps.options);
       state = acted.state;
       effects.push(...acted.effects);
@@ -157,12 +164,12 @@ export class Reconciler {
     return { phase: state.phase, trafficUpdates, timings, ...(advanced.wakeAt === undefined ? {} : { wakeAt: advanced.wakeAt }) };
   }
 
-  private async markInvalid(deployment: V1Deployment, stored: RolloutStatus | undefined, policyName: string, policy: Policy | undefined, problem: string, consumeAction: boolean, now: number, log: Logger): Promise<ReconcileOutcome> {
+  private async markInvalid(deployment: V1Deployment, stored: RolloutStatus | undefined, policyName: string, policy: Policy | undefined, problem: string, fixable: boolean, consumeAction: boolean, now: number, log: Logger): Promise<ReconcileOutcome> {
     if (stored?.phase === 'Invalid' && stored.message === problem && !consumeAction) return { phase: 'Invalid' };
     const t = stored ? transition(policy ?? this.fallbackPolicy, stored, { type: 'invalid', now, message: problem }) : invalidRollout(policyName, problem, now);
     const effects: RolloutEffect[] = [...t.effects];
     if (consumeAction) effects.push({ type: 'event', severity: 'Warning', reason: 'ActionIgnored', message: `${deployment.metadata?.annotations?.[ANNOTATION.action]} ignored: ${problem}` });
-    const status = toStatus(t.state, policy?.steps.length ?? stored?.steps ?? 0, stored?.target, t.state.phase === 'Invalid');
+    const status = toStatus(t.state, policy?.steps.length ?? stored?.steps ?? 0, stored?.target, fixable && t.state.phase === 'Invalid');
     log.warn({ problem }, 'rollout input is invalid; traffic left as it is');
     await this.persist(deployment, status, deployment.metadata?.annotations?.[ANNOTATION.status], consumeAction, effects, log);
     return { phase: t.state.phase, trafficUpdates: 0 };

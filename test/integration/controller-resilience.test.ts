@@ -2,13 +2,13 @@
 // ServiceAccount: restart mid-rollout, two replicas with Lease leader election (as real
 // `fledge controller` processes), VirtualService edits racing the controller, and the CLI.
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { CoordinationV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CoordinationV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import type { VirtualService } from '../../controller/traffic/istio/virtual-service.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger.js';
@@ -20,7 +20,7 @@ import { freePort } from '../../local/ports.js';
 import { startInferenceMetrics, type InferenceMetricsEndpoint } from '../harness/inference-metrics.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
-import { annotate, createModelService, eventsFor, freshNamespace, readStatus, readVirtualService, VS_API, waitForStatus, waitUntil, weightsOf } from '../harness/rollout-fixture.js';
+import { annotate, createModelService, eventsFor, freshNamespace, randomHash, readStatus, readVirtualService, VS_API, waitForStatus, waitUntil, weightedVirtualService, weightsOf } from '../harness/rollout-fixture.js';
 
 const TIME_SCALE = 600;
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -141,6 +141,55 @@ describe('leader election (two fledge controller processes)', () => {
     expect(after.map((e) => e.reason)).toContain('RolloutCompleted');
     expect(new Set(after.map((e) => e.host))).toEqual(new Set(['replica-b']));
     expect((await readStatus(admin, ns, 'model-v2')).deployment.metadata?.annotations?.['fledge.dev/action']).toBeUndefined();
+    const metricsB = await (await fetch(`http://127.0.0.1:${portB}/metrics`)).text();
+    expect(metricsB).toMatch(/^fledge_controller_rollouts\{phase="Promoted"\} 1$/m);
+    expect(metricsB).toMatch(/^fledge_controller_reconcile_duration_seconds_count\{result="ok"\} [1-9]/m);
+    expect((await fetch(`http://127.0.0.1:${portB}/readyz`)).status).toBe(200);
+  });
+});
+
+describe('revisions and repaired input', () => {
+  it('a new pod template restarts the rollout at step 1 once its ReplicaSet exists', async () => {
+    const ns = freshNamespace('revision');
+    await createModelService(admin, ns, { policies: { manual: MANUAL }, annotations: { 'fledge.dev/policy': 'manual' } });
+    await startController(ns);
+    const first = await waitForStatus(admin, ns, 'model-v2', 'Paused at 10%', (s) => s.phase === 'Paused' && s.weight === 10);
+    await annotate(admin, ns, 'model-v2', { 'fledge.dev/action': 'promote' });
+    await waitForStatus(admin, ns, 'model-v2', 'Promoted', (s) => s.phase === 'Promoted');
+
+    // The template changes; until the new ReplicaSet exists the controller waits.
+    const apps = admin.makeApiClient(AppsV1Api);
+    const updated = await apps.patchNamespacedDeployment(
+      { namespace: ns, name: 'model-v2', body: { spec: { template: { spec: { containers: [{ name: 'model', image: 'example.invalid/model:v2.1' }] } } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
+    const newHash = randomHash();
+    const labels = { ...updated.spec!.template.metadata!.labels!, 'pod-template-hash': newHash };
+    await apps.createNamespacedReplicaSet({
+      namespace: ns,
+      body: {
+        metadata: { name: `model-v2-${newHash}`, labels, annotations: { 'deployment.kubernetes.io/revision': '2' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'model-v2', uid: updated.metadata!.uid!, controller: true }] },
+        spec: { replicas: 0, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: updated.spec!.template.spec! } },
+      },
+    });
+    const again = await waitForStatus(admin, ns, 'model-v2', 'the new revision at 10%', (s) => s.target?.canaryHash === newHash && s.phase === 'Paused');
+    expect(again).toMatchObject({ weight: 10, step: 2 });
+    expect(again.stepStartedAt).toBeGreaterThan(first.stepStartedAt);
+    expect(weightsOf(await readVirtualService(admin, ns))).toEqual([90, 10]);
+    expect((await eventsFor(admin, ns, 'model-v2')).map((e) => e.reason)).toContain('NewRevision');
+  });
+
+  it('Invalid for a missing VirtualService; once it exists, retry starts the rollout', async () => {
+    const ns = freshNamespace('repair');
+    await createModelService(admin, ns, { withoutVirtualService: true, policies: { manual: MANUAL }, annotations: { 'fledge.dev/policy': 'manual' } });
+    await startController(ns);
+    await waitForStatus(admin, ns, 'model-v2', 'Invalid', (s) => s.phase === 'Invalid');
+    await admin.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({ ...VS_API, namespace: ns, body: weightedVirtualService('model', ns) });
+    await annotate(admin, ns, 'model-v2', { 'fledge.dev/action': 'retry' });
+    const s = await waitForStatus(admin, ns, 'model-v2', 'Paused at 10%', (st) => st.phase === 'Paused' && st.weight === 10);
+    expect(s.inputProblem).toBeUndefined();
+    expect(weightsOf(await readVirtualService(admin, ns))).toEqual([90, 10]);
+    expect((await eventsFor(admin, ns, 'model-v2')).map((e) => e.reason)).not.toContain('ActionIgnored');
   });
 });
 
@@ -232,6 +281,20 @@ describe('CLI against the cluster', () => {
     expect(s.weight).toBe(0);
     expect(weightsOf(await readVirtualService(admin, ns))).toEqual([100, 0]);
     expect(await fledge('status', '-n', ns)).toMatch(/model-v2\s+RolledBack/);
+  });
+
+  it('status --watch --json prints a line per change', async () => {
+    const ns = freshNamespace('cliwatch');
+    await createModelService(admin, ns, { policies: { manual: MANUAL }, annotations: { 'fledge.dev/policy': 'manual' } });
+    await startController(ns);
+    await waitForStatus(admin, ns, 'model-v2', 'Paused at 10%', (st) => st.phase === 'Paused' && st.weight === 10);
+    const watcher = startProcess('status-watch', process.execPath, [CLI, 'status', '--watch', '--json', '-n', ns, '--kubeconfig', kube.adminKubeconfigPath], join(logDir, `${ns}-watch.log`));
+    procs.push(watcher);
+    const lines = () => readFileSync(watcher.logFile, 'utf8').split('\n').filter((l) => l.startsWith('['));
+    await waitUntil('the first status line', async () => lines().length >= 1);
+    await annotate(admin, ns, 'model-v2', { 'fledge.dev/action': 'promote' });
+    await waitUntil('a Promoted line', async () => lines().some((l) => (JSON.parse(l) as { phase: string }[])[0]?.phase === 'Promoted'));
+    expect((JSON.parse(lines()[0]!) as { phase: string }[])[0]?.phase).toBe('Paused');
   });
 
   it('an action on a Deployment fledge does not manage fails with a clear message', async () => {
