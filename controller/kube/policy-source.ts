@@ -21,18 +21,15 @@ export class PolicySourceReader {
   private readonly builtIn = loadDefaultPolicy();
   // Parsing and checking a policy costs more than reading it: reuse it while the ConfigMap is unchanged.
   private readonly parsed = new Map<string, PolicyLookup>();
+  // Many rollouts in one namespace wake up together; one read serves them for a moment.
+  private readonly recent = new Map<string, { at: number; configMap: Promise<V1ConfigMap | undefined> }>();
 
   constructor(kubeConfig: KubeConfig) {
     this.core = kubeConfig.makeApiClient(CoreV1Api);
   }
 
   async lookup(namespace: string, name: string): Promise<PolicyLookup> {
-    let configMap: V1ConfigMap | undefined;
-    try {
-      configMap = await this.core.readNamespacedConfigMap({ name: POLICY_CONFIGMAP, namespace });
-    } catch (err) {
-      if (!isNotFound(err)) throw new Error(`reading ConfigMap ${namespace}/${POLICY_CONFIGMAP} failed: ${apiErrorText(err)}`);
-    }
+    const configMap = await this.read(namespace);
     const cacheKey = `${namespace}\u0000${configMap?.metadata?.uid ?? ''}\u0000${configMap?.metadata?.resourceVersion ?? ''}\u0000${name}`;
     const cached = this.parsed.get(cacheKey);
     if (cached) return cached;
@@ -40,6 +37,19 @@ export class PolicySourceReader {
     if (this.parsed.size > 1000) this.parsed.clear();
     this.parsed.set(cacheKey, lookup);
     return lookup;
+  }
+
+  private read(namespace: string): Promise<V1ConfigMap | undefined> {
+    const now = Date.now();
+    const recent = this.recent.get(namespace);
+    if (recent && now - recent.at < POLICY_READ_REUSE_MS) return recent.configMap;
+    const configMap = this.core.readNamespacedConfigMap({ name: POLICY_CONFIGMAP, namespace }).catch((err: unknown) => {
+      if (isNotFound(err)) return undefined;
+      this.recent.delete(namespace);
+      throw new Error(`reading ConfigMap ${namespace}/${POLICY_CONFIGMAP} failed: ${apiErrorText(err)}`);
+    });
+    this.recent.set(namespace, { at: now, configMap });
+    return configMap;
   }
 }
 
@@ -62,6 +72,8 @@ export function policyFromConfigMap(data: Record<string, string>, where: string,
     throw err;
   }
 }
+
+export const POLICY_READ_REUSE_MS = 2_000;
 
 function definesOnlyTemplates(text: string, key: string): boolean {
   const docs = readPolicyDocuments(text, key, []);

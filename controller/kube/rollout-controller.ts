@@ -3,11 +3,12 @@
  * reconcile queue with every Deployment that carries `fledge.dev/virtual-service`; each
  * reconcile schedules the next one at the engine's wake-up time. Only runs while leading.
  */
-import { AppsV1Api, makeInformer, type Informer, type KubeConfig, type V1Deployment, type ObjectCache } from '@kubernetes/client-node';
+import { AppsV1Api, CustomObjectsApi, makeInformer, type Informer, type KubeConfig, type KubernetesListObject, type ObjectCache, type V1Deployment } from '@kubernetes/client-node';
 import type { Logger } from '../../common/logger.js';
 import type { MetricsProvider } from '../analysis/prometheus.js';
 import type { MachineOptions } from '../engine/rollout-machine.js';
 import { IstioVirtualServiceRouter, VirtualServiceUpdater } from '../traffic/istio/istio-router.js';
+import { ISTIO_GROUP, ISTIO_VERSION, type DestinationRule } from '../traffic/istio/virtual-service.js';
 import { apiErrorText } from './api-errors.js';
 import type { ControllerMetrics } from './controller-metrics.js';
 import { EventRecorder } from './event-recorder.js';
@@ -43,13 +44,14 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
   const clock = o.clock ?? Date.now;
   const log = o.logger;
   const updater = new VirtualServiceUpdater(o.kubeConfig, log);
-  // Set once the informer exists; the stable Deployment is looked up in its cache.
+  // Set once the informers exist; the stable Deployment and the DestinationRules are looked up in their caches.
   let cache: ObjectCache<V1Deployment> | undefined;
+  let rules: ObjectCache<DestinationRule> | undefined;
   const events = new EventRecorder(o.kubeConfig, o.identity, log);
   const reconciler = new Reconciler({
-    store: new DeploymentStatusStore(o.kubeConfig),
+    store: new DeploymentStatusStore(o.kubeConfig, (namespace, name) => cache?.get(name, namespace)),
     policies: new PolicySourceReader(o.kubeConfig),
-    targets: new TargetResolver(o.kubeConfig, async (namespace) => cache!.list(namespace)),
+    targets: new TargetResolver(o.kubeConfig, { deployments: async (namespace) => cache!.list(namespace), destinationRules: async (namespace) => rules!.list(namespace) }),
     routerFor: (namespace, target) => new IstioVirtualServiceRouter(updater, { namespace, name: target.virtualService }, { stable: target.stableSubset, canary: target.canarySubset }),
     events,
     metrics: o.metricsProvider,
@@ -127,6 +129,14 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
       if (!stopped) informer.start().catch((e: unknown) => log.error({ err: apiErrorText(e) }, 'restarting the Deployment watch failed'));
     }, INFORMER_RESTART_MS).unref();
   });
+  const ruleInformer = await startDestinationRuleInformer(o.kubeConfig, o.namespace, log, () => stopped);
+  rules = ruleInformer;
+  // A DestinationRule that appears or changes may make an Invalid rollout of its namespace valid.
+  const onRuleChange = (dr: DestinationRule) => {
+    for (const key of seen.keys()) if (key.startsWith(`${dr.metadata?.namespace}/`)) queue.enqueue(key);
+  };
+  ruleInformer.on('add', onRuleChange);
+  ruleInformer.on('update', onRuleChange);
   await informer.start().catch((err: unknown) => {
     throw new Error(`watching Deployments (${path}) failed: ${apiErrorText(err)}`);
   });
@@ -140,11 +150,35 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
     async stop() {
       stopped = true;
       await informer.stop();
+      await ruleInformer.stop();
       await queue.stop();
       await events.flush();
       o.metrics.clearPhases();
     },
   };
+}
+
+/** DestinationRules change rarely and are read by every first reconcile: keep them in a cache. */
+async function startDestinationRuleInformer(kc: KubeConfig, namespace: string | undefined, log: Logger, stopped: () => boolean): Promise<Informer<DestinationRule> & ObjectCache<DestinationRule>> {
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const base = `/apis/${ISTIO_GROUP}/${ISTIO_VERSION}`;
+  const path = namespace ? `${base}/namespaces/${namespace}/destinationrules` : `${base}/destinationrules`;
+  const list = async () =>
+    (namespace
+      ? await custom.listNamespacedCustomObject({ group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'destinationrules', namespace })
+      : await custom.listClusterCustomObject({ group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'destinationrules' })) as KubernetesListObject<DestinationRule>;
+  const informer = makeInformer<DestinationRule>(kc, path, list);
+  informer.on('error', (err: unknown) => {
+    if (stopped()) return;
+    log.warn({ err: apiErrorText(err), path }, 'DestinationRule watch failed; restarting it');
+    setTimeout(() => {
+      if (!stopped()) informer.start().catch((e: unknown) => log.error({ err: apiErrorText(e) }, 'restarting the DestinationRule watch failed'));
+    }, INFORMER_RESTART_MS).unref();
+  });
+  await informer.start().catch((err: unknown) => {
+    throw new Error(`watching DestinationRules (${path}) failed: ${apiErrorText(err)}`);
+  });
+  return informer;
 }
 
 function keyOf(d: V1Deployment): string {

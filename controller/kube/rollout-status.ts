@@ -5,6 +5,7 @@
  */
 import { parseRolloutState, serializeRolloutState, type RolloutState } from '../engine/rollout-state.js';
 import { USER_ACTIONS, type UserAction } from '../engine/rollout-machine.js';
+import { stableJson } from './stable-json.js';
 
 export const ANNOTATION = {
   virtualService: 'fledge.dev/virtual-service',
@@ -59,5 +60,5 @@ export function parseAction(value: string | undefined): UserAction | undefined {
 /** What makes a Deployment's rollout different, other than our own status: its pod template and the other annotations. */
 export function deploymentFingerprint(d: { metadata?: { annotations?: Record<string, string> }; spec?: { template?: unknown } }): string {
   const { [ANNOTATION.status]: _ours, ...others } = d.metadata?.annotations ?? {};
-  return JSON.stringify([d.spec?.template, others]);
+  return stableJson([d.spec?.template, others]);
 }

@@ -16,18 +16,37 @@ export class StatusConflictError extends Error {
 
 const MAX_ATTEMPTS = 5;
 
+/** The informer's copy of a Deployment, if it has one. */
+export type CachedDeployment = (namespace: string, name: string) => V1Deployment | undefined;
+
 export class DeploymentStatusStore {
   private readonly apps: AppsV1Api;
+  /** resourceVersion of the Deployment as our last write left it, per namespace/name. */
+  private readonly lastWritten = new Map<string, string>();
 
-  constructor(kubeConfig: KubeConfig) {
+  constructor(
+    kubeConfig: KubeConfig,
+    private readonly cached?: CachedDeployment,
+  ) {
     this.apps = kubeConfig.makeApiClient(AppsV1Api);
   }
 
+  /**
+   * The Deployment as it is now. The informer's copy is used only when it is exactly what our
+   * last write produced (so it holds our latest status); otherwise the informer may not have
+   * seen that write yet, and the Deployment is read from the API server.
+   */
   async read(namespace: string, name: string): Promise<V1Deployment | undefined> {
+    const cached = this.cached?.(namespace, name);
+    const written = this.lastWritten.get(`${namespace}/${name}`);
+    if (cached && written !== undefined && cached.metadata?.resourceVersion === written) return cached;
     try {
       return await this.apps.readNamespacedDeployment({ namespace, name });
     } catch (err) {
-      if (isNotFound(err)) return undefined;
+      if (isNotFound(err)) {
+        this.lastWritten.delete(`${namespace}/${name}`);
+        return undefined;
+      }
       throw new Error(`reading Deployment ${namespace}/${name} failed: ${apiErrorText(err)}`);
     }
   }
@@ -47,8 +66,11 @@ export class DeploymentStatusStore {
       if (consumedAction && current.metadata?.annotations?.[ANNOTATION.action] === consumed) annotations[ANNOTATION.action] = null;
       const body = { metadata: { resourceVersion: current.metadata!.resourceVersion, annotations } };
       try {
-        return await this.apps.patchNamespacedDeployment({ namespace, name, body, fieldManager: 'fledge-controller' }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+        const written = await this.apps.patchNamespacedDeployment({ namespace, name, body, fieldManager: 'fledge-controller' }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+        if (written.metadata?.resourceVersion) this.lastWritten.set(`${namespace}/${name}`, written.metadata.resourceVersion);
+        return written;
       } catch (err) {
+        this.lastWritten.delete(`${namespace}/${name}`);
         if (!isConflict(err)) throw new Error(`writing ${ANNOTATION.status} on Deployment ${namespace}/${name} failed: ${apiErrorText(err)}`);
         const fresh = await this.read(namespace, name);
         if (!fresh || fresh.metadata?.annotations?.[ANNOTATION.status] !== basedOn || attempt >= MAX_ATTEMPTS) {

@@ -8,6 +8,7 @@ import { AppsV1Api, CustomObjectsApi, type KubeConfig, type V1Deployment, type V
 import { ISTIO_GROUP, ISTIO_VERSION, subsetForPodLabels, weightedRouteProblem, type DestinationRule, type VirtualService } from '../traffic/istio/virtual-service.js';
 import { apiErrorText, isNotFound } from './api-errors.js';
 import { ANNOTATION, type RolloutTarget } from './rollout-status.js';
+import { stableJson } from './stable-json.js';
 
 export type TargetResolution =
   | { kind: 'ready'; target: RolloutTarget }
@@ -21,6 +22,13 @@ const REVISION = 'deployment.kubernetes.io/revision';
 
 /** Deployments of a namespace, e.g. from the controller's informer cache. */
 export type DeploymentLister = (namespace: string) => Promise<readonly V1Deployment[]>;
+/** DestinationRules of a namespace, likewise. */
+export type DestinationRuleLister = (namespace: string) => Promise<readonly DestinationRule[]>;
+
+export interface TargetListers {
+  deployments?: DeploymentLister;
+  destinationRules?: DestinationRuleLister;
+}
 
 // Lists with resourceVersion "0" are served from the API server's watch cache instead of a
 // quorum read from etcd: slightly stale at worst, which the next reconcile corrects.
@@ -30,11 +38,13 @@ export class TargetResolver {
   private readonly custom: CustomObjectsApi;
   private readonly apps: AppsV1Api;
   private readonly listDeployments: DeploymentLister;
+  private readonly listRules: DestinationRuleLister;
 
-  constructor(kubeConfig: KubeConfig, listDeployments?: DeploymentLister) {
+  constructor(kubeConfig: KubeConfig, listers: TargetListers = {}) {
     this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
     this.apps = kubeConfig.makeApiClient(AppsV1Api);
-    this.listDeployments = listDeployments ?? (async (namespace) => (await this.apps.listNamespacedDeployment({ namespace, resourceVersion: FROM_WATCH_CACHE })).items);
+    this.listDeployments = listers.deployments ?? (async (namespace) => (await this.apps.listNamespacedDeployment({ namespace, resourceVersion: FROM_WATCH_CACHE })).items);
+    this.listRules = listers.destinationRules ?? ((namespace) => this.fetchDestinationRules(namespace));
   }
 
   async resolve(deployment: V1Deployment): Promise<TargetResolution> {
@@ -53,7 +63,7 @@ export class TargetResolver {
     }
 
     const hosts = new Set((vs.spec.http ?? []).flatMap((h) => (h.route ?? []).map((r) => shortHost(r.destination.host))));
-    const rules = await this.listDestinationRules(namespace);
+    const rules = await this.listRules(namespace);
     const rule = rules.find((dr) => dr.spec.host !== undefined && hosts.has(shortHost(dr.spec.host)));
     if (!rule) return invalid(`no DestinationRule in ${namespace} for the host(s) ${[...hosts].join(', ') || '(none)'} of VirtualService ${namespace}/${vsName}`);
     const ruleName = `DestinationRule ${namespace}/${rule.metadata?.name}`;
@@ -92,7 +102,7 @@ export class TargetResolver {
     return { kind: 'ready', target: { virtualService: vsName, stableSubset: stable, canarySubset: canary, canaryHash, stableHash } };
   }
 
-  private async listDestinationRules(namespace: string): Promise<DestinationRule[]> {
+  private async fetchDestinationRules(namespace: string): Promise<DestinationRule[]> {
     try {
       const list = (await this.custom.listNamespacedCustomObject({ group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'destinationrules', namespace, resourceVersion: FROM_WATCH_CACHE })) as { items: DestinationRule[] };
       return list.items;
@@ -142,9 +152,6 @@ function sameTemplate(rs: V1ReplicaSet, deployment: V1Deployment): boolean {
   return stableJson(rsLabels) === stableJson(dLabels) && stableJson(rs.spec?.template?.spec) === stableJson(deployment.spec?.template?.spec);
 }
 
-function stableJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
-}
 
 function revision(rs: V1ReplicaSet): number {
   const n = Number(rs.metadata?.annotations?.[REVISION]);

@@ -166,3 +166,13 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, tim
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** The Deployment's Events once one with `reason` exists (the controller records them in the background, in order). */
+export async function eventsOnceRecorded(kc: KubeConfig, namespace: string, name: string, reason: string, timeoutMs = 15_000): ReturnType<typeof eventsFor> {
+  let events: Awaited<ReturnType<typeof eventsFor>> = [];
+  await waitUntil(`Event ${reason} on ${namespace}/${name}`, async () => {
+    events = await eventsFor(kc, namespace, name);
+    return events.some((e) => e.reason === reason);
+  }, timeoutMs);
+  return events;
+}

@@ -20,7 +20,7 @@ import { freePort } from '../../local/ports.js';
 import { startInferenceMetrics, type InferenceMetricsEndpoint } from '../harness/inference-metrics.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
-import { annotate, createModelService, eventsFor, freshNamespace, randomHash, readStatus, readVirtualService, VS_API, waitForStatus, waitUntil, weightedVirtualService, weightsOf } from '../harness/rollout-fixture.js';
+import { annotate, createModelService, eventsOnceRecorded, freshNamespace, randomHash, readStatus, readVirtualService, VS_API, waitForStatus, waitUntil, weightedVirtualService, weightsOf } from '../harness/rollout-fixture.js';
 
 const TIME_SCALE = 600;
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -126,7 +126,7 @@ describe('leader election (two fledge controller processes)', () => {
 
     await annotate(admin, ns, 'model-v2', { 'fledge.dev/virtual-service': 'model', 'fledge.dev/policy': 'manual' });
     await waitForStatus(admin, ns, 'model-v2', 'Paused at 10%', (s) => s.phase === 'Paused' && s.weight === 10);
-    const before = await eventsFor(admin, ns, 'model-v2');
+    const before = await eventsOnceRecorded(admin, ns, 'model-v2', 'Paused');
     expect(before.length).toBeGreaterThan(0);
     expect(new Set(before.map((e) => e.host))).toEqual(new Set(['replica-a']));
     expect(await (await fetch(`http://127.0.0.1:${portB}/metrics`)).text()).toMatch(/^fledge_controller_leader 0$/m);
@@ -137,7 +137,7 @@ describe('leader election (two fledge controller processes)', () => {
     await annotate(admin, ns, 'model-v2', { 'fledge.dev/action': 'promote' });
     const done = await waitForStatus(admin, ns, 'model-v2', 'Promoted', (s) => s.phase === 'Promoted');
     expect(done.weight).toBe(100);
-    const after = (await eventsFor(admin, ns, 'model-v2')).slice(before.length);
+    const after = (await eventsOnceRecorded(admin, ns, 'model-v2', 'RolloutCompleted')).slice(before.length);
     expect(after.map((e) => e.reason)).toContain('RolloutCompleted');
     expect(new Set(after.map((e) => e.host))).toEqual(new Set(['replica-b']));
     expect((await readStatus(admin, ns, 'model-v2')).deployment.metadata?.annotations?.['fledge.dev/action']).toBeUndefined();
@@ -176,7 +176,7 @@ describe('revisions and repaired input', () => {
     expect(again).toMatchObject({ weight: 10, step: 2 });
     expect(again.stepStartedAt).toBeGreaterThan(first.stepStartedAt);
     expect(weightsOf(await readVirtualService(admin, ns))).toEqual([90, 10]);
-    expect((await eventsFor(admin, ns, 'model-v2')).map((e) => e.reason)).toContain('NewRevision');
+    expect((await eventsOnceRecorded(admin, ns, 'model-v2', 'NewRevision')).map((e) => e.reason)).toContain('NewRevision');
   });
 
   it('Invalid for a missing VirtualService; once it exists, retry starts the rollout', async () => {
@@ -189,7 +189,7 @@ describe('revisions and repaired input', () => {
     const s = await waitForStatus(admin, ns, 'model-v2', 'Paused at 10%', (st) => st.phase === 'Paused' && st.weight === 10);
     expect(s.inputProblem).toBeUndefined();
     expect(weightsOf(await readVirtualService(admin, ns))).toEqual([90, 10]);
-    expect((await eventsFor(admin, ns, 'model-v2')).map((e) => e.reason)).not.toContain('ActionIgnored');
+    expect((await eventsOnceRecorded(admin, ns, 'model-v2', 'Paused')).map((e) => e.reason)).not.toContain('ActionIgnored');
   });
 });
 
@@ -267,7 +267,7 @@ describe('CLI against the cluster', () => {
     // abort after completion changes nothing and says so in an Event.
     await fledge('abort', 'model-v2', '-n', ns);
     await waitUntil('the abort to be consumed', async () => (await readStatus(admin, ns, 'model-v2')).deployment.metadata?.annotations?.['fledge.dev/action'] === undefined);
-    expect((await eventsFor(admin, ns, 'model-v2')).some((e) => e.reason === 'ActionIgnored')).toBe(true);
+    expect((await eventsOnceRecorded(admin, ns, 'model-v2', 'ActionIgnored')).find((e) => e.reason === 'ActionIgnored')?.message).toBe('abort has no effect while the rollout is Promoted');
     expect(weightsOf(await readVirtualService(admin, ns))).toEqual([0, 100]);
   });
 

@@ -11,7 +11,7 @@ import { freePort } from '../../local/ports.js';
 import { startInferenceMetrics, type InferenceMetricsEndpoint, type VersionMetrics } from '../harness/inference-metrics.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
-import { createModelService, eventsFor, freshNamespace, readVirtualService, waitForStatus, weightsOf, type ModelServiceOptions } from '../harness/rollout-fixture.js';
+import { createModelService, eventsOnceRecorded, freshNamespace, readVirtualService, waitForStatus, weightsOf, type ModelServiceOptions } from '../harness/rollout-fixture.js';
 
 const TIME_SCALE = 600; // 10m pauses last 1s
 const seedText = async (name: string) => readFile(new URL(`../fixtures/seed/${name}`, import.meta.url), 'utf8');
@@ -92,7 +92,7 @@ describe('the seed rollout, verbatim', () => {
     expect(vs.spec.http?.map((h) => h.name)).toEqual(['pinned-v1', 'pinned-v2', 'weighted']);
     expect(vs.spec.http?.[0]?.route).toEqual([{ destination: { host: 'model', subset: 'v1' } }]);
 
-    const events = await eventsFor(admin, svc.namespace, 'model-v2');
+    const events = await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'RolloutCompleted');
     const weights = events.filter((e) => e.reason === 'WeightChanged').map((e) => /→ (\d+)%/.exec(e.message)?.[1]);
     expect(weights).toEqual(['5', '25', '50', '100']);
     expect(events.filter((e) => e.reason === 'AnalysisSuccessful')).toHaveLength(3);
@@ -124,7 +124,7 @@ describe('the rollback table (default policy)', () => {
       expect(weightsOf(vs)).toEqual([100, 0]);
       // Created (1), weight 5 (2), weight 0 (3): the rollback was one spec update.
       expect(vs.metadata?.generation).toBe(3);
-      const rolledBack = (await eventsFor(admin, svc.namespace, 'model-v2')).find((e) => e.reason === 'RolledBack');
+      const rolledBack = (await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'RolledBack')).find((e) => e.reason === 'RolledBack');
       expect(rolledBack?.type).toBe('Warning');
       expect(rolledBack?.message).toContain(row.metric);
     });
@@ -139,7 +139,7 @@ describe('the rollback table (default policy)', () => {
     expect(s.weight).toBe(5);
     expect(s.message).toContain('metric cost-per-request failed: value 0.004 (stable 0.002)');
     expect(weightsOf(await readVirtualService(admin, svc.namespace))).toEqual([95, 5]);
-    expect((await eventsFor(admin, svc.namespace, 'model-v2')).map((e) => e.reason)).toContain('AwaitingReview');
+    expect((await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'AwaitingReview')).find((e) => e.reason === 'AwaitingReview')?.message).toContain('cost-per-request');
   });
 });
 
@@ -193,7 +193,7 @@ describe('invalid input → Invalid, VirtualService untouched', () => {
       expect(s.message).toMatch(c.message);
       expect(s.weight).toBe(0);
       if (before) expect((await readVirtualService(admin, svc.namespace)).metadata?.resourceVersion).toBe(before.metadata?.resourceVersion);
-      expect((await eventsFor(admin, svc.namespace, 'model-v2')).find((e) => e.reason === 'Invalid')?.message).toMatch(c.message);
+      expect((await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'Invalid')).find((e) => e.reason === 'Invalid')?.message).toMatch(c.message);
     });
   }
 });

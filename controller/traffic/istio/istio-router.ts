@@ -23,6 +23,9 @@ export type VirtualServiceChange = (vs: VirtualService) => boolean | Promise<boo
 
 export class VirtualServiceUpdater {
   private readonly api: CustomObjectsApi;
+  // The object as our last read or write left it. An update starts from this copy instead of
+  // a fresh GET; if anyone changed the object since, the replace fails with 409 and we read it.
+  private readonly lastSeen = new Map<string, VirtualService>();
 
   constructor(
     kubeConfig: KubeConfig,
@@ -33,8 +36,11 @@ export class VirtualServiceUpdater {
 
   async get(ref: VirtualServiceRef): Promise<VirtualService> {
     try {
-      return (await this.api.getNamespacedCustomObject({ ...VS, ...ref })) as VirtualService;
+      const vs = (await this.api.getNamespacedCustomObject({ ...VS, ...ref })) as VirtualService;
+      this.lastSeen.set(keyOf(ref), structuredClone(vs));
+      return vs;
     } catch (err) {
+      this.lastSeen.delete(keyOf(ref));
       if (isNotFound(err)) throw new TrafficRoutingError(`VirtualService ${ref.namespace}/${ref.name} not found`);
       throw new TrafficRoutingError(`reading VirtualService ${ref.namespace}/${ref.name} failed: ${apiErrorText(err)}`);
     }
@@ -43,12 +49,20 @@ export class VirtualServiceUpdater {
   /** Read, change, replace with the read resourceVersion; on conflict start over. Returns the number of writes (0 or 1). */
   async update(ref: VirtualServiceRef, change: VirtualServiceChange, what: string): Promise<number> {
     for (let attempt = 1; ; attempt++) {
-      const vs = await this.get(ref);
-      if (!(await change(vs))) return 0;
+      const remembered = attempt === 1 ? this.lastSeen.get(keyOf(ref)) : undefined;
+      const vs = remembered ? structuredClone(remembered) : await this.get(ref);
+      if (!(await change(vs))) {
+        // Our copy may be outdated: "nothing to change" is only trusted from a fresh read.
+        if (remembered) continue;
+        return 0;
+      }
       try {
-        await this.api.replaceNamespacedCustomObject({ ...VS, ...ref, body: vs, fieldManager: 'fledge-controller' });
+        const written = (await this.api.replaceNamespacedCustomObject({ ...VS, ...ref, body: vs, fieldManager: 'fledge-controller' })) as VirtualService;
+        this.lastSeen.set(keyOf(ref), structuredClone(written));
         return 1;
       } catch (err) {
+        this.lastSeen.delete(keyOf(ref));
+        if (isNotFound(err)) throw new TrafficRoutingError(`VirtualService ${ref.namespace}/${ref.name} not found`);
         if (isConflict(err) && attempt < MAX_CONFLICT_RETRIES) {
           this.logger?.info({ virtualService: `${ref.namespace}/${ref.name}`, attempt, what }, 'VirtualService changed meanwhile; re-reading and re-applying our change');
           continue;
@@ -57,6 +71,10 @@ export class VirtualServiceUpdater {
       }
     }
   }
+}
+
+function keyOf(ref: VirtualServiceRef): string {
+  return `${ref.namespace}/${ref.name}`;
 }
 
 export class IstioVirtualServiceRouter implements TrafficRouter {
