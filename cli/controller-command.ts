@@ -69,6 +69,7 @@ export function controllerCommand(): Command {
         retryPeriodMs: opts.retryPeriod * 1000,
         concurrency: opts.concurrency,
         logger,
+        onFatal: (err) => exitOnError(err),
       }).catch(exitOnError);
       const shutdown = (signal: string) => {
         logger.info({ signal }, 'shutting down');

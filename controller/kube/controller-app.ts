@@ -25,6 +25,8 @@ export interface ControllerAppOptions {
   retryPeriodMs?: number;
   concurrency?: number;
   logger: Logger;
+  /** The leader cannot start reconciling (e.g. RBAC forbids the watch); the CLI exits so the Pod restarts. */
+  onFatal?: (err: Error) => void;
 }
 
 export interface ControllerApp {
@@ -64,7 +66,10 @@ export async function startControllerApp(o: ControllerAppOptions): Promise<Contr
         (c) => {
           running = c;
         },
-        (err: Error) => log.error({ err: err.message }, 'starting the rollout controller failed'),
+        (err: Error) => {
+          log.error({ err: err.message }, 'starting the rollout controller failed');
+          o.onFatal?.(err);
+        },
       );
     },
     onStoppedLeading: async () => {

@@ -45,6 +45,7 @@ export interface ReconcileOutcome {
 }
 
 const WAITING_REQUEUE_MS = 2_000;
+export const NO_STABLE_HASH = 'fledge-no-stable-version';
 /** How long a resolved target is reused for wake-ups of an unchanged Deployment. */
 export const TARGET_REUSE_MS = 30_000;
 
@@ -145,7 +146,10 @@ export class Reconciler {
       effects.push({ type: 'event', severity: 'Warning', reason: 'ActionIgnored', message: `unknown ${ANNOTATION.action} "${annotations[ANNOTATION.action]}" (expected promote, abort, pause, resume or retry)` });
     }
 
-    const advanced = await advanceRollout({ policy, state, hashes: { canaryHash: target.canaryHash, stableHash: target.stableHash }, provider: deps.metrics, clock: deps.clock, options: deps.options });
+    // Without a stable Deployment, baseline queries must find no data (inconclusive), not
+    // match every series that lacks the label, as rollout_hash="" would.
+    const stableHash = target.stableHash || NO_STABLE_HASH;
+    const advanced = await advanceRollout({ policy, state, hashes: { canaryHash: target.canaryHash, stableHash }, provider: deps.metrics, clock: deps.clock, options: deps.options });
     state = advanced.state;
     effects.push(...advanced.effects);
     lap('advance');
