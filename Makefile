@@ -77,6 +77,13 @@ demo: deps build
 
 bench: deps vegeta build
 	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-bench.js
+	$(MAKE) bench-controller
+
+# Controller against a real kube-apiserver and Prometheus: rollback actuation, reconcile p99
+# with 100 concurrent rollouts, RSS (writes bench/results/controller.json).
+.PHONY: bench-controller
+bench-controller: system-deps k8s-deps build
+	node dist/bench/controller-bench.js
 
 clean:
 	rm -rf dist node_modules/.fledge-stamp .tmp

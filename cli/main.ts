@@ -6,6 +6,9 @@ import { simCommand } from '../sim/command.js';
 import { demoCommand } from './demo-command.js';
 import { upCommand } from './up-command.js';
 import { exitOnError } from './exit.js';
+import { controllerCommand } from './controller-command.js';
+import { statusCommand } from './status-command.js';
+import { actionCommands } from './action-commands.js';
 
 const program = new Command()
   .name('fledge')
@@ -18,7 +21,10 @@ const program = new Command()
 program.addCommand(extprocCommand());
 program.addCommand(simCommand());
 program.addCommand(judgeCommand());
-program.addCommand(demoCommand());
+program.addCommand(controllerCommand());
+program.addCommand(statusCommand());
+for (const command of actionCommands()) program.addCommand(command);
 program.addCommand(upCommand());
+program.addCommand(demoCommand());
 
 program.parseAsync(process.argv).catch(exitOnError);

@@ -29,7 +29,8 @@ import {
 } from '@kubernetes/client-node';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const versionsFile = path.join(here, 'k8s', 'versions.env');
+// Compiled into dist/ (for the controller bench) the file stays in the source tree.
+const versionsFile = [path.join(here, 'k8s', 'versions.env'), path.join(here, '..', '..', '..', 'test', 'harness', 'k8s', 'versions.env')].find((f) => existsSync(f)) ?? path.join(here, 'k8s', 'versions.env');
 
 /** Istio CRDs installed by default: the ones fledge reads or writes. */
 export const DEFAULT_ISTIO_CRDS = [

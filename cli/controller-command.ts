@@ -1,0 +1,81 @@
+import { Command, Option } from 'commander';
+import { hostname } from 'node:os';
+import { createLogger } from '../common/logger.js';
+import { startControllerApp } from '../controller/kube/controller-app.js';
+import { exitOnError } from './exit.js';
+import { loadKubeConfig } from './kubeconfig.js';
+
+interface ControllerOptions {
+  kubeconfig?: string;
+  namespace?: string;
+  allNamespaces?: boolean;
+  prometheusUrl: string;
+  timeScale: number;
+  leaseNamespace: string;
+  leaseName: string;
+  id: string;
+  adminHost: string;
+  adminPort: number;
+  leaseDuration: number;
+  renewDeadline: number;
+  retryPeriod: number;
+  concurrency: number;
+}
+
+const positive = (what: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${what} must be a positive number, got "${value}"`);
+  return n;
+};
+
+export function controllerCommand(): Command {
+  return new Command('controller')
+    .description(
+      'Run the rollout controller in cluster mode: watches Deployments annotated with fledge.dev/virtual-service, ' +
+        'steps their canary weight through the policy on the Istio VirtualService, judges each stage with Prometheus, ' +
+        'rolls back on a breach. Several replicas elect a leader with a Lease; only the leader acts.',
+    )
+    .addOption(new Option('--kubeconfig <file>', 'kubeconfig file (default as kubectl: $KUBECONFIG, ~/.kube/config, in-cluster)'))
+    .addOption(new Option('-n, --namespace <ns>', 'watch only this namespace (default: all namespaces)'))
+    .addOption(new Option('--prometheus-url <url>', 'Prometheus base URL for analysis queries').default('http://127.0.0.1:9090'))
+    .addOption(
+      new Option('--time-scale <factor>', 'divide every pause duration, analysis interval and initialDelay by this factor (for demos and tests: 600 makes a 10m pause last 1s); Prometheus query windows are not changed')
+        .default(1)
+        .argParser(positive('--time-scale')),
+    )
+    .addOption(new Option('--lease-namespace <ns>', 'namespace of the leader-election Lease').default('fledge-system'))
+    .addOption(new Option('--lease-name <name>', 'name of the leader-election Lease').default('fledge-controller'))
+    .addOption(new Option('--id <identity>', 'this replica\'s identity in the Lease (hostname_pid unless set)').default(`${hostname()}_${process.pid}`))
+    .addOption(new Option('--admin-host <addr>', 'address of the admin port').default('127.0.0.1'))
+    .addOption(new Option('--admin-port <n>', 'admin port: /healthz, /readyz, /metrics').default(9102).argParser(Number))
+    .addOption(new Option('--lease-duration <seconds>', 'how long a Lease is valid without renewal').default(15).argParser(positive('--lease-duration')))
+    .addOption(new Option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops acting (< lease duration)').default(10).argParser(positive('--renew-deadline')))
+    .addOption(new Option('--retry-period <seconds>', 'how often to renew or try to acquire the Lease').default(2).argParser(positive('--retry-period')))
+    .addOption(new Option('--concurrency <n>', 'rollouts reconciled at the same time (more: higher throughput, each reconcile slower on a busy API server)').default(4).argParser(positive('--concurrency')))
+    .action(async (opts: ControllerOptions) => {
+      const logger = createLogger('controller');
+      const app = await startControllerApp({
+        kubeConfig: loadKubeConfig(opts.kubeconfig),
+        ...(opts.namespace ? { namespace: opts.namespace } : {}),
+        prometheusUrl: opts.prometheusUrl,
+        timeScale: opts.timeScale,
+        leaseNamespace: opts.leaseNamespace,
+        leaseName: opts.leaseName,
+        identity: opts.id,
+        adminHost: opts.adminHost,
+        adminPort: opts.adminPort,
+        leaseDurationMs: opts.leaseDuration * 1000,
+        renewDeadlineMs: opts.renewDeadline * 1000,
+        retryPeriodMs: opts.retryPeriod * 1000,
+        concurrency: opts.concurrency,
+        logger,
+        onFatal: (err) => exitOnError(err),
+      }).catch(exitOnError);
+      const shutdown = (signal: string) => {
+        logger.info({ signal }, 'shutting down');
+        app.stop().finally(() => process.exit(0));
+      };
+      process.once('SIGINT', () => shutdown('SIGINT'));
+      process.once('SIGTERM', () => shutdown('SIGTERM'));
+    });
+}

@@ -1,0 +1,51 @@
+/** What `fledge status` shows of a managed Deployment, from its annotations. */
+import type { V1Deployment } from '@kubernetes/client-node';
+import { formatNumber } from '../controller/analysis/measurement.js';
+import type { AnalysisRunState } from '../controller/analysis/run.js';
+import { ANNOTATION, parseStatus, type RolloutStatus } from '../controller/kube/rollout-status.js';
+
+export interface RolloutView {
+  namespace: string;
+  rollout: string;
+  phase: string;
+  step: string;
+  weight: number | null;
+  analysis: string;
+  message: string;
+  status?: RolloutStatus;
+}
+
+export function isManaged(d: V1Deployment): boolean {
+  return d.metadata?.annotations?.[ANNOTATION.virtualService] !== undefined;
+}
+
+export function viewOf(d: V1Deployment): RolloutView {
+  const base = { namespace: d.metadata?.namespace ?? '', rollout: d.metadata?.name ?? '' };
+  const text = d.metadata?.annotations?.[ANNOTATION.status];
+  if (!text) return { ...base, phase: 'Pending', step: '-', weight: null, analysis: '-', message: 'not reconciled yet' };
+  let status: RolloutStatus;
+  try {
+    status = parseStatus(text);
+  } catch (err) {
+    return { ...base, phase: 'Unknown', step: '-', weight: null, analysis: '-', message: `unreadable status: ${(err as Error).message}` };
+  }
+  return { ...base, phase: status.phase, step: status.steps ? `${status.step}/${status.steps}` : '-', weight: status.weight, analysis: summarizeAnalysis(status.analysis ?? status.lastAnalysis), message: status.message, status };
+}
+
+/** "Failed: error-rate=0.02", "Running", "Successful", or "-". */
+export function summarizeAnalysis(run: AnalysisRunState | undefined): string {
+  if (!run) return '-';
+  const notable = run.metrics.find((m) => m.phase === 'Failed') ?? run.metrics.find((m) => m.phase === 'Error' || m.phase === 'Inconclusive');
+  if (!notable) return run.phase;
+  const last = notable.measurements.at(-1)?.value;
+  return `${run.phase}: ${notable.name}${last?.length ? `=${last.map(formatNumber).join(',')}` : ''}`;
+}
+
+export function renderTable(views: readonly RolloutView[], withNamespace: boolean): string {
+  const header = [...(withNamespace ? ['NAMESPACE'] : []), 'ROLLOUT', 'PHASE', 'STEP', 'WEIGHT', 'ANALYSIS', 'MESSAGE'];
+  const rows = views.map((v) => [...(withNamespace ? [v.namespace] : []), v.rollout, v.phase, v.step, v.weight === null ? '-' : `${v.weight}%`, v.analysis, v.message]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  // The message is last and left unpadded: it may be long.
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  return [line(header), ...rows.map(line)].join('\n');
+}

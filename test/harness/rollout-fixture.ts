@@ -1,0 +1,178 @@
+/**
+ * Builds a model service in a fresh namespace of the test kube-apiserver the way a cluster
+ * would have it: stable and candidate Deployments (with the ReplicaSets a Deployment
+ * controller would have made, since the harness runs none), a DestinationRule with
+ * version subsets and a VirtualService with per-subset header routes ahead of the weighted
+ * route. Plus polling helpers that wait on what the controller writes.
+ */
+import { randomBytes } from 'node:crypto';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { parseStatus, type RolloutStatus } from '../../controller/kube/rollout-status.js';
+import type { VirtualService } from '../../controller/traffic/istio/virtual-service.js';
+
+export const VS_API = { group: 'networking.istio.io', version: 'v1', plural: 'virtualservices' } as const;
+export const DR_API = { group: 'networking.istio.io', version: 'v1', plural: 'destinationrules' } as const;
+
+export interface ModelService {
+  namespace: string;
+  stableHash: string;
+  canaryHash: string;
+  candidate: string;
+  virtualService: string;
+}
+
+export interface ModelServiceOptions {
+  /** Annotations on the candidate besides fledge.dev/virtual-service (e.g. fledge.dev/policy). */
+  annotations?: Record<string, string>;
+  /** ConfigMap fledge-policies data; none when undefined. */
+  policies?: Record<string, string>;
+  /** Leave out the VirtualService (the annotation still names it). */
+  withoutVirtualService?: boolean;
+  /** DestinationRule subsets; default v1 and v2 by version label. */
+  subsets?: { name: string; labels: Record<string, string> }[];
+  /** Leave the candidate un-annotated (the caller opts it in later). */
+  optIn?: boolean;
+}
+
+export const randomHash = () => randomBytes(5).toString('hex');
+
+let namespaceCounter = 0;
+export function freshNamespace(prefix: string): string {
+  return `${prefix}-${++namespaceCounter}-${randomBytes(2).toString('hex')}`;
+}
+
+export function weightedVirtualService(name: string, namespace: string): VirtualService {
+  const header = (subset: string) => ({
+    name: `pinned-${subset}`,
+    match: [{ headers: { 'x-fledge-version': { exact: subset } } }],
+    route: [{ destination: { host: 'model', subset } }],
+  });
+  return {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name, namespace },
+    spec: {
+      hosts: ['model'],
+      http: [
+        header('v1'),
+        header('v2'),
+        {
+          name: 'weighted',
+          route: [
+            { destination: { host: 'model', subset: 'v1' }, weight: 100 },
+            { destination: { host: 'model', subset: 'v2' }, weight: 0 },
+          ],
+        },
+      ],
+    },
+  };
+}
+
+export async function createModelService(kc: KubeConfig, namespace: string, options: ModelServiceOptions = {}): Promise<ModelService> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  await core.createNamespace({ body: { metadata: { name: namespace } } });
+  if (options.policies) await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: 'fledge-policies' }, data: options.policies } });
+  await custom.createNamespacedCustomObject({
+    ...DR_API,
+    namespace,
+    body: {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'DestinationRule',
+      metadata: { name: 'model', namespace },
+      spec: { host: 'model', subsets: options.subsets ?? [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] },
+    },
+  });
+  if (!options.withoutVirtualService) await custom.createNamespacedCustomObject({ ...VS_API, namespace, body: weightedVirtualService('model', namespace) });
+
+  const stableHash = randomHash();
+  const canaryHash = randomHash();
+  await createDeploymentWithReplicaSet(apps, namespace, 'model-v1', 'v1', stableHash);
+  await createDeploymentWithReplicaSet(apps, namespace, 'model-v2', 'v2', canaryHash);
+  const service: ModelService = { namespace, stableHash, canaryHash, candidate: 'model-v2', virtualService: 'model' };
+  if (options.optIn !== false) await annotate(kc, namespace, 'model-v2', { 'fledge.dev/virtual-service': 'model', ...options.annotations });
+  return service;
+}
+
+async function createDeploymentWithReplicaSet(apps: AppsV1Api, namespace: string, name: string, version: string, hash: string): Promise<V1Deployment> {
+  const labels = { app: 'model', version };
+  const template = { metadata: { labels }, spec: { containers: [{ name: 'model', image: 'example.invalid/model:latest' }] } };
+  const deployment = await apps.createNamespacedDeployment({ namespace, body: { metadata: { name, labels }, spec: { replicas: 1, selector: { matchLabels: labels }, template } } });
+  await apps.createNamespacedReplicaSet({
+    namespace,
+    body: {
+      metadata: {
+        name: `${name}-${hash}`,
+        labels: { ...labels, 'pod-template-hash': hash },
+        annotations: { 'deployment.kubernetes.io/revision': '1' },
+        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name, uid: deployment.metadata!.uid!, controller: true }],
+      },
+      spec: { replicas: 0, selector: { matchLabels: { ...labels, 'pod-template-hash': hash } }, template: { ...template, metadata: { labels: { ...labels, 'pod-template-hash': hash } } } },
+    },
+  });
+  return deployment;
+}
+
+export async function annotate(kc: KubeConfig, namespace: string, name: string, annotations: Record<string, string | null>): Promise<void> {
+  await kc.makeApiClient(AppsV1Api).patchNamespacedDeployment({ namespace, name, body: { metadata: { annotations } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+}
+
+export async function readStatus(kc: KubeConfig, namespace: string, name: string): Promise<{ status?: RolloutStatus; deployment: V1Deployment }> {
+  const deployment = await kc.makeApiClient(AppsV1Api).readNamespacedDeployment({ namespace, name });
+  const text = deployment.metadata?.annotations?.['fledge.dev/status'];
+  return text ? { status: parseStatus(text), deployment } : { deployment };
+}
+
+/** Polls the status annotation until `accept` holds; on time-out the error shows the last status. */
+export async function waitForStatus(kc: KubeConfig, namespace: string, name: string, what: string, accept: (s: RolloutStatus) => boolean, timeoutMs = 30_000): Promise<RolloutStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: RolloutStatus | undefined;
+  for (;;) {
+    last = (await readStatus(kc, namespace, name)).status;
+    if (last && accept(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} on ${namespace}/${name}; last status: ${last ? JSON.stringify({ phase: last.phase, step: last.step, weight: last.weight, message: last.message }) : 'none'}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export async function readVirtualService(kc: KubeConfig, namespace: string, name = 'model'): Promise<VirtualService> {
+  return (await kc.makeApiClient(CustomObjectsApi).getNamespacedCustomObject({ ...VS_API, namespace, name })) as VirtualService;
+}
+
+/** [stable, canary] weights of the weighted route. */
+export function weightsOf(vs: VirtualService): [number | undefined, number | undefined] {
+  const route = vs.spec.http?.find((h) => h.name === 'weighted')?.route ?? [];
+  return [route.find((r) => r.destination.subset === 'v1')?.weight, route.find((r) => r.destination.subset === 'v2')?.weight];
+}
+
+export async function eventsFor(kc: KubeConfig, namespace: string, name: string): Promise<{ reason: string; message: string; type: string; host?: string; at: number }[]> {
+  const list = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` });
+  return list.items
+    .map((e) => ({ reason: e.reason ?? '', message: e.message ?? '', type: e.type ?? '', host: e.source?.host, at: new Date(e.firstTimestamp ?? 0).getTime() }))
+    .sort((a, b) => a.at - b.at);
+}
+
+export async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError = '';
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      lastError = (err as Error).message;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? `: ${lastError}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The Deployment's Events once one with `reason` exists (the controller records them in the background, in order). */
+export async function eventsOnceRecorded(kc: KubeConfig, namespace: string, name: string, reason: string, timeoutMs = 15_000): ReturnType<typeof eventsFor> {
+  let events: Awaited<ReturnType<typeof eventsFor>> = [];
+  await waitUntil(`Event ${reason} on ${namespace}/${name}`, async () => {
+    events = await eventsFor(kc, namespace, name);
+    return events.some((e) => e.reason === reason);
+  }, timeoutMs);
+  return events;
+}

@@ -1,0 +1,199 @@
+// The cluster-mode controller against a real kube-apiserver (authenticated as its
+// ServiceAccount, with only manifests/rbac.yaml) and a real Prometheus scraping metrics
+// whose values each test sets: the seed rollout, the rollback table, invalid input and an
+// unreachable or silent Prometheus.
+import { readFile } from 'node:fs/promises';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../common/logger.js';
+import { startControllerApp, type ControllerApp } from '../../controller/kube/controller-app.js';
+import { freePort } from '../../local/ports.js';
+import { startInferenceMetrics, type InferenceMetricsEndpoint, type VersionMetrics } from '../harness/inference-metrics.js';
+import { startKube, type KubeHarness } from '../harness/kube.js';
+import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
+import { createModelService, eventsOnceRecorded, freshNamespace, readVirtualService, waitForStatus, weightsOf, type ModelServiceOptions } from '../harness/rollout-fixture.js';
+
+const TIME_SCALE = 600; // 10m pauses last 1s
+const seedText = async (name: string) => readFile(new URL(`../fixtures/seed/${name}`, import.meta.url), 'utf8');
+
+let kube: KubeHarness;
+let controllerKc: KubeConfig;
+let admin: KubeConfig;
+let metrics: InferenceMetricsEndpoint;
+let prometheus: RunningPrometheus;
+const running: ControllerApp[] = [];
+
+beforeAll(async () => {
+  metrics = await startInferenceMetrics();
+  [kube, prometheus] = await Promise.all([startKube(), startPrometheus([metrics.target], 200)]);
+  admin = kube.adminKubeConfig;
+  await kube.apply(await readFile(new URL('../../manifests/rbac.yaml', import.meta.url), 'utf8'));
+  controllerKc = await kube.kubeconfigFor('fledge-controller', 'fledge-system');
+});
+
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((c) => c.stop()));
+});
+
+afterAll(async () => {
+  await Promise.all([kube?.stop(), prometheus?.stop(), metrics?.close()]);
+});
+
+async function startController(namespace: string, prometheusUrl = prometheus.url): Promise<ControllerApp> {
+  const app = await startControllerApp({
+    kubeConfig: controllerKc,
+    namespace,
+    prometheusUrl,
+    timeScale: TIME_SCALE,
+    leaseNamespace: 'fledge-system',
+    leaseName: `lease-${namespace}`,
+    identity: `test-${namespace}`,
+    adminHost: '127.0.0.1',
+    adminPort: 0,
+    logger: createLogger('controller-test', process.env.FLEDGE_TEST_LOG === 'debug' ? 'debug' : 'warn'),
+  });
+  running.push(app);
+  return app;
+}
+
+/** A model service whose stable and canary series already hold a few scrapes. */
+async function service(prefix: string, options: ModelServiceOptions, canary: Partial<VersionMetrics> | null, stable: Partial<VersionMetrics> = {}) {
+  const ns = freshNamespace(prefix);
+  const svc = await createModelService(admin, ns, { ...options, optIn: false });
+  metrics.set(svc.stableHash, { version: 'v1', ...stable });
+  if (canary) metrics.set(svc.canaryHash, { version: 'v2', ...canary });
+  await prometheus.waitForScrapes(3);
+  return svc;
+}
+
+async function optIn(ns: string, annotations: Record<string, string> = {}) {
+  const { annotate } = await import('../harness/rollout-fixture.js');
+  await annotate(admin, ns, 'model-v2', { 'fledge.dev/virtual-service': 'model', ...annotations });
+}
+
+describe('the seed rollout, verbatim', () => {
+  it('promotes a healthy canary through every step: 5, 25, 50, 100 with three analyses', async () => {
+    const policy = `${await seedText('rollout.yaml')}\n---\n${await seedText('analysis-template.yaml')}`;
+    const svc = await service('seed', { policies: { 'inference-service': policy } }, {});
+    await startController(svc.namespace);
+    const started = Date.now();
+    await optIn(svc.namespace, { 'fledge.dev/policy': 'inference-service' });
+
+    const done = await waitForStatus(admin, svc.namespace, 'model-v2', 'Promoted', (s) => s.phase === 'Promoted' || s.phase === 'RolledBack' || s.phase === 'Paused', 30_000);
+    expect(done.phase, done.message).toBe('Promoted');
+    expect(done.weight).toBe(100);
+    expect(done.target).toMatchObject({ canarySubset: 'v2', stableSubset: 'v1', canaryHash: svc.canaryHash, stableHash: svc.stableHash });
+    // 10m + 15m + 15m of pauses at 600x is 4s.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(4_000);
+
+    const vs = await readVirtualService(admin, svc.namespace);
+    expect(weightsOf(vs)).toEqual([0, 100]);
+    // The header-match routes per subset are untouched.
+    expect(vs.spec.http?.map((h) => h.name)).toEqual(['pinned-v1', 'pinned-v2', 'weighted']);
+    expect(vs.spec.http?.[0]?.route).toEqual([{ destination: { host: 'model', subset: 'v1' } }]);
+
+    const events = await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'RolloutCompleted');
+    const weights = events.filter((e) => e.reason === 'WeightChanged').map((e) => /→ (\d+)%/.exec(e.message)?.[1]);
+    expect(weights).toEqual(['5', '25', '50', '100']);
+    expect(events.filter((e) => e.reason === 'AnalysisSuccessful')).toHaveLength(3);
+    expect(events.map((e) => e.reason)).toContain('RolloutCompleted');
+    // The last analysis measured the canary's series, selected by its pod-template-hash.
+    expect(done.lastAnalysis?.metrics.map((m) => m.phase)).toEqual(['Successful', 'Successful', 'Successful', 'Successful']);
+  });
+});
+
+describe('the rollback table (default policy)', () => {
+  const rows: { metric: string; canary: Partial<VersionMetrics>; stable?: Partial<VersionMetrics>; threshold: string; value: string }[] = [
+    { metric: 'error-rate', canary: { errorRatio: 0.02 }, threshold: 'result[0] <= 0.01', value: 'value 0.02' },
+    { metric: 'p95-latency', canary: { latencySeconds: 1.5 }, stable: { latencySeconds: 0.3 }, threshold: 'result[0] <= 2 * stable[0]', value: 'value 1.95 (stable 0.4875)' },
+    { metric: 'quality-score', canary: { quality: 0.8 }, threshold: 'result[0] >= 0.85', value: 'value 0.8' },
+    { metric: 'hallucination-rate', canary: { hallucinationRatio: 0.07 }, threshold: 'result[0] <= 0.05', value: 'value 0.07' },
+  ];
+  for (const row of rows) {
+    it(`${row.metric} breach → weight 0 in one VirtualService update, RolledBack naming metric, value and threshold`, async () => {
+      const svc = await service(row.metric.replace(/[^a-z]/g, ''), {}, row.canary, row.stable);
+      await startController(svc.namespace);
+      await optIn(svc.namespace);
+      const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict', (st) => !['Progressing'].includes(st.phase));
+      expect(s.phase, s.message).toBe('RolledBack');
+      expect(s.weight).toBe(0);
+      expect(s.message).toContain(`metric ${row.metric} failed`);
+      expect(s.message).toContain(row.value);
+      expect(s.message).toContain(row.threshold);
+      const vs = await readVirtualService(admin, svc.namespace);
+      expect(weightsOf(vs)).toEqual([100, 0]);
+      // Created (1), weight 5 (2), weight 0 (3): the rollback was one spec update.
+      expect(vs.metadata?.generation).toBe(3);
+      const rolledBack = (await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'RolledBack')).find((e) => e.reason === 'RolledBack');
+      expect(rolledBack?.type).toBe('Warning');
+      expect(rolledBack?.message).toContain(row.metric);
+    });
+  }
+
+  it('cost per request > 1.5x stable → AwaitingReview with the weight kept', async () => {
+    const svc = await service('cost', {}, { costPerRequest: 0.004 }, { costPerRequest: 0.002 });
+    await startController(svc.namespace);
+    await optIn(svc.namespace);
+    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict', (st) => st.phase !== 'Progressing');
+    expect(s.phase, s.message).toBe('AwaitingReview');
+    expect(s.weight).toBe(5);
+    expect(s.message).toContain('metric cost-per-request failed: value 0.004 (stable 0.002)');
+    expect(weightsOf(await readVirtualService(admin, svc.namespace))).toEqual([95, 5]);
+    expect((await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'AwaitingReview')).find((e) => e.reason === 'AwaitingReview')?.message).toContain('cost-per-request');
+  });
+});
+
+describe('no evidence never promotes', () => {
+  it('Prometheus unreachable → Paused at the current weight, not promoted', async () => {
+    const svc = await service('promdown', {}, {});
+    const closed = await freePort();
+    await startController(svc.namespace, `http://127.0.0.1:${closed}`);
+    await optIn(svc.namespace);
+    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'Paused', (st) => st.phase !== 'Progressing');
+    expect(s.phase, s.message).toBe('Paused');
+    expect(s.pause?.reason).toBe('analysis-error');
+    expect(s.weight).toBe(5);
+    expect(s.message).toMatch(/ECONNREFUSED|cannot reach/);
+    expect(weightsOf(await readVirtualService(admin, svc.namespace))).toEqual([95, 5]);
+  });
+
+  it('a canary without series (no data) → inconclusive → Paused', async () => {
+    const svc = await service('nodata', {}, null);
+    await startController(svc.namespace);
+    await optIn(svc.namespace);
+    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'Paused', (st) => st.phase !== 'Progressing');
+    expect(s.phase, s.message).toBe('Paused');
+    expect(s.pause?.reason).toBe('inconclusive');
+    expect(s.message).toContain('inconclusive');
+    expect(s.weight).toBe(5);
+  });
+});
+
+describe('invalid input → Invalid, VirtualService untouched', () => {
+  const cases: { name: string; options: ModelServiceOptions; annotations?: Record<string, string>; message: RegExp }[] = [
+    { name: 'missing VirtualService', options: { withoutVirtualService: true }, message: /VirtualService inv-\d+-\w+\/model .*not found/ },
+    { name: 'missing subsets', options: { subsets: [{ name: 'v1', labels: { version: 'v1' } }] }, message: /cannot infer the canary subset.*DestinationRule .*\/model/ },
+    { name: 'a canary-subset annotation naming no subset', options: {}, annotations: { 'fledge.dev/canary-subset': 'v9' }, message: /DestinationRule .*\/model has no subset "v9"/ },
+    {
+      name: 'malformed policy',
+      options: { policies: { broken: 'kind: Rollout\nmetadata: {name: broken}\nspec:\n  strategy:\n    canary:\n      steps:\n        - setWeight: 5\n        - analysis: {templates: [{templateName: nope}]}\n' } },
+      annotations: { 'fledge.dev/policy': 'broken' },
+      message: /malformed policy: .*AnalysisTemplate "nope" not found/,
+    },
+    { name: 'an unknown policy name', options: {}, annotations: { 'fledge.dev/policy': 'missing' }, message: /policy "missing" not found/ },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const svc = await service('inv', c.options, {});
+      const before = c.options.withoutVirtualService ? undefined : await readVirtualService(admin, svc.namespace);
+      await startController(svc.namespace);
+      await optIn(svc.namespace, c.annotations);
+      const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'Invalid', (st) => st.phase !== 'Progressing');
+      expect(s.phase).toBe('Invalid');
+      expect(s.message).toMatch(c.message);
+      expect(s.weight).toBe(0);
+      if (before) expect((await readVirtualService(admin, svc.namespace)).metadata?.resourceVersion).toBe(before.metadata?.resourceVersion);
+      expect((await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'Invalid')).find((e) => e.reason === 'Invalid')?.message).toMatch(c.message);
+    });
+  }
+});
