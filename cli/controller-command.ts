@@ -1,7 +1,6 @@
 import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
 import { createLogger } from '../common/logger.js';
-import { startControllerApp } from '../controller/kube/controller-app.js';
 import { exitOnError } from './exit.js';
 import { loadKubeConfig } from './kubeconfig.js';
 
@@ -54,6 +53,7 @@ export function controllerCommand(): Command {
     .addOption(new Option('--concurrency <n>', 'rollouts reconciled at the same time (more: higher throughput, each reconcile slower on a busy API server)').default(4).argParser(positive('--concurrency')))
     .action(async (opts: ControllerOptions) => {
       const logger = createLogger('controller');
+      const { startControllerApp } = await import('../controller/kube/controller-app.js');
       const app = await startControllerApp({
         kubeConfig: loadKubeConfig(opts.kubeconfig),
         ...(opts.namespace ? { namespace: opts.namespace } : {}),

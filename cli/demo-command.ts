@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { DEFAULT_DEMO_PORTS, runDataPlaneDemo, type DemoSummary } from '../local/dataplane-demo.js';
+import { DEFAULT_DEMO_PORTS, type DemoSummary } from '../local/dataplane-demo.js';
 
 export function demoCommand(): Command {
   return new Command('demo')
@@ -12,6 +12,7 @@ export function demoCommand(): Command {
     .addOption(new Option('--model-port <n>', 'first simulated model port (the second is +1)').default(DEFAULT_DEMO_PORTS.modelBase).argParser(Number))
     .action(async (opts: { json?: boolean; envoyPort: number; envoyAdminPort: number; extprocPort: number; extprocAdminPort: number; modelPort: number }) => {
       const progress = opts.json ? () => {} : (line: string) => process.stdout.write(`${line}\n`);
+      const { runDataPlaneDemo } = await import('../local/dataplane-demo.js');
       const summary = await runDataPlaneDemo(
         { envoy: opts.envoyPort, envoyAdmin: opts.envoyAdminPort, extproc: opts.extprocPort, extprocAdmin: opts.extprocAdminPort, modelBase: opts.modelPort },
         progress,

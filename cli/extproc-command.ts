@@ -4,7 +4,6 @@ import { readFileSync } from 'node:fs';
 import { ConfigError } from '../common/config-error.js';
 import { createLogger } from '../common/logger.js';
 import { extprocConfigSchema } from '../extproc/config.js';
-import { startExtproc } from '../extproc/server.js';
 import { exitOnError } from './exit.js';
 
 interface ExtprocOptions {
@@ -34,6 +33,8 @@ export function extprocCommand(): Command {
     .action(async (opts: ExtprocOptions) => {
       const config = resolveConfig(opts);
       const logger = createLogger('extproc');
+      // Loaded here, not at the top: every fledge command would otherwise pay for gRPC and OpenFeature.
+      const { startExtproc } = await import('../extproc/server.js');
       const running = await startExtproc(config, logger).catch(exitOnError);
       const shutdown = (signal: string) => {
         logger.info({ signal }, 'shutting down');

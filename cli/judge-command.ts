@@ -1,7 +1,6 @@
 import { Command, Option } from 'commander';
 import { createLogger } from '../common/logger.js';
 import { DEFAULT_RUBRIC } from '../extproc/quality/judge/rubric.js';
-import { JudgeWorker, defaultConsumer } from '../extproc/quality/judge/worker.js';
 import { readFileSync } from 'node:fs';
 import { exitOnError } from './exit.js';
 
@@ -51,6 +50,7 @@ export function judgeCommand(): Command {
     .addOption(new Option('--admin-port <n>', 'admin/metrics port').default(9103).argParser(Number))
     .action(async (opts: JudgeCliOptions) => {
       const logger = createLogger('judge');
+      const { JudgeWorker, defaultConsumer } = await import('../extproc/quality/judge/worker.js');
       const worker = new JudgeWorker(
         {
           redisUrl: opts.redisUrl,

@@ -3,7 +3,6 @@ import { Command, Option } from 'commander';
 import { parseStructured } from '../common/structured-file.js';
 import { PreflightError } from '../local/preflight.js';
 import { loadStackConfig, stackConfigSchema, type StackConfig } from '../local/stack-config.js';
-import { LocalStack } from '../local/stack.js';
 
 /** The stack `fledge up` runs without a file: one service, the seed's two versions. */
 const DEFAULT_STACK = `
@@ -24,6 +23,7 @@ export function upCommand(): Command {
     .action(async (opts: { stack?: string; flags?: string; stateDir: string }) => {
       const config: StackConfig = opts.stack ? loadStackConfig(opts.stack) : parseStructured(DEFAULT_STACK, stackConfigSchema, 'built-in stack');
       const flagsFile = opts.flags ? resolve(opts.flags) : config.flags && opts.stack ? resolve(dirname(opts.stack), config.flags) : undefined;
+      const { LocalStack } = await import('../local/stack.js');
       const stack = new LocalStack(config, { stateDir: resolve(opts.stateDir), flagsFile });
       let stopping = false;
       const shutdown = async (code: number) => {

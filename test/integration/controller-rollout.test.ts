@@ -88,6 +88,10 @@ describe('the seed rollout, verbatim', () => {
 
     const vs = await readVirtualService(admin, svc.namespace);
     expect(weightsOf(vs)).toEqual([0, 100]);
+    // What extproc in cluster mode reads: which subset is the candidate, and each subset's hash.
+    expect(vs.metadata?.annotations?.['fledge.dev/canary-subset']).toBe('v2');
+    expect(vs.metadata?.annotations?.['fledge.dev/stable-subset']).toBe('v1');
+    expect(JSON.parse(vs.metadata?.annotations?.['fledge.dev/rollout-hashes'] ?? '{}')).toEqual({ v1: svc.stableHash, v2: svc.canaryHash });
     // The header-match routes per subset are untouched.
     expect(vs.spec.http?.map((h) => h.name)).toEqual(['pinned-v1', 'pinned-v2', 'weighted']);
     expect(vs.spec.http?.[0]?.route).toEqual([{ destination: { host: 'model', subset: 'v1' } }]);

@@ -8,7 +8,7 @@ import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
 import { apiErrorText, isConflict, isNotFound } from '../../kube/api-errors.js';
 import { TrafficRoutingError, type TrafficRouter } from '../router.js';
-import { applyMirror, applyWeight, currentWeight, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
+import { applyMirror, applyRoutingAnnotations, applyWeight, currentWeight, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
 
 const VS = { group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'virtualservices' } as const;
 export const MAX_CONFLICT_RETRIES = 8;
@@ -84,16 +84,23 @@ export class IstioVirtualServiceRouter implements TrafficRouter {
     private readonly updater: VirtualServiceUpdater,
     private readonly ref: VirtualServiceRef,
     private readonly subsets: SubsetPair,
+    private readonly hashes?: RolloutHashes,
   ) {
     this.description = `VirtualService ${ref.namespace}/${ref.name}`;
   }
 
   async setWeight(weight: number): Promise<void> {
-    await this.updater.update(this.ref, (vs) => applyWeight(this.checked(vs), this.subsets, weight), `canary weight ${weight}`);
+    await this.updater.update(this.ref, (vs) => this.annotated(vs, applyWeight(this.checked(vs), this.subsets, weight)), `canary weight ${weight}`);
   }
 
   async setMirror(percent: number): Promise<void> {
-    await this.updater.update(this.ref, (vs) => applyMirror(this.checked(vs), this.subsets, percent), `mirror ${percent}%`);
+    await this.updater.update(this.ref, (vs) => this.annotated(vs, applyMirror(this.checked(vs), this.subsets, percent)), `mirror ${percent}%`);
+  }
+
+  /** Every write also keeps the routing annotations extproc reads; one update carries both. */
+  private annotated(vs: VirtualService, routeChanged: boolean): boolean {
+    const annotationsChanged = this.hashes ? applyRoutingAnnotations(vs, this.subsets, this.hashes) : false;
+    return routeChanged || annotationsChanged;
   }
 
   async verifyWeight(weight: number): Promise<boolean> {

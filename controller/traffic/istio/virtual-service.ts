@@ -5,6 +5,8 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 
+import { VS_ANNOTATIONS } from '../../../common/virtualservice-annotations.js';
+
 export const ISTIO_GROUP = 'networking.istio.io';
 export const ISTIO_VERSION = 'v1';
 
@@ -76,6 +78,30 @@ export function applyWeight(vs: VirtualService, subsets: SubsetPair, canaryWeigh
       changed = true;
     }
   }
+  return changed;
+}
+
+/** Which version is which on the VirtualService, for extproc's cluster mode. */
+export interface RolloutHashes {
+  canaryHash: string;
+  /** Empty when no stable ReplicaSet is known. */
+  stableHash: string;
+}
+
+/**
+ * Records on the VirtualService which subset is the candidate and each subset's rollout hash
+ * (common/virtualservice-annotations.ts): extproc reads them to route sticky users and to
+ * label metrics with the hashes the analysis queries select. Returns false when already set.
+ */
+export function applyRoutingAnnotations(vs: VirtualService, subsets: SubsetPair, hashes: RolloutHashes): boolean {
+  const wanted: Record<string, string> = {
+    [VS_ANNOTATIONS.canarySubset]: subsets.canary,
+    [VS_ANNOTATIONS.stableSubset]: subsets.stable,
+    [VS_ANNOTATIONS.rolloutHashes]: JSON.stringify({ ...(hashes.stableHash ? { [subsets.stable]: hashes.stableHash } : {}), [subsets.canary]: hashes.canaryHash }),
+  };
+  const annotations = (vs.metadata ??= {}).annotations ?? {};
+  const changed = Object.entries(wanted).some(([k, v]) => annotations[k] !== v);
+  if (changed) vs.metadata.annotations = { ...annotations, ...wanted };
   return changed;
 }
 
