@@ -25,6 +25,8 @@ export interface TrafficOptions {
 }
 
 export interface TrafficAnswer {
+  /** When the request was sent, and when its answer ended (epoch ms). */
+  sentAt: number;
   at: number;
   user: string;
   kind: string;
@@ -77,15 +79,16 @@ export class TrafficGenerator {
     const user = this.options.users[i % this.options.users.length]!;
     const { body, kind } = this.options.request(i, user);
     this.inFlight++;
+    const sentAt = Date.now();
     const done = this.send(user, body).then((answer) => {
       this.inFlight--;
-      this.answers.push({ ...answer, user: user.id, kind });
+      this.answers.push({ ...answer, sentAt, user: user.id, kind });
     });
     this.pending.add(done);
     void done.finally(() => this.pending.delete(done));
   }
 
-  private send(user: TrafficUser, body: Record<string, unknown>): Promise<Omit<TrafficAnswer, 'user' | 'kind'>> {
+  private send(user: TrafficUser, body: Record<string, unknown>): Promise<Omit<TrafficAnswer, 'user' | 'kind' | 'sentAt'>> {
     const headers: Record<string, string> = { host: this.options.host, 'content-type': 'application/json', 'x-user-id': user.id };
     if (user.segment) headers['x-user-segment'] = user.segment;
     return new Promise((resolve) => {

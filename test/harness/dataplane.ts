@@ -65,7 +65,7 @@ export class DataPlane {
     for (const s of services) {
       upstreams[s.name] = {};
       for (const version of [s.stable, ...(s.canary ? [s.canary] : [])]) {
-        const knobs = options.knobs?.[`${s.name}/${version}`] ?? { latency: { kind: 'fixed', ms: 1 } };
+        const knobs = this.options.knobs?.[`${s.name}/${version}`] ?? { latency: { kind: 'fixed', ms: 1 } };
         const sim = await startSim({ host: '127.0.0.1', port: 0, version, knobs });
         this.sims.set(`${s.name}/${version}`, sim);
         upstreams[s.name]![version] = { host: '127.0.0.1', port: sim.port };
