@@ -3,24 +3,14 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ResponseObserver } from '../../extproc/quality/openai-response.js';
 import { SseReader } from '../../extproc/quality/sse.js';
+// Seeded, so every failing chunking can be replayed from its seed.
+import { seededRandom as seeded } from '../../sim/random.js';
 
 const streams = join(import.meta.dirname, '../fixtures/streams');
 const recorded = {
   'openai-usage.sse': readFileSync(join(streams, 'openai-usage.sse')),
   'crlf-multiline.sse': readFileSync(join(streams, 'crlf-multiline.sse')),
 };
-
-/** mulberry32: a small seeded generator, so every failing chunking can be replayed from its seed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Splits bytes at random points (sometimes every byte, sometimes a few big pieces). */
 function randomChunks(bytes: Buffer, random: () => number): Buffer[] {
