@@ -7,11 +7,10 @@
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import type { z } from 'zod';
 import { ConfigError } from '../common/config-error.js';
 import { parseStructured } from '../common/structured-file.js';
 import { loadPolicyCatalog, loadPolicyFiles } from '../controller/policy/load.js';
-import { readPolicyDocuments, type Problem } from '../controller/policy/documents.js';
+import { readPolicyDocuments } from '../controller/policy/documents.js';
 import { DOCUMENT_KINDS } from '../controller/policy/schema.js';
 import { namedRollouts, rolloutsFileSchema } from '../controller/local/rollouts-file.js';
 import { stackConfigSchema } from '../local/stack-config.js';
@@ -110,10 +109,6 @@ function check(file: string, kind: FileKind, run: () => string): FileResult {
   }
 }
 
-function validateStructured<S extends z.ZodType>(text: string, schema: S, file: string): z.output<S> {
-  return parseStructured(text, schema, file);
-}
-
 const silentLogger = { error() {}, warn() {}, info() {}, debug() {} };
 
 function validateFlags(text: string, file: string): string {
@@ -122,7 +117,7 @@ function validateFlags(text: string, file: string): string {
 }
 
 function validateRollouts(text: string, file: string): string {
-  const parsed = validateStructured(text, rolloutsFileSchema, file);
+  const parsed = parseStructured(text, rolloutsFileSchema, file);
   let rollouts;
   try {
     rollouts = namedRollouts(parsed, file);
@@ -151,7 +146,7 @@ function validateRollouts(text: string, file: string): string {
 }
 
 function validateStack(text: string, file: string): string {
-  const stack = validateStructured(text, stackConfigSchema, file);
+  const stack = parseStructured(text, stackConfigSchema, file);
   if (stack.flags !== undefined) {
     const flagsFile = resolve(dirname(file), stack.flags);
     let flagsText: string;
@@ -171,13 +166,13 @@ function validateStack(text: string, file: string): string {
 }
 
 function validateExtproc(text: string, file: string): string {
-  const config = validateStructured(text, extprocConfigSchema, file);
+  const config = parseStructured(text, extprocConfigSchema, file);
   const routing = config.routing.source === 'file' ? `routing from file ${config.routing.file}` : 'routing from VirtualServices';
   return `${routing}, gRPC port ${config.grpc.port}, admin port ${config.admin.port}`;
 }
 
 function validateRouting(text: string, file: string): string {
-  const routing = validateStructured(text, routingFileSchema, file);
+  const routing = parseStructured(text, routingFileSchema, file);
   return count(Object.keys(routing.services).length, 'service');
 }
 
