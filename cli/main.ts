@@ -9,6 +9,7 @@ import { exitOnError } from './exit.js';
 import { controllerCommand } from './controller-command.js';
 import { statusCommand } from './status-command.js';
 import { actionCommands } from './action-commands.js';
+import { validateCommand } from './validate-command.js';
 
 const program = new Command()
   .name('fledge')
@@ -26,5 +27,6 @@ program.addCommand(statusCommand());
 for (const command of actionCommands()) program.addCommand(command);
 program.addCommand(upCommand());
 program.addCommand(demoCommand());
+program.addCommand(validateCommand());
 
 program.parseAsync(process.argv).catch(exitOnError);
