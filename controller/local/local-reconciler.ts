@@ -10,7 +10,7 @@ import type { MetricsProvider } from '../analysis/prometheus.js';
 import { advanceRollout } from '../engine/advance.js';
 import { prepareRollout } from '../engine/prepare.js';
 import { invalidRollout, transition, type MachineOptions, type RolloutEffect } from '../engine/rollout-machine.js';
-import { TERMINAL_PHASES, type RolloutPhase } from '../engine/rollout-state.js';
+import { ACTIVE_PHASES, TERMINAL_PHASES, type RolloutPhase } from '../engine/rollout-state.js';
 import type { Policy } from '../policy/policy.js';
 import { toStatus, type RolloutStatus, type RolloutTarget } from '../kube/rollout-status.js';
 import type { ActionFiles } from './action-files.js';
@@ -96,10 +96,31 @@ export class LocalReconciler {
 
     const advanced = await advanceRollout({ policy, state: prepared.state, hashes: { canaryHash: target.canaryHash, stableHash: target.stableHash }, provider: deps.metrics, clock: deps.clock, options: deps.options });
     effects.push(...advanced.effects);
+    const drift = this.weightDrift(target, advanced.state.phase, advanced.state.weight, effects);
+    if (drift) {
+      log.warn({ service: target.virtualService, inForce: drift.inForce, expected: advanced.state.weight }, 'the stack routes a different canary weight than the rollout set (a restarted stack?); setting it again');
+      effects.push({ type: 'set-weight', weight: advanced.state.weight });
+    }
     await this.applyTraffic(target, effects, log);
     this.persist(spec.name, toStatus(advanced.state, policy.steps.length, target), previousText, effects, log);
     consume();
     return advanced.wakeAt === undefined ? { phase: advanced.state.phase } : { phase: advanced.state.phase, wakeAt: advanced.wakeAt };
+  }
+
+  /**
+   * Whether the traffic state disagrees with the weight this rollout stands at (e.g. `fledge up`
+   * was restarted and began all-stable), when this reconcile does not set a weight anyway.
+   * Only rollouts that own their service's canary are checked: active ones, and rolled-back
+   * ones whose candidate is still the canary; Invalid and Promoted ones change nothing.
+   */
+  private weightDrift(target: RolloutTarget, phase: RolloutPhase, weight: number, effects: RolloutEffect[]): { inForce: number } | undefined {
+    if (effects.some((e) => e.type === 'set-weight' || e.type === 'promote-candidate')) return undefined;
+    const service = this.deps.traffic().services[target.virtualService];
+    if (!service) return undefined;
+    const inForce = service.canary === target.canarySubset ? service.canaryWeight : 0;
+    const active = ACTIVE_PHASES.includes(phase);
+    const rolledBack = (phase === 'RolledBack' || phase === 'Failed') && service.canary === target.canarySubset;
+    return (active || rolledBack) && inForce !== weight ? { inForce } : undefined;
   }
 
   private applyTraffic(target: RolloutTarget, effects: RolloutEffect[], log: Logger): Promise<void> {

@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify as toYaml } from 'yaml';
+import { LocalTrafficRouter } from '../../controller/local/local-router.js';
 import { LocalStateStore } from '../../controller/local/state-store.js';
+import { readTrafficState } from '../../controller/local/traffic-state.js';
 import { parseStatus, type RolloutStatus } from '../../controller/kube/rollout-status.js';
 import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
 import { freePort } from '../../local/ports.js';
@@ -54,6 +56,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
           { name: 'chat-v2', service: 'chat', candidate: 'v2', policy: 'inference-service' },
           { name: 'embed-v2', service: 'embed', candidate: 'v2', policy: 'manual' },
           { name: 'typo', service: 'chat', candidate: 'v9', policy: 'inference-service' },
+          { name: 'no-policy', service: 'embed', candidate: 'v2', policy: 'nope' },
           ...more,
         ],
       }),
@@ -129,7 +132,10 @@ describe('local-mode controller and CLI on the real local stack', () => {
     const before = await waitFor('chat-v2', 'the pause at 25%', (s) => s.stepIndex === 4);
     await controller!.kill();
     expect(status('chat-v2')).toEqual(before);
+    // While it is down the stack loses the weight (as a restarted `fledge up` would).
+    await new LocalTrafficRouter({ trafficFile: stack.trafficFile, routingFile: stack.routingFile, envoyRoutes: stack.routes }, 'chat', 'v2').setWeight(0);
     await startController();
+    expect(await envoyWeight('chat', 'v2')).toBe(25);
     // Ready = every rollout reconciled once: the pause goes on with the time already spent.
     const after = status('chat-v2');
     expect(after.stepIndex).toBe(4);
@@ -174,6 +180,10 @@ describe('local-mode controller and CLI on the real local stack', () => {
     const typo = await waitFor('typo', 'Invalid', (s) => s.phase === 'Invalid');
     expect(typo.message).toContain('no model server runs version v9 of chat');
     expect(typo.weight).toBe(0);
+    expect(readTrafficState(stack.trafficFile).services.chat!.canary).not.toBe('v9');
+    expect(store.readEvents('typo').map((e) => e.reason)).toEqual(['Invalid']);
+    const unknownPolicy = await waitFor('no-policy', 'Invalid', (s) => s.phase === 'Invalid');
+    expect(unknownPolicy.message).toBe('policy "nope" not found (known: inference-service, manual, default)');
   });
 
   it('CLI: status (table and JSON, state dir found from the working directory), promote and abort through action files', async () => {
@@ -182,6 +192,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
     expect(table.split('\n')[0]).toMatch(/^ROLLOUT\s+PHASE\s+STEP\s+WEIGHT\s+ANALYSIS\s+MESSAGE$/);
     expect(table).toMatch(/^embed-v2\s+Paused\s+2\/5\s+10%/m);
     expect(table).toMatch(/^typo\s+Invalid\s/m);
+    expect(table).toMatch(/^no-policy\s+Invalid\s/m);
     const json = JSON.parse(await fledge(['status', 'embed-v2', '--state-dir', stateDir, '--json'])) as { rollout: string; phase: string; weight: number; status: RolloutStatus }[];
     expect(json).toHaveLength(1);
     expect(json[0]).toMatchObject({ rollout: 'embed-v2', phase: 'Paused', step: '2/5', weight: 10 });
@@ -192,13 +203,17 @@ describe('local-mode controller and CLI on the real local stack', () => {
     const watcher = spawn(process.execPath, [CLI, 'status', 'embed-v2', '--watch', '--json', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'inherit'] });
     let watched = '';
     watcher.stdout.on('data', (d: Buffer) => (watched += d.toString()));
+    const weights = () => watched.split('\n').filter((l) => l.trim()).map((l) => (JSON.parse(l) as { weight: number }[])[0]!.weight);
+    const watchedUntil = async (ok: () => boolean) => {
+      const deadline = Date.now() + 10_000;
+      while (!ok() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    };
     try {
+      await watchedUntil(() => watched.includes('\n'));
       expect(await fledge(['promote', 'embed-v2'])).toContain('promote requested for embed-v2');
       await waitFor('embed-v2', 'weight 40', (s) => s.stepIndex === 3 && s.weight === 40, 10_000);
       expect(await envoyWeight('embed', 'v2')).toBe(40);
-      const deadline = Date.now() + 5_000;
-      const weights = () => watched.split('\n').filter((l) => l.trim()).map((l) => (JSON.parse(l) as { weight: number }[])[0]!.weight);
-      while (!weights().includes(40) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await watchedUntil(() => weights().includes(40));
       expect(weights()[0]).toBe(10);
       expect(weights()).toContain(40);
     } finally {
