@@ -48,7 +48,7 @@ export function upCommand(): Command {
         }
         throw err;
       }
-      process.stdout.write(`fledge local stack is up (state in ${resolve(opts.stateDir)}); try:\n  curl -s -H 'host: chat' -H 'x-user-id: alice' http://127.0.0.1:${config.ports.envoy}/v1/chat/completions -d '{"messages":[{"role":"user","content":"hi"}]}'\nCtrl-C stops everything.\n`);
+      process.stdout.write(`fledge local stack is up (state in ${resolve(opts.stateDir)}); try:\n  curl -s -H 'host: chat' -H 'x-user-id: alice' http://127.0.0.1:${config.ports.envoy}/v1/chat/completions -d '{"messages":[{"role":"user","content":"hi"}]}'\n${controller ? `  fledge status --state-dir ${resolve(opts.stateDir)} --watch\n` : ''}Ctrl-C stops everything.\n`);
       const crashed = await stack.firstExit();
       if (!stopping) {
         process.stderr.write(`fledge up: ${crashed.name} exited unexpectedly; stopping the stack (logs in ${resolve(opts.stateDir)})\n`);

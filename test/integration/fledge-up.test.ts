@@ -78,6 +78,7 @@ describe('fledge up', () => {
     const run = up(['--stack', file, '--state-dir', stateDir, '--rollouts', rollouts, '--time-scale', '60']);
     await run.waitFor('fledge local stack is up');
     expect(run.stdout()).toMatch(/^up  prometheus .*\n^up  controller .*local mode.*time scale 60/m);
+    expect(run.stdout()).toContain(`fledge status --state-dir ${stateDir} --watch`);
     const health = await fetch(`http://127.0.0.1:${ports.controllerAdmin}/readyz`);
     expect(health.status).toBe(200);
     // v1 is the stack's only (stable) version: the controller says so in the status file.
