@@ -4,6 +4,8 @@ import { apiErrorText, isNotFound } from '../controller/kube/api-errors.js';
 import { ANNOTATION } from '../controller/kube/rollout-status.js';
 import type { UserAction } from '../controller/engine/rollout-machine.js';
 import { loadKubeConfig, namespaceFor } from './kubeconfig.js';
+import { requestLocalAction } from './local-rollouts.js';
+import { localStateDir, MODE_HELP, stateDirOption } from './rollout-mode.js';
 
 const DESCRIPTIONS: Record<UserAction, string> = {
   promote: 'Skip the current step (a pause, an analysis, or a review after a cost alert) and continue the rollout.',
@@ -14,6 +16,7 @@ const DESCRIPTIONS: Record<UserAction, string> = {
 };
 
 interface ActionOptions {
+  stateDir?: string;
   kubeconfig?: string;
   namespace?: string;
 }
@@ -22,11 +25,21 @@ interface ActionOptions {
 export function actionCommands(): Command[] {
   return (Object.keys(DESCRIPTIONS) as UserAction[]).map((action) =>
     new Command(action)
-      .description(`${DESCRIPTIONS[action]} Sets ${ANNOTATION.action}=${action} on the Deployment; the controller acts on it and removes it.`)
-      .argument('<deployment>', 'the candidate Deployment (annotated with fledge.dev/virtual-service)')
+      .description(
+        `${DESCRIPTIONS[action]} In a cluster: sets ${ANNOTATION.action}=${action} on the candidate Deployment; locally: writes <state-dir>/actions/<rollout>. ` +
+          `The controller acts on it and removes it (an action left while the controller is down is taken when it starts). ${MODE_HELP}`,
+      )
+      .argument('<rollout>', 'the rollout: in a cluster the candidate Deployment (annotated with fledge.dev/virtual-service), locally its name in the rollouts file')
+      .addOption(stateDirOption())
       .addOption(new Option('--kubeconfig <file>', 'kubeconfig file (default as kubectl: $KUBECONFIG, ~/.kube/config, in-cluster)'))
       .addOption(new Option('-n, --namespace <ns>', 'namespace (default: the context\'s, else "default")'))
       .action(async (name: string, opts: ActionOptions) => {
+        const stateDir = localStateDir(opts);
+        if (stateDir) {
+          const dir = requestLocalAction(stateDir, name, action);
+          process.stdout.write(`${action} requested for ${name} (in ${dir})\n`);
+          return;
+        }
         const kc = loadKubeConfig(opts.kubeconfig);
         const namespace = namespaceFor(kc, opts.namespace);
         await requestAction(kc.makeApiClient(AppsV1Api), namespace, name, action);

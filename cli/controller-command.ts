@@ -1,10 +1,16 @@
 import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
-import { createLogger } from '../common/logger.js';
+import { resolve } from 'node:path';
+import { createLogger, type Logger } from '../common/logger.js';
 import { exitOnError } from './exit.js';
 import { loadKubeConfig } from './kubeconfig.js';
 
 interface ControllerOptions {
+  local?: boolean;
+  stateDir: string;
+  rollouts?: string;
+  envoyAdminUrl: string;
+  extprocAdminUrl: string;
   kubeconfig?: string;
   namespace?: string;
   allNamespaces?: boolean;
@@ -32,8 +38,15 @@ export function controllerCommand(): Command {
     .description(
       'Run the rollout controller in cluster mode: watches Deployments annotated with fledge.dev/virtual-service, ' +
         'steps their canary weight through the policy on the Istio VirtualService, judges each stage with Prometheus, ' +
-        'rolls back on a breach. Several replicas elect a leader with a Lease; only the leader acts.',
+        'rolls back on a breach. Several replicas elect a leader with a Lease; only the leader acts.\n' +
+        'With --local: runs the rollouts of a rollouts file against the local stack of `fledge up` (same engine, policies and analysis), ' +
+        'keeping status and Events in <state-dir>/rollouts and taking actions from <state-dir>/actions.',
     )
+    .addOption(new Option('--local', 'local mode: drive the local stack\'s Envoy and extproc instead of a cluster'))
+    .addOption(new Option('--state-dir <dir>', 'local mode: the state dir of `fledge up` (traffic, routes, rollout status, actions)').default('.fledge'))
+    .addOption(new Option('--rollouts <file>', 'local mode: the rollouts file (rollouts: [{name, service, candidate, stable, policy}], policies: [files]); watched for changes'))
+    .addOption(new Option('--envoy-admin-url <url>', 'local mode: the local Envoy\'s admin URL (to verify routes)').default('http://127.0.0.1:9901'))
+    .addOption(new Option('--extproc-admin-url <url>', 'local mode: extproc\'s admin URL (to verify it routes by the new state)').default('http://127.0.0.1:9101'))
     .addOption(new Option('--kubeconfig <file>', 'kubeconfig file (default as kubectl: $KUBECONFIG, ~/.kube/config, in-cluster)'))
     .addOption(new Option('-n, --namespace <ns>', 'watch only this namespace (default: all namespaces)'))
     .addOption(new Option('--prometheus-url <url>', 'Prometheus base URL for analysis queries').default('http://127.0.0.1:9090'))
@@ -53,6 +66,7 @@ export function controllerCommand(): Command {
     .addOption(new Option('--concurrency <n>', 'rollouts reconciled at the same time (more: higher throughput, each reconcile slower on a busy API server)').default(4).argParser(positive('--concurrency')))
     .action(async (opts: ControllerOptions) => {
       const logger = createLogger('controller');
+      if (opts.local) return runLocal(opts, logger);
       const { startControllerApp } = await import('../controller/kube/controller-app.js');
       const app = await startControllerApp({
         kubeConfig: loadKubeConfig(opts.kubeconfig),
@@ -78,4 +92,26 @@ export function controllerCommand(): Command {
       process.once('SIGINT', () => shutdown('SIGINT'));
       process.once('SIGTERM', () => shutdown('SIGTERM'));
     });
+}
+
+async function runLocal(opts: ControllerOptions, logger: Logger): Promise<void> {
+  if (!opts.rollouts) throw new Error('controller --local needs --rollouts <file>');
+  const { startLocalController } = await import('../controller/local/local-controller-app.js');
+  const app = await startLocalController({
+    stateDir: resolve(opts.stateDir),
+    rolloutsFile: resolve(opts.rollouts),
+    prometheusUrl: opts.prometheusUrl,
+    envoyAdminUrl: opts.envoyAdminUrl,
+    extprocAdminUrl: opts.extprocAdminUrl,
+    timeScale: opts.timeScale,
+    adminHost: opts.adminHost,
+    adminPort: opts.adminPort,
+    logger,
+  }).catch(exitOnError);
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    app.stop().finally(() => process.exit(0));
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
 }

@@ -20,8 +20,12 @@ export function isManaged(d: V1Deployment): boolean {
 }
 
 export function viewOf(d: V1Deployment): RolloutView {
-  const base = { namespace: d.metadata?.namespace ?? '', rollout: d.metadata?.name ?? '' };
-  const text = d.metadata?.annotations?.[ANNOTATION.status];
+  return viewOfStatus(d.metadata?.namespace ?? '', d.metadata?.name ?? '', d.metadata?.annotations?.[ANNOTATION.status]);
+}
+
+/** The view of one rollout from its status JSON (the annotation, or a local status file). */
+export function viewOfStatus(namespace: string, rollout: string, text: string | undefined): RolloutView {
+  const base = { namespace, rollout };
   if (!text) return { ...base, phase: 'Pending', step: '-', weight: null, analysis: '-', message: 'not reconciled yet' };
   let status: RolloutStatus;
   try {

@@ -2,9 +2,12 @@ import { AppsV1Api, Watch, type V1Deployment } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
 import { apiErrorText } from '../controller/kube/api-errors.js';
 import { loadKubeConfig, namespaceFor } from './kubeconfig.js';
-import { isManaged, renderTable, viewOf } from './rollout-view.js';
+import { localViews } from './local-rollouts.js';
+import { localStateDir, MODE_HELP, stateDirOption } from './rollout-mode.js';
+import { isManaged, renderTable, viewOf, type RolloutView } from './rollout-view.js';
 
 interface StatusOptions {
+  stateDir?: string;
   kubeconfig?: string;
   namespace?: string;
   allNamespaces?: boolean;
@@ -14,14 +17,17 @@ interface StatusOptions {
 
 export function statusCommand(): Command {
   return new Command('status')
-    .description('Show the rollouts (Deployments annotated with fledge.dev/virtual-service): phase, step, canary weight, last analysis, message.')
-    .argument('[deployment]', 'show only this Deployment')
+    .description(`Show the rollouts: phase, step, canary weight, last analysis, message. In a cluster: the Deployments annotated with fledge.dev/virtual-service; locally: the rollouts of \`fledge controller --local\`. ${MODE_HELP}`)
+    .argument('[rollout]', 'show only this rollout (in a cluster: the candidate Deployment)')
+    .addOption(stateDirOption())
     .addOption(new Option('--kubeconfig <file>', 'kubeconfig file (default as kubectl: $KUBECONFIG, ~/.kube/config, in-cluster)'))
     .addOption(new Option('-n, --namespace <ns>', 'namespace (default: the context\'s, else "default")'))
     .addOption(new Option('-A, --all-namespaces', 'rollouts in every namespace'))
     .addOption(new Option('-w, --watch', 'keep running and print again on every change'))
     .addOption(new Option('--json', 'machine-readable output (with --watch: one JSON document per line)'))
     .action(async (only: string | undefined, opts: StatusOptions) => {
+      const stateDir = localStateDir(opts);
+      if (stateDir) return localStatus(stateDir, only, opts);
       const kc = loadKubeConfig(opts.kubeconfig);
       const namespace = opts.allNamespaces ? undefined : namespaceFor(kc, opts.namespace);
       const apps = kc.makeApiClient(AppsV1Api);
@@ -66,4 +72,26 @@ export function statusCommand(): Command {
           .catch(reject);
       });
     });
+}
+
+/** Local mode: the status files; with --watch, printed again whenever one changes. */
+async function localStatus(stateDir: string, only: string | undefined, opts: StatusOptions): Promise<void> {
+  const print = (views: RolloutView[]) => {
+    if (opts.json) process.stdout.write(`${JSON.stringify(views, null, opts.watch ? undefined : 2)}\n`);
+    else process.stdout.write(`${views.length ? renderTable(views, false) : `no rollouts in ${stateDir}`}\n`);
+  };
+  let views = localViews(stateDir, only);
+  print(views);
+  if (!opts.watch) return;
+  let last = JSON.stringify(views);
+  // The files are small and few: a short poll sees every change without platform-specific watches.
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 250));
+    views = localViews(stateDir, only);
+    const now = JSON.stringify(views);
+    if (now === last) continue;
+    last = now;
+    if (!opts.json) process.stdout.write('\n');
+    print(views);
+  }
 }

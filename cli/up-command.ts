@@ -1,5 +1,5 @@
 import { resolve, dirname } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseStructured } from '../common/structured-file.js';
 import { PreflightError } from '../local/preflight.js';
 import { loadStackConfig, stackConfigSchema, type StackConfig } from '../local/stack-config.js';
@@ -16,15 +16,18 @@ services:
 
 export function upCommand(): Command {
   return new Command('up')
-    .description('Run the local stack in the foreground: Redis, simulated models, extproc, Envoy and Prometheus on the design ports. Ctrl-C stops everything.')
+    .description('Run the local stack in the foreground: Redis, simulated models, extproc, Envoy, Prometheus and (with --rollouts) the controller in local mode, on the design ports. Ctrl-C stops everything.')
     .addOption(new Option('--stack <file>', 'stack file (services, model versions and knobs, flags, ports); default: one service "chat" with v1.2 and v1.3'))
     .addOption(new Option('--flags <file>', 'flagd flag file for extproc (overrides the stack file)'))
-    .addOption(new Option('--state-dir <dir>', 'where generated configs, logs and data go').default('.fledge'))
-    .action(async (opts: { stack?: string; flags?: string; stateDir: string }) => {
+    .addOption(new Option('--state-dir <dir>', 'where generated configs, logs and data go (and, with --rollouts, rollout status and actions)').default('.fledge'))
+    .addOption(new Option('--rollouts <file>', 'run the local controller on this rollouts file (see `fledge controller --help`)'))
+    .addOption(new Option('--time-scale <factor>', 'with --rollouts: divide pauses and analysis intervals by this factor').default(1).argParser(positiveNumber))
+    .action(async (opts: { stack?: string; flags?: string; stateDir: string; rollouts?: string; timeScale: number }) => {
       const config: StackConfig = opts.stack ? loadStackConfig(opts.stack) : parseStructured(DEFAULT_STACK, stackConfigSchema, 'built-in stack');
       const flagsFile = opts.flags ? resolve(opts.flags) : config.flags && opts.stack ? resolve(dirname(opts.stack), config.flags) : undefined;
       const { LocalStack } = await import('../local/stack.js');
-      const stack = new LocalStack(config, { stateDir: resolve(opts.stateDir), flagsFile });
+      const controller = opts.rollouts ? { rolloutsFile: resolve(opts.rollouts), timeScale: opts.timeScale } : undefined;
+      const stack = new LocalStack(config, { stateDir: resolve(opts.stateDir), flagsFile, ...(controller ? { controller } : {}) });
       let stopping = false;
       const shutdown = async (code: number) => {
         if (stopping) return;
@@ -45,11 +48,17 @@ export function upCommand(): Command {
         }
         throw err;
       }
-      process.stdout.write(`fledge local stack is up (state in ${resolve(opts.stateDir)}); try:\n  curl -s -H 'host: chat' -H 'x-user-id: alice' http://127.0.0.1:${config.ports.envoy}/v1/chat/completions -d '{"messages":[{"role":"user","content":"hi"}]}'\nCtrl-C stops everything.\n`);
+      process.stdout.write(`fledge local stack is up (state in ${resolve(opts.stateDir)}); try:\n  curl -s -H 'host: chat' -H 'x-user-id: alice' http://127.0.0.1:${config.ports.envoy}/v1/chat/completions -d '{"messages":[{"role":"user","content":"hi"}]}'\n${controller ? `  fledge status --state-dir ${resolve(opts.stateDir)} --watch\n` : ''}Ctrl-C stops everything.\n`);
       const crashed = await stack.firstExit();
       if (!stopping) {
         process.stderr.write(`fledge up: ${crashed.name} exited unexpectedly; stopping the stack (logs in ${resolve(opts.stateDir)})\n`);
         await shutdown(1);
       }
     });
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`must be a positive number, got "${value}"`);
+  return n;
 }

@@ -202,6 +202,16 @@ function staticCluster(name: string, host: string, port: number, http2: boolean)
         common_http_protocol_options: { max_requests_per_connection: EXTPROC_STREAMS_PER_CONNECTION },
       },
     };
+  } else {
+    // Node's HTTP servers (the sims) close a keep-alive connection after 5 s idle; Envoy must
+    // drop it first, or a request sent on it as it closes fails with a 503 (connection reset).
+    cluster.typed_extension_protocol_options = {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: { http_protocol_options: {} },
+        common_http_protocol_options: { idle_timeout: '2s' },
+      },
+    };
   }
   return cluster;
 }

@@ -39,6 +39,8 @@ export const stackConfigSchema = z.strictObject({
     .refine((services) => Object.keys(services).length > 0, { message: 'declare at least one service' }),
   /** A flagd flag file, relative to the stack file. */
   flags: z.string().min(1).optional(),
+  /** extproc settings (its config file's shape, e.g. quality.sampling); routing and ports are the stack's. */
+  extproc: z.record(z.string(), z.unknown()).optional(),
 });
 
 export type StackConfig = z.output<typeof stackConfigSchema>;

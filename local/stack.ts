@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { stringify as toYaml } from 'yaml';
 import { renderEnvoyServices, renderRoutingFile, writeAtomically, writeTrafficState, type TrafficState } from '../controller/local/traffic-state.js';
 import { startProcess, waitForHttp, type ManagedProcess } from './child-process.js';
 import { fledgeCli } from './package-paths.js';
@@ -26,11 +27,14 @@ export interface StackPaths {
   stateDir: string;
   /** The flag file, resolved. */
   flagsFile?: string;
+  /** With a rollouts file, the local controller runs these rollouts (started after Prometheus). */
+  controller?: { rolloutsFile: string; timeScale?: number };
 }
 
 /**
  * The local stack: Redis, the simulated models, extproc, Envoy (routes by file-based RDS)
- * and Prometheus scraping extproc, started in dependency order with a readiness check each.
+ * and Prometheus scraping extproc, and (given a rollouts file) the local controller, started
+ * in dependency order with a readiness check each.
  */
 export class LocalStack {
   readonly components: StackComponent[] = [];
@@ -61,6 +65,7 @@ export class LocalStack {
       { port: p.extprocAdmin, what: 'extproc admin', setting: 'ports.extprocAdmin' },
       { port: p.prometheus, what: 'Prometheus', setting: 'ports.prometheus' },
       { port: p.redis, what: 'Redis', setting: 'ports.redis' },
+      ...(this.paths.controller ? [{ port: p.controllerAdmin, what: 'controller admin', setting: 'ports.controllerAdmin' }] : []),
       ...modelServers(this.config).map((m) => ({ port: m.port, what: `model ${m.service}/${m.version}`, setting: 'ports.models' })),
     ];
   }
@@ -96,6 +101,11 @@ export class LocalStack {
       const services = renderEnvoyServices(traffic);
       const extprocArgs = ['extproc', '--routing-file', this.routingFile, '--port', String(ports.extproc), '--admin-port', String(ports.extprocAdmin)];
       if (this.paths.flagsFile) extprocArgs.push('--flags-file', this.paths.flagsFile);
+      if (this.config.extproc) {
+        const configFile = join(this.paths.stateDir, 'extproc.yaml');
+        writeFileSync(configFile, toYaml(this.config.extproc));
+        extprocArgs.push('--config', configFile);
+      }
       const extproc = this.child('extproc', extprocArgs);
       await waitForHttp(extproc, `http://127.0.0.1:${ports.extprocAdmin}/readyz`);
       up(this.component(extproc, `gRPC 127.0.0.1:${ports.extproc}, metrics http://127.0.0.1:${ports.extprocAdmin}/metrics`));
@@ -109,6 +119,22 @@ export class LocalStack {
       const prometheus = await startPrometheus({ targets: [`127.0.0.1:${ports.extprocAdmin}`], scrapeIntervalMs: 1000, port: ports.prometheus, dataDir: join(this.paths.stateDir, 'prometheus') });
       this.spawned.push(prometheus);
       up({ name: 'prometheus', summary: `${prometheus.url} (scraping extproc every 1s)`, exited: prometheus.process.exited, stop: () => prometheus.stop() });
+
+      if (this.paths.controller) {
+        const { rolloutsFile, timeScale = 1 } = this.paths.controller;
+        const controller = this.child('controller', [
+          'controller', '--local',
+          '--state-dir', this.paths.stateDir,
+          '--rollouts', rolloutsFile,
+          '--prometheus-url', prometheus.url,
+          '--envoy-admin-url', `http://127.0.0.1:${ports.envoyAdmin}`,
+          '--extproc-admin-url', `http://127.0.0.1:${ports.extprocAdmin}`,
+          '--time-scale', String(timeScale),
+          '--admin-port', String(ports.controllerAdmin),
+        ]);
+        await waitForHttp(controller, `http://127.0.0.1:${ports.controllerAdmin}/readyz`);
+        up(this.component(controller, `local mode, ${rolloutsFile}${timeScale === 1 ? '' : ` (time scale ${timeScale})`}, admin http://127.0.0.1:${ports.controllerAdmin}`));
+      }
     } catch (err) {
       await this.stop();
       throw err;

@@ -8,7 +8,8 @@ import type { V1Deployment } from '@kubernetes/client-node';
 import type { Logger } from '../../common/logger.js';
 import type { MetricsProvider } from '../analysis/prometheus.js';
 import { advanceRollout } from '../engine/advance.js';
-import { invalidRollout, startRollout, transition, type MachineOptions, type RolloutEffect } from '../engine/rollout-machine.js';
+import { invalidRollout, transition, type MachineOptions, type RolloutEffect } from '../engine/rollout-machine.js';
+import { prepareRollout } from '../engine/prepare.js';
 import type { RolloutPhase, RolloutState } from '../engine/rollout-state.js';
 import type { Policy } from '../policy/policy.js';
 import type { TrafficRouter } from '../traffic/router.js';
@@ -118,31 +119,13 @@ export class Reconciler {
     const { target } = resolution;
 
     const effects: RolloutEffect[] = [];
-    let state: RolloutState;
     const newRevision = stored?.target !== undefined && stored.target.canaryHash !== target.canaryHash;
     const inputFixed = stored?.phase === 'Invalid' && stored.inputProblem === true;
-    // A retry or resume that asked for exactly this restart is used up by it.
-    let actionUsed = false;
-    if (!stored || corrupt || newRevision || (inputFixed && !stored.target)) {
-      if (newRevision) effects.push({ type: 'event', severity: 'Normal', reason: 'NewRevision', message: `candidate pod-template-hash changed ${stored!.target!.canaryHash} → ${target.canaryHash}; starting the rollout again` });
-      const started = startRollout(policy, now, deps.options);
-      state = started.state;
-      effects.push(...started.effects);
-      actionUsed = action === 'retry' || (inputFixed && action === 'resume');
-    } else if (inputFixed) {
-      // The VirtualService, subsets or policy were fixed: continue where the rollout stood.
-      const resumed = transition(policy, stored, { type: 'action', action: 'resume', now }, deps.options);
-      state = resumed.state;
-      effects.push(...resumed.effects);
-      actionUsed = action === 'retry' || action === 'resume';
-    } else {
-      state = stored;
-    }
-    if (action && !actionUsed) {
-      const acted = transition(policy, state, { type: 'action', action, now }, deps.options);
-      state = acted.state;
-      effects.push(...acted.effects);
-    } else if (hasActionAnnotation && !action) {
+    if (newRevision) effects.push({ type: 'event', severity: 'Normal', reason: 'NewRevision', message: `candidate pod-template-hash changed ${stored!.target!.canaryHash} → ${target.canaryHash}; starting the rollout again` });
+    const prepared = prepareRollout({ policy, stored, restart: corrupt !== undefined || newRevision || (inputFixed && !stored?.target), inputFixed, action, now, options: deps.options });
+    let state: RolloutState = prepared.state;
+    effects.push(...prepared.effects);
+    if (!action && hasActionAnnotation) {
       effects.push({ type: 'event', severity: 'Warning', reason: 'ActionIgnored', message: `unknown ${ANNOTATION.action} "${annotations[ANNOTATION.action]}" (expected promote, abort, pause, resume or retry)` });
     }
 

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +65,25 @@ describe('fledge up', () => {
     const answer = await chat(ports.envoy!, { host: 'chat', user: 'alice' });
     expect(answer.status).toBe(200);
     expect(answer.headers['x-fledge-reason']).toBe('no-canary');
+    run.signal('SIGINT');
+    expect(await run.code).toBe(0);
+    expect(await allFree(ports)).toBe(true);
+  });
+
+  it('with --rollouts also runs the local controller, which starts the rollout; Ctrl-C stops it too', async () => {
+    const { file, ports } = await stackFile('rollouts');
+    const stateDir = join(dir, 'state-rollouts');
+    const rollouts = join(dir, 'rollouts-file.yaml');
+    writeFileSync(rollouts, toYaml({ rollouts: [{ name: 'chat-v1', service: 'chat', candidate: 'v1' }] }));
+    const run = up(['--stack', file, '--state-dir', stateDir, '--rollouts', rollouts, '--time-scale', '60']);
+    await run.waitFor('fledge local stack is up');
+    expect(run.stdout()).toMatch(/^up  prometheus .*\n^up  controller .*local mode.*time scale 60/m);
+    expect(run.stdout()).toContain(`fledge status --state-dir ${stateDir} --watch`);
+    const health = await fetch(`http://127.0.0.1:${ports.controllerAdmin}/readyz`);
+    expect(health.status).toBe(200);
+    // v1 is the stack's only (stable) version: the controller says so in the status file.
+    const status = JSON.parse(readFileSync(join(stateDir, 'rollouts', 'chat-v1.json'), 'utf8')) as { phase: string; message: string };
+    expect(status).toMatchObject({ phase: 'Invalid', message: 'candidate v1 is already the stable version of chat' });
     run.signal('SIGINT');
     expect(await run.code).toBe(0);
     expect(await allFree(ports)).toBe(true);

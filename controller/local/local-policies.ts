@@ -1,0 +1,25 @@
+/**
+ * The policies a rollouts file can use: its policy files (relative to it) plus the built-in
+ * `default`. A policy file that does not load makes every rollout naming one of its policies
+ * Invalid with the loader's message, instead of stopping the controller.
+ */
+import { dirname, resolve } from 'node:path';
+import { loadPolicyFiles } from '../policy/load.js';
+import type { LocalPolicyLookup } from './local-reconciler.js';
+import type { RolloutsFile } from './rollouts-file.js';
+import type { Policy } from '../policy/policy.js';
+
+export function localPolicyLookup(file: RolloutsFile, rolloutsFile: string): LocalPolicyLookup {
+  const paths = file.policies.map((p) => resolve(dirname(rolloutsFile), p));
+  let policies: Map<string, Policy>;
+  try {
+    policies = loadPolicyFiles(paths).policies;
+  } catch (err) {
+    const problem = `policies could not be loaded: ${(err as Error).message}`;
+    return () => ({ problem });
+  }
+  return (name) => {
+    const policy = policies.get(name);
+    return policy ? { policy } : { problem: `policy "${name}" not found (known: ${[...policies.keys()].join(', ')})` };
+  };
+}
