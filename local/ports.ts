@@ -21,3 +21,15 @@ export async function portInUse(port: number, host = '127.0.0.1'): Promise<boole
     srv.listen(port, host, () => srv.close(() => resolve(false)));
   });
 }
+
+/** The first of `count` consecutive ports that are all free right now (model servers take consecutive ports). */
+export async function freePortRun(count: number, host = '127.0.0.1'): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = await freePort(host);
+    if (first + count - 1 > 65535) continue;
+    let free = true;
+    for (let p = first + 1; p < first + count && free; p++) free = !(await portInUse(p, host));
+    if (free) return first;
+  }
+  throw new Error(`no run of ${count} free consecutive ports found on ${host}`);
+}

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { DemoSummary } from '../../local/dataplane-demo.js';
-import { freePort } from '../../local/ports.js';
+import { freePort, freePortRun } from '../../local/ports.js';
 import { CLI } from '../harness/dataplane.js';
 
 const run = promisify(execFile);
@@ -10,8 +10,8 @@ const run = promisify(execFile);
 describe('fledge demo (data plane)', () => {
   it('routes by flag, then by sticky weight, then kills, then fails open, without a failed request', async () => {
     const ports = await Promise.all(Array.from({ length: 5 }, () => freePort()));
-    // The demo takes this port and the next for its two models, and says so if either is taken.
-    const modelPort = await freePort();
+    // The demo's two models take this port and the next.
+    const modelPort = await freePortRun(2);
     const args = [CLI, 'demo', '--json', '--envoy-port', `${ports[0]}`, '--envoy-admin-port', `${ports[1]}`, '--extproc-port', `${ports[2]}`, '--extproc-admin-port', `${ports[3]}`, '--model-port', `${modelPort}`];
     const { stdout } = await run(process.execPath, args, { timeout: 120_000 });
     const summary = JSON.parse(stdout) as DemoSummary;

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify as toYaml } from 'yaml';
-import { freePort, portInUse } from '../../local/ports.js';
+import { portInUse } from '../../local/ports.js';
+import { freeStackPorts } from '../harness/stack-ports.js';
 import { CLI } from '../harness/dataplane.js';
 import { chat } from '../harness/http-client.js';
 
@@ -13,8 +14,7 @@ const dir = mkdtempSync(join(tmpdir(), 'fledge-up-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function stackFile(name: string): Promise<{ file: string; ports: Record<string, number> }> {
-  const keys = ['envoy', 'envoyAdmin', 'extproc', 'extprocAdmin', 'controllerAdmin', 'prometheus', 'redis', 'models'];
-  const ports = Object.fromEntries(await Promise.all(keys.map(async (k) => [k, await freePort()] as const)));
+  const ports: Record<string, number> = await freeStackPorts(1);
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, toYaml({ ports, services: { chat: { stable: 'v1', versions: { v1: { knobs: { latency: { kind: 'fixed', ms: 1 } } } } } } }));
   return { file, ports };

@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freeStackPorts } from '../harness/stack-ports.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify as toYaml } from 'yaml';
 import { LocalTrafficRouter } from '../../controller/local/local-router.js';
@@ -13,7 +14,6 @@ import { LocalStateStore } from '../../controller/local/state-store.js';
 import { readTrafficState } from '../../controller/local/traffic-state.js';
 import { parseStatus, type RolloutStatus } from '../../controller/kube/rollout-status.js';
 import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
-import { freePort } from '../../local/ports.js';
 import { modelServers, stackConfigSchema } from '../../local/stack-config.js';
 import { LocalStack } from '../../local/stack.js';
 import { TrafficGenerator } from '../../local/traffic.js';
@@ -80,8 +80,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
   const envoyWeight = (service: string, version: string) => stack.routes.canaryWeightInForce(service, version);
 
   beforeAll(async () => {
-    const keys = ['envoy', 'envoyAdmin', 'extproc', 'extprocAdmin', 'controllerAdmin', 'prometheus', 'redis', 'models'] as const;
-    ports = Object.fromEntries(await Promise.all(keys.map(async (k) => [k, await freePort()] as const)));
+    ports = await freeStackPorts(6);
     const healthy = { knobs: { latency: { kind: 'fixed', ms: 5 }, qualityHeaders: true, qualityScore: 0.95, hallucinationRate: 0 } };
     const service = { stable: 'v1', versions: { v1: healthy, v2: healthy } };
     const config = stackConfigSchema.parse({

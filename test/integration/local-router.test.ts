@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalTrafficRouter } from '../../controller/local/local-router.js';
-import { freePort } from '../../local/ports.js';
 import { stackConfigSchema } from '../../local/stack-config.js';
 import { LocalStack } from '../../local/stack.js';
+import { freeStackPorts } from '../harness/stack-ports.js';
 import { chat, mapLimit } from '../harness/http-client.js';
 
 describe('local traffic router on the real local stack', () => {
@@ -15,8 +15,7 @@ describe('local traffic router on the real local stack', () => {
   const users = Array.from({ length: 1000 }, (_, i) => `u${i}`);
 
   beforeAll(async () => {
-    const keys = ['envoy', 'envoyAdmin', 'extproc', 'extprocAdmin', 'controllerAdmin', 'prometheus', 'redis', 'models'] as const;
-    const ports = Object.fromEntries(await Promise.all(keys.map(async (k) => [k, await freePort()] as const)));
+    const ports = await freeStackPorts(2);
     const fast = { knobs: { latency: { kind: 'fixed', ms: 1 } } };
     const config = stackConfigSchema.parse({ ports, services: { chat: { stable: 'v1', versions: { v1: fast, v2: fast } } } });
     stack = new LocalStack(config, { stateDir: join(dir, 'state') });
