@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { createLogger, type Logger } from '../common/logger.js';
-import { exitOnError } from './exit.js';
+import { exitOnError, stopOnSignals } from './exit.js';
 import { loadKubeConfig } from './kubeconfig.js';
 
 interface ControllerOptions {
@@ -85,12 +85,7 @@ export function controllerCommand(): Command {
         logger,
         onFatal: (err) => exitOnError(err),
       }).catch(exitOnError);
-      const shutdown = (signal: string) => {
-        logger.info({ signal }, 'shutting down');
-        app.stop().finally(() => process.exit(0));
-      };
-      process.once('SIGINT', () => shutdown('SIGINT'));
-      process.once('SIGTERM', () => shutdown('SIGTERM'));
+      stopOnSignals(() => app.stop(), logger);
     });
 }
 
@@ -108,10 +103,5 @@ async function runLocal(opts: ControllerOptions, logger: Logger): Promise<void> 
     adminPort: opts.adminPort,
     logger,
   }).catch(exitOnError);
-  const shutdown = (signal: string) => {
-    logger.info({ signal }, 'shutting down');
-    app.stop().finally(() => process.exit(0));
-  };
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  stopOnSignals(() => app.stop(), logger);
 }

@@ -11,3 +11,13 @@ export function exitOnError(err: unknown): never {
   if (process.env.FLEDGE_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   process.exit(1);
 }
+
+/** On SIGINT or SIGTERM: log, stop the running component, exit 0. */
+export function stopOnSignals(stop: () => Promise<unknown>, logger: { info: (obj: object, msg: string) => void }): void {
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    void stop().finally(() => process.exit(0));
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}

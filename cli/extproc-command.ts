@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError } from '../common/config-error.js';
 import { createLogger } from '../common/logger.js';
 import { extprocConfigSchema } from '../extproc/config.js';
-import { exitOnError } from './exit.js';
+import { exitOnError, stopOnSignals } from './exit.js';
 
 interface ExtprocOptions {
   config?: string;
@@ -36,12 +36,7 @@ export function extprocCommand(): Command {
       // Loaded here, not at the top: every fledge command would otherwise pay for gRPC and OpenFeature.
       const { startExtproc } = await import('../extproc/server.js');
       const running = await startExtproc(config, logger).catch(exitOnError);
-      const shutdown = (signal: string) => {
-        logger.info({ signal }, 'shutting down');
-        running.stop().finally(() => process.exit(0));
-      };
-      process.once('SIGINT', () => shutdown('SIGINT'));
-      process.once('SIGTERM', () => shutdown('SIGTERM'));
+      stopOnSignals(() => running.stop(), logger);
     });
 }
 

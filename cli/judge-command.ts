@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { createLogger } from '../common/logger.js';
 import { DEFAULT_RUBRIC } from '../extproc/quality/judge/rubric.js';
 import { readFileSync } from 'node:fs';
-import { exitOnError } from './exit.js';
+import { exitOnError, stopOnSignals } from './exit.js';
 
 interface JudgeCliOptions {
   redisUrl: string;
@@ -69,11 +69,6 @@ export function judgeCommand(): Command {
         logger,
       );
       await worker.start().catch(exitOnError);
-      const shutdown = (signal: string) => {
-        logger.info({ signal }, 'shutting down');
-        worker.stop().finally(() => process.exit(0));
-      };
-      process.once('SIGINT', () => shutdown('SIGINT'));
-      process.once('SIGTERM', () => shutdown('SIGTERM'));
+      stopOnSignals(() => worker.stop(), logger);
     });
 }
