@@ -45,9 +45,17 @@ export function summarizeAnalysis(run: AnalysisRunState | undefined): string {
   return `${run.phase}: ${notable.name}${last?.length ? `=${last.map(formatNumber).join(',')}` : ''}`;
 }
 
+/** A text progress bar of the rollout's steps: "[######----]" (a promoted rollout is full). */
+export function stepBar(status: RolloutStatus | undefined, width = 10): string {
+  if (!status || status.steps <= 0) return `[${'-'.repeat(width)}]`;
+  const done = status.phase === 'Promoted' ? status.steps : Math.min(status.stepIndex, status.steps);
+  const filled = Math.round((done / status.steps) * width);
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
+}
+
 export function renderTable(views: readonly RolloutView[], withNamespace: boolean): string {
-  const header = [...(withNamespace ? ['NAMESPACE'] : []), 'ROLLOUT', 'PHASE', 'STEP', 'WEIGHT', 'ANALYSIS', 'MESSAGE'];
-  const rows = views.map((v) => [...(withNamespace ? [v.namespace] : []), v.rollout, v.phase, v.step, v.weight === null ? '-' : `${v.weight}%`, v.analysis, v.message]);
+  const header = [...(withNamespace ? ['NAMESPACE'] : []), 'ROLLOUT', 'PHASE', 'PROGRESS', 'STEP', 'WEIGHT', 'ANALYSIS', 'MESSAGE'];
+  const rows = views.map((v) => [...(withNamespace ? [v.namespace] : []), v.rollout, v.phase, stepBar(v.status), v.step, v.weight === null ? '-' : `${v.weight}%`, v.analysis, v.message]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   // The message is last and left unpadded: it may be long.
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');

@@ -254,7 +254,7 @@ describe('CLI against the cluster', () => {
     await waitForStatus(admin, ns, 'model-v2', 'Paused at 10%', (s) => s.phase === 'Paused' && s.weight === 10);
 
     const table = await fledge('status', '-n', ns);
-    expect(table.split('\n')[0]).toMatch(/^ROLLOUT\s+PHASE\s+STEP\s+WEIGHT\s+ANALYSIS\s+MESSAGE$/);
+    expect(table.split('\n')[0]).toMatch(/^ROLLOUT\s+PHASE\s+PROGRESS\s+STEP\s+WEIGHT\s+ANALYSIS\s+MESSAGE$/);
     expect(table).toMatch(/model-v2\s+Paused\s+2\/3\s+10%/);
     const json = JSON.parse(await fledge('status', '-n', ns, '--json')) as { rollout: string; phase: string; weight: number }[];
     expect(json).toMatchObject([{ rollout: 'model-v2', phase: 'Paused', weight: 10 }]);

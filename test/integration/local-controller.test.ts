@@ -188,7 +188,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
   it('CLI: status (table and JSON, state dir found from the working directory), promote and abort through action files', async () => {
     await waitFor('embed-v2', 'the indefinite pause', (s) => s.phase === 'Paused' && s.stepIndex === 1);
     const table = await fledge(['status']);
-    expect(table.split('\n')[0]).toMatch(/^ROLLOUT\s+PHASE\s+STEP\s+WEIGHT\s+ANALYSIS\s+MESSAGE$/);
+    expect(table.split('\n')[0]).toMatch(/^ROLLOUT\s+PHASE\s+PROGRESS\s+STEP\s+WEIGHT\s+ANALYSIS\s+MESSAGE$/);
     expect(table).toMatch(/^embed-v2\s+Paused\s+2\/5\s+10%/m);
     expect(table).toMatch(/^typo\s+Invalid\s/m);
     expect(table).toMatch(/^no-policy\s+Invalid\s/m);

@@ -6,7 +6,7 @@ import { ReconcileQueue } from '../../controller/kube/work-queue.js';
 import { startRollout } from '../../controller/engine/rollout-machine.js';
 import { loadDefaultPolicy } from '../../controller/policy/load.js';
 import { applyMirror, applyWeight, currentWeight, subsetForPodLabels, weightedRouteIndex, weightedRouteProblem, type DestinationRule, type VirtualService } from '../../controller/traffic/istio/virtual-service.js';
-import { renderTable, summarizeAnalysis, viewOf } from '../../cli/rollout-view.js';
+import { renderTable, stepBar, summarizeAnalysis, viewOf } from '../../cli/rollout-view.js';
 
 const seed = (name: string) => readFileSync(new URL(`../fixtures/seed/${name}`, import.meta.url), 'utf8');
 const subsets = { stable: 'v1', canary: 'v2' };
@@ -171,7 +171,10 @@ describe('fledge status view', () => {
     expect(view).toMatchObject({ rollout: 'model-v2', phase: 'RolledBack', step: '3/10', weight: 0, analysis: 'Failed: error-rate=0.02' });
     expect(summarizeAnalysis(undefined)).toBe('-');
     const table = renderTable([view], false).split('\n');
-    expect(table[0]).toMatch(/^ROLLOUT\s+PHASE\s+STEP\s+WEIGHT\s+ANALYSIS\s+MESSAGE$/);
-    expect(table[1]).toMatch(/^model-v2\s+RolledBack\s+3\/10\s+0%\s+Failed: error-rate=0.02\s+metric error-rate failed$/);
+    expect(table[0]).toMatch(/^ROLLOUT\s+PHASE\s+PROGRESS\s+STEP\s+WEIGHT\s+ANALYSIS\s+MESSAGE$/);
+    expect(table[1]).toMatch(/^model-v2\s+RolledBack\s+\[#*-*\]\s+3\/10\s+0%\s+Failed: error-rate=0.02\s+metric error-rate failed$/);
+    // Two of ten steps done (stepIndex 2): a fifth of the bar; a promoted rollout's bar is full.
+    expect(stepBar({ ...status, stepIndex: 2 })).toBe('[##--------]');
+    expect(stepBar({ ...status, phase: 'Promoted', stepIndex: 10 })).toBe('[##########]');
   });
 });
