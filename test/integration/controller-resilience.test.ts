@@ -255,7 +255,7 @@ describe('CLI against the cluster', () => {
 
     const table = await fledge('status', '-n', ns);
     expect(table.split('\n')[0]).toMatch(/^ROLLOUT\s+PHASE\s+PROGRESS\s+STEP\s+WEIGHT\s+ANALYSIS\s+MESSAGE$/);
-    expect(table).toMatch(/model-v2\s+Paused\s+2\/3\s+10%/);
+    expect(table).toMatch(/model-v2\s+Paused\s+\[###-------\]\s+2\/3\s+10%/);
     const json = JSON.parse(await fledge('status', '-n', ns, '--json')) as { rollout: string; phase: string; weight: number }[];
     expect(json).toMatchObject([{ rollout: 'model-v2', phase: 'Paused', weight: 10 }]);
 

@@ -189,7 +189,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
     await waitFor('embed-v2', 'the indefinite pause', (s) => s.phase === 'Paused' && s.stepIndex === 1);
     const table = await fledge(['status']);
     expect(table.split('\n')[0]).toMatch(/^ROLLOUT\s+PHASE\s+PROGRESS\s+STEP\s+WEIGHT\s+ANALYSIS\s+MESSAGE$/);
-    expect(table).toMatch(/^embed-v2\s+Paused\s+2\/5\s+10%/m);
+    expect(table).toMatch(/^embed-v2\s+Paused\s+\[##--------\]\s+2\/5\s+10%/m);
     expect(table).toMatch(/^typo\s+Invalid\s/m);
     expect(table).toMatch(/^no-policy\s+Invalid\s/m);
     const json = JSON.parse(await fledge(['status', 'embed-v2', '--state-dir', stateDir, '--json'])) as { rollout: string; phase: string; weight: number; status: RolloutStatus }[];
