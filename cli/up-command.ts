@@ -1,4 +1,5 @@
-import { resolve, dirname } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseStructured } from '../common/structured-file.js';
 import { PreflightError } from '../local/preflight.js';
@@ -16,18 +17,20 @@ services:
 
 export function upCommand(): Command {
   return new Command('up')
-    .description('Run the local stack in the foreground: Redis, simulated models, extproc, Envoy, Prometheus and (with --rollouts) the controller in local mode, on the design ports. Ctrl-C stops everything.')
+    .description('Run the local stack in the foreground: Redis, simulated models, extproc, Envoy, Prometheus and the controller in local mode, on the design ports. Ctrl-C stops everything.')
     .addOption(new Option('--stack <file>', 'stack file (services, model versions and knobs, flags, ports); default: one service "chat" with v1.2 and v1.3'))
     .addOption(new Option('--flags <file>', 'flagd flag file for extproc (overrides the stack file)'))
     .addOption(new Option('--state-dir <dir>', 'where generated configs, logs and data go (and, with --rollouts, rollout status and actions)').default('.fledge'))
-    .addOption(new Option('--rollouts <file>', 'run the local controller on this rollouts file (see `fledge controller --help`)'))
-    .addOption(new Option('--time-scale <factor>', 'with --rollouts: divide pauses and analysis intervals by this factor').default(1).argParser(positiveNumber))
+    .addOption(new Option('--rollouts <file>', "the local controller's rollouts file (default: <state-dir>/rollouts.yaml, created empty; add rollouts to it while the stack runs)"))
+    .addOption(new Option('--time-scale <factor>', 'divide rollout pauses and analysis intervals by this factor').default(1).argParser(positiveNumber))
     .action(async (opts: { stack?: string; flags?: string; stateDir: string; rollouts?: string; timeScale: number }) => {
       const config: StackConfig = opts.stack ? loadStackConfig(opts.stack) : parseStructured(DEFAULT_STACK, stackConfigSchema, 'built-in stack');
       const flagsFile = opts.flags ? resolve(opts.flags) : config.flags && opts.stack ? resolve(dirname(opts.stack), config.flags) : undefined;
       const { LocalStack } = await import('../local/stack.js');
-      const controller = opts.rollouts ? { rolloutsFile: resolve(opts.rollouts), timeScale: opts.timeScale } : undefined;
-      const stack = new LocalStack(config, { stateDir: resolve(opts.stateDir), flagsFile, ...(controller ? { controller } : {}) });
+      // The controller always runs; without --rollouts it watches an (initially empty) rollouts
+      // file in the state dir, so adding a rollout there starts it.
+      const rolloutsFile = opts.rollouts ? resolve(opts.rollouts) : defaultRolloutsFile(resolve(opts.stateDir));
+      const stack = new LocalStack(config, { stateDir: resolve(opts.stateDir), flagsFile, controller: { rolloutsFile, timeScale: opts.timeScale } });
       let stopping = false;
       const shutdown = async (code: number) => {
         if (stopping) return;
@@ -48,7 +51,7 @@ export function upCommand(): Command {
         }
         throw err;
       }
-      process.stdout.write(`fledge local stack is up (state in ${resolve(opts.stateDir)}); try:\n  curl -s -H 'host: chat' -H 'x-user-id: alice' http://127.0.0.1:${config.ports.envoy}/v1/chat/completions -d '{"messages":[{"role":"user","content":"hi"}]}'\n${controller ? `  fledge status --state-dir ${resolve(opts.stateDir)} --watch\n` : ''}Ctrl-C stops everything.\n`);
+      process.stdout.write(`fledge local stack is up (state in ${resolve(opts.stateDir)}); try:\n  curl -s -H 'host: chat' -H 'x-user-id: alice' http://127.0.0.1:${config.ports.envoy}/v1/chat/completions -d '{"messages":[{"role":"user","content":"hi"}]}'\n  fledge status --state-dir ${resolve(opts.stateDir)} --watch   # rollouts in ${rolloutsFile}\nCtrl-C stops everything.\n`);
       const crashed = await stack.firstExit();
       if (!stopping) {
         process.stderr.write(`fledge up: ${crashed.name} exited unexpectedly; stopping the stack (logs in ${resolve(opts.stateDir)})\n`);
@@ -61,4 +64,13 @@ function positiveNumber(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`must be a positive number, got "${value}"`);
   return n;
+}
+
+function defaultRolloutsFile(stateDir: string): string {
+  const file = join(stateDir, 'rollouts.yaml');
+  if (!existsSync(file)) {
+    mkdirSync(stateDir, { recursive: true });
+    writeFileSync(file, '# Rollouts for the local controller (docs/local-mode.md); it picks up edits.\nrollouts: []\n');
+  }
+  return file;
 }
