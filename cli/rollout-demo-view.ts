@@ -22,6 +22,7 @@ export function barProgress(names: string[], out: NodeJS.WriteStream): RolloutPr
     { stream: out, format: '{name} [{bar}] {stage}  {message}', barsize: 24, hideCursor: true, clearOnComplete: false, autopadding: true, fps: 10 },
     cliProgress.Presets.shades_classic,
   );
+  let stopped = false;
   const bars = new Map(names.map((n) => [n, multi.create(1, 0, { name: n.padEnd(width), stage: 'waiting for the controller', message: '' })]));
   return {
     update(name, status) {
@@ -34,6 +35,8 @@ export function barProgress(names: string[], out: NodeJS.WriteStream): RolloutPr
       multi.log(`${line}\n`);
     },
     stop() {
+      if (stopped) return; // a second stop would move the cursor up over what was printed since
+      stopped = true;
       multi.stop();
     },
   };
