@@ -17,7 +17,7 @@ include test/harness/k8s/k8s.mk
 .PHONY: help deps node-deps envoy system-deps vegeta build typecheck test test-unit test-integration demo bench clean
 
 help:
-	@echo "make demo   set up, then run the data-plane demo (Envoy + extproc + simulated models)"
+	@echo "make demo   set up, then run two model rollouts on the local stack (one promoted, one rolled back)"
 	@echo "make test   set up, then run every test (unit and integration, real Envoy)"
 	@echo "make bench  set up, then benchmark extproc through Envoy (writes bench/results/)"
 	@echo "make deps   install npm packages and the pinned Envoy (no tests)"

@@ -1,50 +1,98 @@
-import { Command, Option } from 'commander';
-import { DEFAULT_DEMO_PORTS, type DemoSummary } from '../local/dataplane-demo.js';
+import { resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { pino } from 'pino';
+import { PreflightError } from '../local/preflight.js';
+import { DEFAULT_RPS, DEFAULT_TIME_SCALE, DEMO_ROLLOUTS } from '../local/rollout-demo-config.js';
+import { stackPortsSchema, type StackPorts } from '../local/stack-config.js';
+import { runDataPlaneDemoCommand } from './dataplane-demo-command.js';
+
+interface DemoOptions {
+  json?: boolean;
+  dataPlane?: boolean;
+  envoyPort: number;
+  envoyAdminPort: number;
+  extprocPort: number;
+  extprocAdminPort: number;
+  controllerAdminPort: number;
+  prometheusPort: number;
+  redisPort: number;
+  modelPort: number;
+  timeScale: number;
+  rps: number;
+  stateDir?: string;
+}
+
+/** Which flag sets each stack port, for preflight messages. */
+const PORT_FLAGS: Record<keyof StackPorts, string> = {
+  envoy: '--envoy-port',
+  envoyAdmin: '--envoy-admin-port',
+  extproc: '--extproc-port',
+  extprocAdmin: '--extproc-admin-port',
+  controllerAdmin: '--controller-admin-port',
+  prometheus: '--prometheus-port',
+  redis: '--redis-port',
+  models: '--model-port',
+};
 
 export function demoCommand(): Command {
+  const design = stackPortsSchema.parse({});
   return new Command('demo')
-    .description('Run the data-plane demo on this machine: Envoy + extproc + two simulated models, users in segments, flags, sticky canary weights, kill switch, extproc failure.')
-    .addOption(new Option('--json', 'print the summary as JSON'))
-    .addOption(new Option('--envoy-port <n>', 'Envoy listener port').default(DEFAULT_DEMO_PORTS.envoy).argParser(Number))
-    .addOption(new Option('--envoy-admin-port <n>', 'Envoy admin port').default(DEFAULT_DEMO_PORTS.envoyAdmin).argParser(Number))
-    .addOption(new Option('--extproc-port <n>', 'extproc gRPC port').default(DEFAULT_DEMO_PORTS.extproc).argParser(Number))
-    .addOption(new Option('--extproc-admin-port <n>', 'extproc admin/metrics port').default(DEFAULT_DEMO_PORTS.extprocAdmin).argParser(Number))
-    .addOption(new Option('--model-port <n>', 'first simulated model port (the second is +1)').default(DEFAULT_DEMO_PORTS.modelBase).argParser(Number))
-    .action(async (opts: { json?: boolean; envoyPort: number; envoyAdminPort: number; extprocPort: number; extprocAdminPort: number; modelPort: number }) => {
-      const progress = opts.json ? () => {} : (line: string) => process.stdout.write(`${line}\n`);
-      const { runDataPlaneDemo } = await import('../local/dataplane-demo.js');
-      const summary = await runDataPlaneDemo(
-        { envoy: opts.envoyPort, envoyAdmin: opts.envoyAdminPort, extproc: opts.extprocPort, extprocAdmin: opts.extprocAdminPort, modelBase: opts.modelPort },
-        progress,
-      );
-      process.stdout.write(opts.json ? `${JSON.stringify(summary, null, 2)}\n` : renderSummary(summary));
+    .description(
+      `Run two model rollouts on the local stack (Redis, simulated models, extproc, Envoy, Prometheus, the local controller) under the built-in default policy, time compressed: ${DEMO_ROLLOUTS.map((r) => `${r.name} (${r.fault ? `the candidate starts hallucinating at ${r.fault.atWeight}%, ` : 'healthy, '}expected ${r.expected})`).join(' and ')}, with traffic from 2000 users in segments; then a summary. --data-plane runs the data-plane demo instead (flags, sticky weights, kill switch, extproc failure).`,
+    )
+    .addOption(new Option('--json', 'print the summary as JSON (no progress output)'))
+    .addOption(new Option('--data-plane', 'run the data-plane demo (Envoy + extproc + two simulated models, no controller)'))
+    .addOption(new Option('--envoy-port <n>', 'Envoy listener port').default(design.envoy).argParser(port))
+    .addOption(new Option('--envoy-admin-port <n>', 'Envoy admin port').default(design.envoyAdmin).argParser(port))
+    .addOption(new Option('--extproc-port <n>', 'extproc gRPC port').default(design.extproc).argParser(port))
+    .addOption(new Option('--extproc-admin-port <n>', 'extproc admin/metrics port').default(design.extprocAdmin).argParser(port))
+    .addOption(new Option('--controller-admin-port <n>', 'controller admin port').default(design.controllerAdmin).argParser(port))
+    .addOption(new Option('--prometheus-port <n>', 'Prometheus port').default(design.prometheus).argParser(port))
+    .addOption(new Option('--redis-port <n>', 'Redis port').default(design.redis).argParser(port))
+    .addOption(new Option('--model-port <n>', 'first simulated model port (the others follow: 4 for the rollout demo, 2 with --data-plane)').default(design.models).argParser(port))
+    .addOption(new Option('--time-scale <factor>', 'divide the policy\'s pauses by this factor (30: the 10m pause lasts 20 s)').default(DEFAULT_TIME_SCALE).argParser(positive))
+    .addOption(new Option('--rps <n>', 'requests per second per service').default(DEFAULT_RPS).argParser(positive))
+    .addOption(new Option('--state-dir <dir>', 'keep generated configs, logs and rollout status here (default: a temporary dir, removed after a successful run)'))
+    .action(async (opts: DemoOptions) => {
+      if (opts.dataPlane) {
+        await runDataPlaneDemoCommand(
+          { envoy: opts.envoyPort, envoyAdmin: opts.envoyAdminPort, extproc: opts.extprocPort, extprocAdmin: opts.extprocAdminPort, modelBase: opts.modelPort },
+          opts.json === true,
+        );
+        return;
+      }
+      const { runRolloutDemoCommand } = await import('./rollout-demo-command.js');
+      const ports: StackPorts = {
+        envoy: opts.envoyPort,
+        envoyAdmin: opts.envoyAdminPort,
+        extproc: opts.extprocPort,
+        extprocAdmin: opts.extprocAdminPort,
+        controllerAdmin: opts.controllerAdminPort,
+        prometheus: opts.prometheusPort,
+        redis: opts.redisPort,
+        models: opts.modelPort,
+      };
+      const logger = pino({ name: 'fledge', level: process.env.FLEDGE_LOG_LEVEL ?? 'warn', base: { component: 'demo', pid: process.pid } }, pino.destination(2));
+      try {
+        await runRolloutDemoCommand({ ports, portFlags: PORT_FLAGS, timeScale: opts.timeScale, rps: opts.rps, logger, ...(opts.stateDir ? { stateDir: resolve(opts.stateDir) } : {}) }, opts.json === true);
+      } catch (err) {
+        if (err instanceof PreflightError) {
+          process.stderr.write(`fledge demo: ${err.message}\n`);
+          process.exit(1);
+        }
+        throw err;
+      }
     });
 }
 
-function renderSummary(s: DemoSummary): string {
-  const lines = ['', `Summary: service ${s.service}, stable ${s.stable}, candidate ${s.canary}`, ''];
-  const header = ['phase', 'requests', 'failed', s.stable, s.canary, 'canary users %', 'moved back', 'reasons'];
-  const rows = s.phases.map((p) => [
-    p.phase,
-    String(p.requests),
-    String(p.failed),
-    String(p.byVersion[s.stable] ?? 0),
-    String(p.byVersion[s.canary] ?? 0),
-    p.canaryUserShare === undefined ? '' : p.canaryUserShare.toFixed(1),
-    p.usersMovedBack === undefined ? '' : String(p.usersMovedBack),
-    Object.entries(p.byReason)
-      .map(([k, v]) => `${k}:${v}`)
-      .join(' '),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const fmt = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-  lines.push(fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...rows.map(fmt), '');
-  const seed = s.phases.find((p) => p.phase === 'seed-flag');
-  if (seed?.bySegment) {
-    lines.push('Seed flag, by segment:');
-    for (const [segment, counts] of Object.entries(seed.bySegment)) lines.push(`  ${segment.padEnd(9)} ${s.stable}=${counts[s.stable] ?? 0} ${s.canary}=${counts[s.canary] ?? 0}`);
-    lines.push('');
-  }
-  lines.push(`Served in total: ${Object.entries(s.metrics).map(([k, v]) => `${k} ${v}`).join(', ')}`, '');
-  return lines.join('\n');
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InvalidArgumentError(`must be a port (1-65535), got "${value}"`);
+  return n;
+}
+
+function positive(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`must be a positive number, got "${value}"`);
+  return n;
 }

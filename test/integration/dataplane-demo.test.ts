@@ -12,7 +12,7 @@ describe('fledge demo (data plane)', () => {
     const ports = await Promise.all(Array.from({ length: 5 }, () => freePort()));
     // The demo's two models take this port and the next.
     const modelPort = await freePortRun(2);
-    const args = [CLI, 'demo', '--json', '--envoy-port', `${ports[0]}`, '--envoy-admin-port', `${ports[1]}`, '--extproc-port', `${ports[2]}`, '--extproc-admin-port', `${ports[3]}`, '--model-port', `${modelPort}`];
+    const args = [CLI, 'demo', '--data-plane', '--json', '--envoy-port', `${ports[0]}`, '--envoy-admin-port', `${ports[1]}`, '--extproc-port', `${ports[2]}`, '--extproc-admin-port', `${ports[3]}`, '--model-port', `${modelPort}`];
     const { stdout } = await run(process.execPath, args, { timeout: 120_000 });
     const summary = JSON.parse(stdout) as DemoSummary;
     const phase = (name: string) => summary.phases.find((p) => p.phase === name)!;

@@ -1,0 +1,94 @@
+/**
+ * How `fledge demo` shows its rollouts: a progress bar per rollout in a terminal (one line
+ * per change otherwise) while it runs, then the summary as text.
+ */
+import cliProgress from 'cli-progress';
+import type { RolloutStatus } from '../controller/kube/rollout-status.js';
+import { formatNumber } from '../controller/analysis/measurement.js';
+import type { RolloutSummary } from '../local/rollout-demo-summary.js';
+
+export interface RolloutProgress {
+  update(name: string, status: RolloutStatus): void;
+  note(line: string): void;
+  stop(): void;
+}
+
+const stage = (s: RolloutStatus) => `step ${s.step}/${s.steps}  weight ${String(s.weight).padStart(3)}%  ${s.phase}`;
+
+/** Bars in a TTY: value = step, total = the policy's steps. */
+export function barProgress(names: string[], out: NodeJS.WriteStream): RolloutProgress {
+  const width = Math.max(...names.map((n) => n.length));
+  const multi = new cliProgress.MultiBar(
+    { stream: out, format: '{name} [{bar}] {stage}  {message}', barsize: 24, hideCursor: true, clearOnComplete: false, autopadding: true, fps: 10 },
+    cliProgress.Presets.shades_classic,
+  );
+  let stopped = false;
+  const bars = new Map(names.map((n) => [n, multi.create(1, 0, { name: n.padEnd(width), stage: 'waiting for the controller', message: '' })]));
+  return {
+    update(name, status) {
+      const message = status.message.length > 60 ? `${status.message.slice(0, 57)}...` : status.message;
+      const done = status.phase === 'Promoted' ? status.steps : Math.min(status.stepIndex, status.steps);
+      bars.get(name)?.setTotal(Math.max(status.steps, 1));
+      bars.get(name)?.update(done, { stage: stage(status), message });
+    },
+    note(line) {
+      multi.log(`${line}\n`);
+    },
+    stop() {
+      if (stopped) return; // a second stop would move the cursor up over what was printed since
+      stopped = true;
+      multi.stop();
+    },
+  };
+}
+
+/** Without a TTY: one line per change. */
+export function lineProgress(out: NodeJS.WritableStream): RolloutProgress {
+  return {
+    update(name, status) {
+      out.write(`${new Date().toISOString().slice(11, 19)}  ${name}  ${stage(status)}  ${status.message}\n`);
+    },
+    note(line) {
+      out.write(`${line}\n`);
+    },
+    stop() {},
+  };
+}
+
+export function renderDemoSummary(rollouts: readonly RolloutSummary[], wallSeconds: number): string {
+  const lines = ['', `Summary (${Math.round(wallSeconds)} s)`, ''];
+  for (const r of rollouts) {
+    lines.push(`${r.name}: ${r.outcome.toUpperCase()}  (${r.requests} requests, ${r.failedRequests} failed)`);
+    lines.push('  steps:');
+    r.steps.forEach((s, i) => lines.push(`    ${String(i + 1).padStart(2)}. ${s}`));
+    const width = Math.max(0, ...r.analyses.map((a) => a.metric.length));
+    for (const step of r.analysisSteps) {
+      lines.push(`  analysis at ${step.weight}%: ${step.phase}`);
+      for (const a of step.analyses) {
+        lines.push(`    ${a.passed ? 'pass' : 'FAIL'}  ${a.metric.padEnd(width)}  ${(a.value === null ? 'no data' : formatNumber(a.value)).padStart(10)}  against ${a.threshold}`);
+      }
+    }
+    if (r.breach) lines.push(`  breach: ${r.breach.metric} = ${r.breach.value === null ? 'no data' : formatNumber(r.breach.value)} (condition ${r.breach.threshold})`);
+    if (r.rollbackSeconds !== undefined) {
+      lines.push(`  rollback: ${r.rollbackSeconds} s from the fault injected to Envoy giving the canary 0% of traffic`);
+      lines.push('            (the policy analyses at the end of each pause: most of it is the rest of the pause)');
+    }
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+/** The `--json` document: exactly the issue's shape, plus failedRequests. */
+export function demoJson(rollouts: readonly RolloutSummary[]): object {
+  return {
+    rollouts: rollouts.map((r) => ({
+      name: r.name,
+      outcome: r.outcome,
+      steps: r.steps,
+      analyses: r.analyses,
+      ...(r.breach ? { breach: r.breach } : {}),
+      ...(r.rollbackSeconds === undefined ? {} : { rollbackSeconds: r.rollbackSeconds }),
+      failedRequests: r.failedRequests,
+    })),
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * What the demo sees of one rollout while it runs, from its status file polled often: every
+ * analysis run (keyed by its start, the newest copy kept), the furthest step reached, and the
+ * last status. The status keeps only the current and the previous run, so polling during the
+ * rollout is the only way to have all of them at the end.
+ */
+import type { AnalysisRunState } from '../controller/analysis/run.js';
+import type { RolloutStatus } from '../controller/kube/rollout-status.js';
+import { ACTIVE_PHASES } from '../controller/engine/rollout-state.js';
+
+export class RolloutRecorder {
+  private readonly runs = new Map<number, AnalysisRunState>();
+  private furthestActiveStep = -1;
+  private last: RolloutStatus | undefined;
+
+  /** Folds one status in; true when what a person watches (phase, step, weight) changed. */
+  observe(status: RolloutStatus): boolean {
+    for (const run of [status.lastAnalysis, status.analysis]) if (run) this.runs.set(run.startedAt, run);
+    if (ACTIVE_PHASES.includes(status.phase)) this.furthestActiveStep = Math.max(this.furthestActiveStep, status.stepIndex);
+    const before = this.last;
+    this.last = status;
+    return !before || before.phase !== status.phase || before.stepIndex !== status.stepIndex || before.weight !== status.weight;
+  }
+
+  get status(): RolloutStatus | undefined {
+    return this.last;
+  }
+
+  /** Every analysis run seen, oldest first. */
+  analysisRuns(): AnalysisRunState[] {
+    return [...this.runs.values()].sort((a, b) => a.startedAt - b.startedAt);
+  }
+
+  /** The index of the last step the rollout worked on (the policy's length once promoted). */
+  lastStepIndex(): number {
+    const final = this.last;
+    if (!final) return -1;
+    // Promoted: past the last step; RolledBack/Failed: the step that broke; otherwise where it is.
+    if (final.phase === 'Promoted') return final.stepIndex;
+    return Math.max(this.furthestActiveStep, final.stepIndex);
+  }
+}

@@ -1,0 +1,69 @@
+// `fledge demo --json` end to end on the real local stack (Envoy, extproc, Prometheus, Redis,
+// sims, the local controller): a healthy candidate promoted, a hallucinating one rolled back.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { freeStackPorts } from '../harness/stack-ports.js';
+import { CLI } from '../harness/dataplane.js';
+
+const run = promisify(execFile);
+const METRICS = ['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate', 'cost-per-request'];
+
+interface DemoJson {
+  rollouts: {
+    name: string;
+    outcome: string;
+    steps: string[];
+    analyses: { metric: string; value: number | null; threshold: string; passed: boolean }[];
+    breach?: { metric: string; value: number | null; threshold: string };
+    rollbackSeconds?: number;
+    failedRequests: number;
+  }[];
+}
+
+describe('fledge demo (rollouts)', () => {
+  it('promotes the healthy candidate and rolls back the hallucinating one, without a failed request', async () => {
+    // The four models take consecutive ports; the other components one each outside that run.
+    const ports = await freeStackPorts(4);
+    const args = [CLI, 'demo', '--json', '--model-port', String(ports.models)];
+    const flags = { envoy: '--envoy-port', envoyAdmin: '--envoy-admin-port', extproc: '--extproc-port', extprocAdmin: '--extproc-admin-port', controllerAdmin: '--controller-admin-port', prometheus: '--prometheus-port', redis: '--redis-port' } as const;
+    for (const [key, flag] of Object.entries(flags)) args.push(flag, String(ports[key as keyof typeof flags]));
+    const started = Date.now();
+    const { stdout } = await run(process.execPath, args, { timeout: 330_000, maxBuffer: 16 * 1024 * 1024 });
+    const seconds = (Date.now() - started) / 1000;
+    const summary = JSON.parse(stdout) as DemoJson;
+    expect(summary.rollouts.map((r) => r.name)).toEqual(['chat-v2', 'assistant-v2']);
+    const [chat, assistant] = summary.rollouts as [DemoJson['rollouts'][number], DemoJson['rollouts'][number]];
+
+    expect(chat.outcome).toBe('promoted');
+    expect(chat.steps.at(-1)).toMatch(/^promoted/);
+    expect(chat.steps).toContain('setWeight 100');
+    // Three analyses of five metrics, all passed.
+    expect(chat.analyses).toHaveLength(3 * METRICS.length);
+    expect(chat.analyses.every((a) => a.passed)).toBe(true);
+    expect(chat.breach).toBeUndefined();
+    expect(chat.rollbackSeconds).toBeUndefined();
+
+    expect(assistant.outcome).toBe('rolled-back');
+    expect(assistant.breach?.metric).toBe('hallucination-rate');
+    expect(assistant.breach?.value).toBeGreaterThan(0.05);
+    expect(assistant.breach?.threshold).toBe('result[0] <= 0.05');
+    expect(assistant.steps).not.toContain('setWeight 50');
+    expect(assistant.analyses.filter((a) => !a.passed).map((a) => a.metric)).toEqual(['hallucination-rate']);
+    expect(typeof assistant.rollbackSeconds).toBe('number');
+    expect(assistant.rollbackSeconds).toBeGreaterThan(0);
+
+    for (const r of summary.rollouts) {
+      expect(new Set(r.analyses.map((a) => a.metric))).toEqual(new Set(METRICS));
+      for (const a of r.analyses) {
+        expect(Object.keys(a).sort()).toEqual(['metric', 'passed', 'threshold', 'value']);
+        expect(typeof a.value).toBe('number');
+        expect(a.threshold).toMatch(/result\[0\]/);
+        expect(typeof a.passed).toBe('boolean');
+      }
+      expect(r.failedRequests, r.name).toBe(0);
+    }
+    // The demo's promise: at most 5 minutes after set-up (the stack's start included here).
+    expect(seconds).toBeLessThan(300);
+  }, 360_000);
+});
