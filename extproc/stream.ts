@@ -35,7 +35,7 @@ export function handleProcessStream(call: Call, deps: StreamDeps): void {
     });
   });
   // A stream that ends before the response body did (client cut, timeout) still records what was seen.
-  const abandon = () => setImmediate(() => finishSample(ctx, deps.quality, false));
+  const abandon = () => setImmediate(() => guarded(deps, 'finish-sample', () => finishSample(ctx, deps.quality, false)));
   call.on('end', () => void queue.finally(() => call.end()).finally(abandon));
   call.on('error', (err) => {
     // Envoy cancels the stream when the client goes away or a timeout fires; nothing to do.
@@ -54,7 +54,7 @@ async function answer(call: Call, ctx: RequestContext, msg: ProcessingRequest, d
   // Answered first; the chunk is parsed on a later turn, never before Envoy has its CONTINUE.
   if (msg.request === 'response_body' && ctx.sample?.observer) {
     const body = msg.response_body ?? {};
-    setImmediate(() => observeResponseBody(ctx, body, deps.quality));
+    setImmediate(() => guarded(deps, 'observe-body', () => observeResponseBody(ctx, body, deps.quality)));
   }
 }
 
@@ -62,13 +62,13 @@ async function respond(ctx: RequestContext, msg: ProcessingRequest, deps: Stream
   switch (msg.request) {
     case 'request_headers': {
       const response = await processRequestHeaders(ctx, msg.request_headers ?? {}, deps);
-      sampleRequestHeaders(ctx, msg.request_headers ?? {}, response, deps.quality);
+      guarded(deps, 'sample-request', () => sampleRequestHeaders(ctx, msg.request_headers ?? {}, response, deps.quality));
       deps.metrics.decisions.inc({ service: ctx.service ?? '', version: ctx.version ?? '', reason: ctx.reason ?? 'unknown-service' });
       return response;
     }
     case 'response_headers': {
       const response = processResponseHeaders(ctx, msg.response_headers ?? {}, deps.metrics);
-      sampleResponseHeaders(ctx, msg.response_headers ?? {}, response, deps.quality);
+      guarded(deps, 'sample-response', () => sampleResponseHeaders(ctx, msg.response_headers ?? {}, response, deps.quality));
       return response;
     }
     case 'request_body':
@@ -81,5 +81,18 @@ async function respond(ctx: RequestContext, msg: ProcessingRequest, deps: Stream
       return { response_trailers: {} };
     default:
       throw new Error(`unexpected ext_proc message: ${String(msg.request)}`);
+  }
+}
+
+/**
+ * Quality work must never cost a request its routing decision (or the process its life):
+ * a failure there is counted and logged, and the request goes on as decided.
+ */
+function guarded(deps: StreamDeps, what: string, work: () => void): void {
+  try {
+    work();
+  } catch (err) {
+    deps.metrics.streamErrors.inc({ kind: what });
+    deps.logger.warn({ err, what }, 'quality processing failed; the request is unaffected');
   }
 }

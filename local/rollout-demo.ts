@@ -139,6 +139,8 @@ async function followRollout(plan: DemoRolloutPlan, stack: LocalStack, o: Rollou
         o.logger.info({ rollout: plan.name, knobs: plan.fault.knobs, weight: s.weight }, 'fault injected into the candidate');
         events.fault?.(plan.name, plan.fault.knobs);
         trafficOff = waitForCanaryOff(stack, plan, deadline);
+        // Awaited only if the rollout is rolled back; never left to reject unhandled.
+        trafficOff.catch(() => undefined);
       }
       if (SETTLED.has(s.phase) || (s.phase === 'Paused' && s.pause?.reason !== 'step')) break;
     }

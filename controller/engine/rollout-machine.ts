@@ -129,7 +129,13 @@ function progress(policy: Policy, start: RolloutState, now: number, options: Mac
   let s = start;
   for (let guard = 0; guard <= policy.steps.length + 1 && s.phase === 'Progressing'; guard++) {
     const step = policy.steps[s.stepIndex];
-    if (!step) return promoteFully(s, now, effects);
+    if (!step) {
+      if (s.stepIndex === policy.steps.length) return promoteFully(s, now, effects);
+      // The policy lost steps since this rollout counted them: never promote on that.
+      const message = `step ${s.stepIndex + 1} is past the ${policy.steps.length} steps of policy ${policy.name}: the policy changed during the rollout; traffic left as it is (retry starts the rollout again)`;
+      effects.push(event('Warning', 'Invalid', message));
+      return { ...s, phase: 'Invalid', message, updatedAt: now };
+    }
     const label = stepLabel(policy, s.stepIndex);
     switch (step.kind) {
       case 'setWeight':

@@ -259,3 +259,16 @@ describe('invalid input changes no traffic', () => {
     expect(weights(r.effects)).toEqual([]);
   });
 });
+
+describe('a policy that changes under a running rollout', () => {
+  it('never promotes because the stored step is past the end of a shorter policy', () => {
+    const shorter: Policy = { ...seedPolicy, steps: seedPolicy.steps.slice(0, 2) };
+    const midway: RolloutState = { ...startRollout(seedPolicy, T0).state, stepIndex: 6, weight: 50, phase: 'Progressing', stepStartedAt: T0 };
+    const t = transition(shorter, midway, { type: 'tick', now: T0 + MIN });
+    expect(t.state.phase).toBe('Invalid');
+    expect(t.state.weight).toBe(50);
+    expect(weights(t.effects)).toEqual([]);
+    expect(t.effects.some((e) => e.type === 'promote-candidate')).toBe(false);
+    expect(t.state.message).toMatch(/policy changed during the rollout/);
+  });
+});
