@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { loadStructuredFile } from '../common/structured-file.js';
 import { qualityConfigSchema } from './quality/config.js';
 
 /** `file`: a routing-state file watched for changes (local mode, tests). */
@@ -81,11 +80,3 @@ export const extprocConfigSchema = z
   .strict();
 
 export type ExtprocConfig = z.output<typeof extprocConfigSchema>;
-
-export function loadExtprocConfig(file: string): ExtprocConfig {
-  return loadStructuredFile(file, extprocConfigSchema);
-}
-
-export function parseExtprocConfig(value: unknown): ExtprocConfig {
-  return extprocConfigSchema.parse(value);
-}

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { OpenFeature } from '@openfeature/server-sdk';
+import { OpenFeature, type EvaluationContext } from '@openfeature/server-sdk';
 import type { Logger } from '../common/logger.js';
 import { externalProcessorService, type ProcessingRequest, type ProcessingResponse } from '../proto/ext-proc.js';
 import { startAdminServer } from './admin.js';
@@ -38,16 +38,17 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   const quality = config.quality.enabled ? startQualityPipeline(config.quality, metrics.registry, logger) : undefined;
   const contextHeaders = new Map(Object.entries({ ...DEFAULT_CONTEXT_HEADERS, ...config.flags.contextHeaders }));
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': 10_000 });
-  const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) =>
-    handleProcessStream(call, {
-      routing,
-      evaluateFlags: flags ? (ctx) => flags.evaluate(ctx) : undefined,
-      contextHeaders,
-      random: Math.random,
-      metrics,
-      logger,
-      quality,
-    });
+  // Built once: every stream (one per request) shares it.
+  const streamDeps = {
+    routing,
+    evaluateFlags: flags ? (ctx: EvaluationContext) => flags.evaluate(ctx) : undefined,
+    contextHeaders,
+    random: Math.random,
+    metrics,
+    logger,
+    quality,
+  };
+  const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => handleProcessStream(call, streamDeps);
   server.addService(externalProcessorService, { Process: process as grpc.UntypedHandleCall });
   const grpcPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.grpc.host}:${config.grpc.port}`, grpc.ServerCredentials.createInsecure(), (err, port) =>

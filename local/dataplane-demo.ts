@@ -22,7 +22,6 @@ export interface DemoPorts {
   modelBase: number;
 }
 
-export const DEFAULT_DEMO_PORTS: DemoPorts = { envoy: 10000, envoyAdmin: 9901, extproc: 50051, extprocAdmin: 9101, modelBase: 8001 };
 
 const SERVICE = 'chat';
 const STABLE = 'v1.2';

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { loadStructuredFile } from '../../common/structured-file.js';
 
 const version = z.string().regex(/^[A-Za-z0-9._-]+$/, 'a version is letters, digits, dot, dash or underscore');
 
@@ -33,10 +32,6 @@ export const rolloutsFileSchema = z.strictObject({
 
 export type RolloutsFile = z.output<typeof rolloutsFileSchema>;
 export type LocalRolloutSpec = RolloutsFile['rollouts'][number] & { name: string };
-
-export function loadRolloutsFile(file: string): RolloutsFile {
-  return loadStructuredFile(file, rolloutsFileSchema);
-}
 
 /** Every rollout with its name filled in; a duplicate name is an error naming both entries. */
 export function namedRollouts(file: RolloutsFile, source: string): LocalRolloutSpec[] {

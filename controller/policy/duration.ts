@@ -25,14 +25,3 @@ export function parseDuration(value: string | number): { ms: number } | { error:
   if (matched === 0) return { error: `"${value}" is not a duration (examples: 30s, 10m, 1h30m, or a number of seconds)` };
   return { ms: Math.round(ms) };
 }
-
-/** For messages: 600000 → "10m", 90000 → "1m30s". */
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)}ms`;
-  let s = Math.round(ms / 1000);
-  const h = Math.floor(s / 3600);
-  s -= h * 3600;
-  const m = Math.floor(s / 60);
-  s -= m * 60;
-  return `${h ? `${h}h` : ''}${m ? `${m}m` : ''}${s || (!h && !m) ? `${s}s` : ''}`;
-}

@@ -88,4 +88,3 @@ export const qualityConfigSchema = z
 
 export type QualityConfig = z.output<typeof qualityConfigSchema>;
 
-export const defaultQualityConfig: QualityConfig = qualityConfigSchema.parse(undefined);
