@@ -17,7 +17,7 @@ import { Reconciler, type ReconcileOutcome } from './reconciler.js';
 import { ANNOTATION, deploymentFingerprint } from './rollout-status.js';
 import { DeploymentStatusStore, StatusConflictError } from './status-store.js';
 import { TargetResolver } from './target-resolver.js';
-import { ReconcileQueue } from './work-queue.js';
+import { ReconcileQueue } from '../reconcile/work-queue.js';
 
 export interface RolloutControllerOptions {
   kubeConfig: KubeConfig;

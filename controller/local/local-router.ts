@@ -1,5 +1,6 @@
 import { writeAtomically, readTrafficState, renderEnvoyServices, renderRoutingFile, writeTrafficState, type ServiceTraffic } from './traffic-state.js';
 import type { EnvoyRouteFile } from '../../local/envoy-routes.js';
+import type { TrafficRouter } from '../traffic/router.js';
 
 export interface LocalTrafficFiles {
   /** The traffic state (JSON) both renders come from. */
@@ -15,8 +16,9 @@ export interface LocalTrafficFiles {
  * Local mode's traffic router for one rollout: changes the candidate's weight or mirror
  * share in the traffic state, renders extproc's routing file and Envoy's routes from it,
  * and returns only once Envoy (admin config dump) and extproc (/debug/state) run it.
+ * Changes to one traffic file are made one at a time (all rollouts of a stack share it).
  */
-export class LocalTrafficRouter {
+export class LocalTrafficRouter implements TrafficRouter {
   readonly description: string;
 
   constructor(
@@ -56,7 +58,11 @@ export class LocalTrafficRouter {
     return (await this.files.envoyRoutes.canaryWeightInForce(this.service, this.candidate)) === weight;
   }
 
-  private async update(mutate: (s: ServiceTraffic) => void): Promise<void> {
+  private update(mutate: (s: ServiceTraffic) => void): Promise<void> {
+    return serialized(this.files.trafficFile, () => this.updateNow(mutate));
+  }
+
+  private async updateNow(mutate: (s: ServiceTraffic) => void): Promise<void> {
     const state = readTrafficState(this.files.trafficFile);
     const service = state.services[this.service];
     if (!service) throw new Error(`${this.description}: service ${this.service} is not in ${this.files.trafficFile}`);
@@ -83,4 +89,17 @@ export class LocalTrafficRouter {
       await new Promise((r) => setTimeout(r, 20));
     }
   }
+}
+
+/** The tail of the changes queued per traffic file: each waits for Envoy to report its own routes version. */
+const queues = new Map<string, Promise<unknown>>();
+
+function serialized<T>(file: string, work: () => Promise<T>): Promise<T> {
+  const run = (queues.get(file) ?? Promise.resolve()).then(work);
+  const tail = run.catch(() => undefined);
+  queues.set(file, tail);
+  void tail.then(() => {
+    if (queues.get(file) === tail) queues.delete(file);
+  });
+  return run;
 }

@@ -10,6 +10,12 @@ export interface TrafficRouter {
   setWeight(weight: number): Promise<void>;
   /** Mirrors `percent` of the traffic to the canary; 0 removes the mirror. */
   setMirror(percent: number): Promise<void>;
+  /**
+   * After the last step: the candidate becomes the stable version (100% of the weighted
+   * route, recorded as stable wherever the router keeps routing state) and nothing is
+   * rolling out afterwards.
+   */
+  promoteCandidate(): Promise<void>;
   /** Whether the route currently carries exactly this canary weight. */
   verifyWeight?(weight: number): Promise<boolean>;
 }

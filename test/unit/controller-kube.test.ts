@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { policyFromConfigMap } from '../../controller/kube/policy-source.js';
 import { deploymentFingerprint, parseAction, parseStatus, serializeStatus, toStatus } from '../../controller/kube/rollout-status.js';
-import { ReconcileQueue } from '../../controller/kube/work-queue.js';
+import { ReconcileQueue } from '../../controller/reconcile/work-queue.js';
 import { startRollout } from '../../controller/engine/rollout-machine.js';
 import { loadDefaultPolicy } from '../../controller/policy/load.js';
 import { applyMirror, applyWeight, currentWeight, subsetForPodLabels, weightedRouteIndex, weightedRouteProblem, type DestinationRule, type VirtualService } from '../../controller/traffic/istio/virtual-service.js';

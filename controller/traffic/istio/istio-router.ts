@@ -97,6 +97,9 @@ export class IstioVirtualServiceRouter implements TrafficRouter {
     await this.updater.update(this.ref, (vs) => this.annotated(vs, applyMirror(this.checked(vs), this.subsets, percent)), `mirror ${percent}%`);
   }
 
+  /** Nothing beyond the weight of 100 the last step set (for now). */
+  async promoteCandidate(): Promise<void> {}
+
   /** Every write also keeps the routing annotations extproc reads; one update carries both. */
   private annotated(vs: VirtualService, routeChanged: boolean): boolean {
     const annotationsChanged = this.hashes ? applyRoutingAnnotations(vs, this.subsets, this.hashes) : false;

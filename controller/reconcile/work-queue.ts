@@ -1,7 +1,8 @@
 /**
- * A keyed reconcile queue: a key is never reconciled twice at once (a change arriving
- * meanwhile re-queues it once), at most `concurrency` keys run together, and each key has
- * at most one timer (the engine's next wake-up, a short requeue, or an error back-off).
+ * A keyed reconcile queue, for both hosts (the Kubernetes controller and local mode): a key
+ * is never reconciled twice at once (a change arriving meanwhile re-queues it once), at most
+ * `concurrency` keys run together, and each key has at most one timer (the engine's next
+ * wake-up, a short requeue, or an error back-off).
  */
 import type { Logger } from '../../common/logger.js';
 
@@ -15,6 +16,9 @@ export interface QueueOptions<R> {
   clock?: () => number;
   maxBackoffMs?: number;
 }
+
+/** setTimeout's limit; a later wake-up is re-armed when this one fires. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class ReconcileQueue<R> {
   private readonly pending: string[] = [];
@@ -51,8 +55,9 @@ export class ReconcileQueue<R> {
     const delay = Math.max(0, at - (this.options.clock ?? Date.now)());
     const timer = setTimeout(() => {
       this.timers.delete(key);
-      this.enqueue(key);
-    }, delay);
+      if (delay > MAX_TIMER_MS) this.scheduleAt(key, at);
+      else this.enqueue(key);
+    }, Math.min(delay, MAX_TIMER_MS));
     timer.unref?.();
     this.timers.set(key, timer);
   }
@@ -70,6 +75,12 @@ export class ReconcileQueue<R> {
     this.pending.length = 0;
     this.queued.clear();
     if (this.running.size) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Resolves once nothing is queued or running (e.g. after the first pass over every key). */
+  whenIdle(): Promise<void> {
+    if (this.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
   get size(): number {
@@ -101,8 +112,8 @@ export class ReconcileQueue<R> {
     } finally {
       this.running.delete(key);
       if (this.dirty.delete(key)) this.enqueue(key);
-      if (this.running.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
       this.pump();
+      if (this.running.size === 0 && (this.stopped || this.pending.length === 0)) for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
   }
 }

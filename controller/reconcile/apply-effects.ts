@@ -1,0 +1,67 @@
+/**
+ * The one place where the engine's traffic effects reach a router, for both hosts. A
+ * reconcile may produce several weights (a setWeight step, then a rollback in the same
+ * transition): only the last mirror and the last weight are applied, then a promotion. A
+ * new effect type gets its case in `trafficPlan` (the switch is exhaustive, so the compiler
+ * points here) and its call in `applyTraffic`.
+ */
+import type { Logger } from '../../common/logger.js';
+import type { RolloutEffect } from '../engine/rollout-machine.js';
+import type { RolloutTarget } from '../kube/rollout-status.js';
+import type { TrafficRouter } from '../traffic/router.js';
+
+export interface TrafficPlan {
+  mirrorPercent?: number;
+  weight?: number;
+  promote: boolean;
+}
+
+export function trafficPlan(effects: readonly RolloutEffect[]): TrafficPlan {
+  const plan: TrafficPlan = { promote: false };
+  for (const effect of effects) {
+    switch (effect.type) {
+      case 'set-weight':
+        plan.weight = effect.weight;
+        break;
+      case 'set-mirror':
+        plan.mirrorPercent = effect.percent;
+        break;
+      case 'promote-candidate':
+        plan.promote = true;
+        break;
+      case 'event':
+        break;
+      default:
+        return unknownEffect(effect);
+    }
+  }
+  return plan;
+}
+
+export function planIsEmpty(plan: TrafficPlan): boolean {
+  return plan.mirrorPercent === undefined && plan.weight === undefined && !plan.promote;
+}
+
+/** Applies the plan in order (mirror, weight, promotion); returns the router calls made. */
+export async function applyTraffic(router: TrafficRouter, target: RolloutTarget, plan: TrafficPlan, log: Logger): Promise<number> {
+  let calls = 0;
+  if (plan.mirrorPercent !== undefined) {
+    await router.setMirror(plan.mirrorPercent);
+    calls++;
+  }
+  if (plan.weight !== undefined) {
+    await router.setWeight(plan.weight);
+    log.info({ route: target.virtualService, canaryWeight: plan.weight, canary: target.canarySubset, stable: target.stableSubset }, 'canary weight set');
+    calls++;
+  }
+  if (plan.promote) {
+    await router.promoteCandidate();
+    log.info({ route: target.virtualService, stable: target.canarySubset, previousStable: target.stableSubset }, 'candidate promoted to stable');
+    calls++;
+  }
+  return calls;
+}
+
+function unknownEffect(effect: never): never {
+  throw new Error(`no traffic handling for effect ${JSON.stringify(effect)}`);
+}
