@@ -88,10 +88,12 @@ describe('the seed rollout, verbatim', () => {
 
     const vs = await readVirtualService(admin, svc.namespace);
     expect(weightsOf(vs)).toEqual([0, 100]);
-    // What extproc in cluster mode reads: which subset is the candidate, and each subset's hash.
-    expect(vs.metadata?.annotations?.['fledge.dev/canary-subset']).toBe('v2');
-    expect(vs.metadata?.annotations?.['fledge.dev/stable-subset']).toBe('v1');
-    expect(JSON.parse(vs.metadata?.annotations?.['fledge.dev/rollout-hashes'] ?? '{}')).toEqual({ v1: svc.stableHash, v2: svc.canaryHash });
+    // What extproc in cluster mode reads after the promotion, as local mode records it: the
+    // candidate is the stable subset, nothing is rolling out, and only its hash is listed.
+    expect(vs.metadata?.annotations?.['fledge.dev/stable-subset']).toBe('v2');
+    expect(vs.metadata?.annotations).not.toHaveProperty('fledge.dev/canary-subset');
+    expect(JSON.parse(vs.metadata?.annotations?.['fledge.dev/rollout-hashes'] ?? '{}')).toEqual({ v2: svc.canaryHash });
+    expect(vs.spec.http?.find((h) => h.name === 'weighted')?.mirror).toBeUndefined();
     // The header-match routes per subset are untouched.
     expect(vs.spec.http?.map((h) => h.name)).toEqual(['pinned-v1', 'pinned-v2', 'weighted']);
     expect(vs.spec.http?.[0]?.route).toEqual([{ destination: { host: 'model', subset: 'v1' } }]);
@@ -101,6 +103,7 @@ describe('the seed rollout, verbatim', () => {
     expect(weights).toEqual(['5', '25', '50', '100']);
     expect(events.filter((e) => e.reason === 'AnalysisSuccessful')).toHaveLength(3);
     expect(events.map((e) => e.reason)).toContain('RolloutCompleted');
+    expect(events.find((e) => e.reason === 'RolloutCompleted')?.message).toContain('is now the stable version');
     // The last analysis measured the canary's series, selected by its pod-template-hash.
     expect(done.lastAnalysis?.metrics.map((m) => m.phase)).toEqual(['Successful', 'Successful', 'Successful', 'Successful']);
   });

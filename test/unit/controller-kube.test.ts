@@ -5,7 +5,7 @@ import { deploymentFingerprint, parseAction, parseStatus, serializeStatus, toSta
 import { ReconcileQueue } from '../../controller/reconcile/work-queue.js';
 import { startRollout } from '../../controller/engine/rollout-machine.js';
 import { loadDefaultPolicy } from '../../controller/policy/load.js';
-import { applyMirror, applyWeight, currentWeight, subsetForPodLabels, weightedRouteIndex, weightedRouteProblem, type DestinationRule, type VirtualService } from '../../controller/traffic/istio/virtual-service.js';
+import { applyMirror, applyPromotion, applyWeight, currentWeight, subsetForPodLabels, weightedRouteIndex, weightedRouteProblem, type DestinationRule, type VirtualService } from '../../controller/traffic/istio/virtual-service.js';
 import { renderTable, stepBar, summarizeAnalysis, viewOf } from '../../cli/rollout-view.js';
 
 const seed = (name: string) => readFileSync(new URL(`../fixtures/seed/${name}`, import.meta.url), 'utf8');
@@ -40,6 +40,18 @@ describe('Istio VirtualService weights', () => {
     expect(v.spec.http?.[0]).toEqual(vs().spec.http?.[0]);
     expect(currentWeight(v, subsets)).toBe(25);
     expect(applyWeight(v, subsets, 25)).toBe(false);
+  });
+
+  it('applyPromotion makes the candidate the stable subset: 100% on it, no canary annotation, only its hash', () => {
+    const v = vs();
+    v.metadata!.annotations = { 'fledge.dev/canary-subset': 'v2', 'fledge.dev/stable-subset': 'v1', 'fledge.dev/rollout-hashes': '{"v1":"aaa","v2":"bbb"}', 'other/keep': 'x' };
+    applyMirror(v, subsets, 50);
+    expect(applyPromotion(v, subsets, { canaryHash: 'bbb', stableHash: 'aaa' })).toBe(true);
+    expect(v.spec.http?.[1]?.route?.map((r) => r.weight)).toEqual([0, 100]);
+    expect(v.spec.http?.[1]?.mirror).toBeUndefined();
+    expect(v.metadata?.annotations).toEqual({ 'fledge.dev/stable-subset': 'v2', 'fledge.dev/rollout-hashes': '{"v2":"bbb"}', 'other/keep': 'x' });
+    expect(v.spec.http?.[0]).toEqual(vs().spec.http?.[0]);
+    expect(applyPromotion(v, subsets, { canaryHash: 'bbb', stableHash: 'aaa' })).toBe(false);
   });
 
   it('applyMirror mirrors to the canary and removes the mirror at 0', () => {

@@ -8,7 +8,7 @@ import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
 import { apiErrorText, isConflict, isNotFound } from '../../kube/api-errors.js';
 import { TrafficRoutingError, type TrafficRouter } from '../router.js';
-import { applyMirror, applyRoutingAnnotations, applyWeight, currentWeight, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
+import { applyMirror, applyPromotion, applyRoutingAnnotations, applyWeight, currentWeight, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
 
 const VS = { group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'virtualservices' } as const;
 export const MAX_CONFLICT_RETRIES = 8;
@@ -97,8 +97,10 @@ export class IstioVirtualServiceRouter implements TrafficRouter {
     await this.updater.update(this.ref, (vs) => this.annotated(vs, applyMirror(this.checked(vs), this.subsets, percent)), `mirror ${percent}%`);
   }
 
-  /** Nothing beyond the weight of 100 the last step set (for now). */
-  async promoteCandidate(): Promise<void> {}
+  /** One update: the candidate takes the weighted route and becomes the stable subset in the annotations extproc reads. */
+  async promoteCandidate(): Promise<void> {
+    await this.updater.update(this.ref, (vs) => applyPromotion(this.checked(vs), this.subsets, this.hashes), `promote ${this.subsets.canary} to stable`);
+  }
 
   /** Every write also keeps the routing annotations extproc reads; one update carries both. */
   private annotated(vs: VirtualService, routeChanged: boolean): boolean {

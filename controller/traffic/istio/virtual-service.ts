@@ -105,6 +105,27 @@ export function applyRoutingAnnotations(vs: VirtualService, subsets: SubsetPair,
   return changed;
 }
 
+/**
+ * The candidate becomes the stable version, as local mode records it: the weighted route
+ * sends it 100% (the old stable 0%, its destination kept for the next rollout), no mirror,
+ * `fledge.dev/stable-subset` names it, `fledge.dev/canary-subset` is removed (nothing is
+ * rolling out) and the rollout hashes hold only the new stable's. Returns false when already so.
+ */
+export function applyPromotion(vs: VirtualService, subsets: SubsetPair, hashes: RolloutHashes | undefined): boolean {
+  let changed = applyWeight(vs, subsets, 100);
+  changed = applyMirror(vs, subsets, 0) || changed;
+  const annotations = { ...((vs.metadata ??= {}).annotations ?? {}) };
+  const before = JSON.stringify(annotations);
+  delete annotations[VS_ANNOTATIONS.canarySubset];
+  annotations[VS_ANNOTATIONS.stableSubset] = subsets.canary;
+  if (hashes) annotations[VS_ANNOTATIONS.rolloutHashes] = JSON.stringify({ [subsets.canary]: hashes.canaryHash });
+  if (JSON.stringify(annotations) !== before) {
+    vs.metadata.annotations = annotations;
+    changed = true;
+  }
+  return changed;
+}
+
 /** Mirrors `percent` of the weighted route's traffic to the canary subset; 0 removes the mirror. */
 export function applyMirror(vs: VirtualService, subsets: SubsetPair, percent: number): boolean {
   const route = weightedRoute(vs, subsets);
