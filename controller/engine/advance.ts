@@ -1,14 +1,16 @@
 /**
  * One reconcile of one rollout, for the Kubernetes reconciler and local mode alike:
- * tick the machine, take the measurements that are due (concurrently, one round), feed them
+ * tick the machine, take the measurements that are due (the step's and the background
+ * analysis's, concurrently, one round), feed them
  * back, and say when to come back. The only I/O is the metrics provider; the caller applies
  * the effects and stores the state.
  */
 import { resolveArgs, type HashContext } from '../analysis/args.js';
 import type { MetricMeasurement } from '../analysis/run.js';
 import { takeMeasurement, type ProviderFor } from '../analysis/take-measurement.js';
-import type { Policy } from '../policy/policy.js';
-import { measurementsDue, nextWakeAt, transition, type MachineOptions, type RolloutEffect } from './rollout-machine.js';
+import type { Policy, ResolvedAnalysis } from '../policy/policy.js';
+import type { Metric } from '../policy/schema.js';
+import { backgroundMeasurementsDue, measurementsDue, nextWakeAt, transition, type MachineOptions, type RolloutEffect } from './rollout-machine.js';
 import type { RolloutState } from './rollout-state.js';
 
 export interface AdvanceInput {
@@ -38,16 +40,22 @@ export async function advanceRollout(input: AdvanceInput): Promise<AdvanceResult
   state = ticked.state;
   effects.push(...ticked.effects);
 
+  // One round: the step's due metrics and the background analysis's, measured together.
   const due = measurementsDue(policy, state, now, options);
-  if (due.length) {
+  const backgroundDue = backgroundMeasurementsDue(policy, state, now, options);
+  if (due.length || backgroundDue.length) {
     const step = policy.steps[state.stepIndex];
-    if (step?.kind !== 'analysis') throw new Error('measurements are due outside an analysis step');
-    const args = resolveArgs(step.analysis.args, input.hashes);
-    const round: MetricMeasurement[] = await Promise.all(
-      due.map(async (metric) => ({ metric: metric.name, measurement: await takeMeasurement(metric, args, input.provider, input.clock, input.signal) })),
-    );
+    if (due.length && step?.kind !== 'analysis') throw new Error('measurements are due outside an analysis step');
+    const measure = (metrics: Metric[], analysis: ResolvedAnalysis): Promise<MetricMeasurement[]> => {
+      const args = resolveArgs(analysis.args, input.hashes);
+      return Promise.all(metrics.map(async (metric) => ({ metric: metric.name, measurement: await takeMeasurement(metric, args, input.provider, input.clock, input.signal) })));
+    };
+    const [round, background] = await Promise.all([
+      due.length && step?.kind === 'analysis' ? measure(due, step.analysis) : [],
+      backgroundDue.length ? measure(backgroundDue, policy.background!.analysis) : [],
+    ]);
     now = input.clock();
-    const measured = transition(policy, state, { type: 'measured', now, measurements: round }, options);
+    const measured = transition(policy, state, { type: 'measured', now, measurements: round, ...(background.length ? { background } : {}) }, options);
     state = measured.state;
     effects.push(...measured.effects);
   }

@@ -18,8 +18,15 @@
  *   errored or review pause re-runs the analysis; retry from RolledBack/Failed/Invalid
  *   starts again at step 0.
  * - shadow steps make the rollout Invalid unless options.shadowSupported.
+ * - Background analysis (the policy's `analysis`, Argo's canary.analysis) starts when the
+ *   rollout reaches `startingStep` and is measured at each metric's interval while the
+ *   rollout runs (Progressing, or paused by a step or a user), between step boundaries too.
+ *   Its verdicts act at once, like a step analysis's: Failed with rollback → weight 0,
+ *   RolledBack; pause-for-review → AwaitingReview; Inconclusive or Error → Paused. Resume
+ *   or promote after such a stop starts a fresh background run. A run whose metrics all
+ *   reached their count is done; the rollout goes on.
  */
-import { analysisVerdict, dueMetrics, nextRunWakeAt, recordMeasurements, scaled, startAnalysisRun, type MetricMeasurement } from '../analysis/run.js';
+import { analysisVerdict, dueMetrics, isCompleted, nextRunWakeAt, recordMeasurements, scaled, startAnalysisRun, type AnalysisVerdict, type MetricMeasurement } from '../analysis/run.js';
 import { describeStep, type Policy, type PolicyStep } from '../policy/policy.js';
 import type { Metric } from '../policy/schema.js';
 import { ACTIVE_PHASES, TERMINAL_PHASES, type PauseReason, type RolloutState } from './rollout-state.js';
@@ -29,7 +36,8 @@ export const USER_ACTIONS: readonly UserAction[] = ['promote', 'abort', 'pause',
 
 export type RolloutEvent =
   | { type: 'tick'; now: number }
-  | { type: 'measured'; now: number; measurements: MetricMeasurement[] }
+  /** Measurements of the step's analysis and of the background analysis, taken together. */
+  | { type: 'measured'; now: number; measurements: MetricMeasurement[]; background?: MetricMeasurement[] }
   | { type: 'action'; now: number; action: UserAction }
   /** The policy or the routing setup is unusable: stop, change no traffic. */
   | { type: 'invalid'; now: number; message: string }
@@ -75,11 +83,11 @@ export function transition(policy: Policy, state: RolloutState, ev: RolloutEvent
   const next = (() => {
     switch (ev.type) {
       case 'tick':
-        return state.phase === 'Progressing' ? progress(policy, state, ev.now, options, effects) : state;
+        return withBackground(policy, state.phase === 'Progressing' ? progress(policy, state, ev.now, options, effects) : state, ev.now, effects);
       case 'measured':
-        return onMeasured(policy, state, ev.now, ev.measurements, options, effects);
+        return withBackground(policy, onMeasured(policy, state, ev.now, ev.measurements, ev.background ?? [], options, effects), ev.now, effects);
       case 'action':
-        return onAction(policy, state, ev.now, ev.action, options, effects);
+        return withBackground(policy, onAction(policy, state, ev.now, ev.action, options, effects), ev.now, effects);
       case 'invalid':
         if (TERMINAL_PHASES.includes(state.phase)) return state;
         effects.push(event('Warning', 'Invalid', ev.message));
@@ -94,6 +102,35 @@ export function transition(policy: Policy, state: RolloutState, ev: RolloutEvent
 
 /** When the caller should send the next tick (or take measurements), if it must. */
 export function nextWakeAt(policy: Policy, state: RolloutState, options: MachineOptions = {}): number | undefined {
+  const step = stepWakeAt(policy, state, options);
+  const background = backgroundRunning(policy, state) ? nextRunWakeAt(policy.background!.analysis, state.background!, options) : undefined;
+  if (step === undefined) return background;
+  return background === undefined ? step : Math.min(step, background);
+}
+
+/** The background analysis's metrics to measure now; [] when none are due or it does not run. */
+export function backgroundMeasurementsDue(policy: Policy, state: RolloutState, now: number, options: MachineOptions = {}): Metric[] {
+  return backgroundRunning(policy, state) ? dueMetrics(policy.background!.analysis, state.background!, now, options) : [];
+}
+
+/** Whether the rollout is in a phase where background analysis measures. */
+function backgroundMeasures(s: RolloutState): boolean {
+  return s.phase === 'Progressing' || (s.phase === 'Paused' && (s.pause?.reason === 'step' || s.pause?.reason === 'user'));
+}
+
+function backgroundRunning(policy: Policy, s: RolloutState): boolean {
+  return policy.background !== undefined && s.background !== undefined && !isCompleted(s.background.phase) && backgroundMeasures(s);
+}
+
+/** Starts the background run once the rollout has reached its startingStep and runs. */
+function withBackground(policy: Policy, s: RolloutState, now: number, effects: RolloutEffect[]): RolloutState {
+  const bg = policy.background;
+  if (!bg || s.background || !backgroundMeasures(s) || s.stepIndex < bg.startingStep || s.stepIndex >= policy.steps.length) return s;
+  effects.push(event('Normal', 'AnalysisStarted', `background analysis started at ${stepLabel(policy, s.stepIndex)} (${bg.analysis.metrics.map((m) => m.name).join(', ')})`));
+  return { ...s, background: startAnalysisRun(bg.analysis, now) };
+}
+
+function stepWakeAt(policy: Policy, state: RolloutState, options: MachineOptions): number | undefined {
   if (state.phase !== 'Progressing') return undefined;
   const step = policy.steps[state.stepIndex];
   if (step?.kind === 'pause' && step.durationMs !== undefined) return state.stepStartedAt + scaled(step.durationMs, options);
@@ -121,7 +158,7 @@ function begin(policy: Policy, s: RolloutState, now: number, options: MachineOpt
   effects.push(event('Normal', reason, message));
   const first = policy.steps[s.stepIndex];
   if (first?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: first.percent });
-  return { state: clean(progress(policy, s, now, options, effects)), effects };
+  return { state: clean(withBackground(policy, progress(policy, s, now, options, effects), now, effects)), effects };
 }
 
 /** Runs steps until one has to wait. */
@@ -175,7 +212,10 @@ function progress(policy: Policy, start: RolloutState, now: number, options: Mac
   return s;
 }
 
-function onMeasured(policy: Policy, s: RolloutState, now: number, measurements: MetricMeasurement[], options: MachineOptions, effects: RolloutEffect[]): RolloutState {
+function onMeasured(policy: Policy, before: RolloutState, now: number, measurements: MetricMeasurement[], background: MetricMeasurement[], options: MachineOptions, effects: RolloutEffect[]): RolloutState {
+  // The background verdict comes first: a breach it found stops the rollout before a step passes.
+  const s = background.length ? onBackgroundMeasured(policy, before, now, background, effects) : before;
+  if (s.phase !== before.phase) return s;
   const step = policy.steps[s.stepIndex];
   // Stale results (the rollout moved on, was paused or aborted meanwhile) are dropped.
   if (s.phase !== 'Progressing' || step?.kind !== 'analysis' || !s.analysis) return s;
@@ -190,6 +230,35 @@ function onMeasured(policy: Policy, s: RolloutState, now: number, measurements: 
     case 'successful':
       effects.push(event('Normal', 'AnalysisSuccessful', `${label}: all metrics passed`));
       return progress(policy, advance(policy, withRun, now, effects), now, options, effects);
+    default:
+      return stopFor(policy, withRun, now, verdict, label, effects);
+  }
+}
+
+function onBackgroundMeasured(policy: Policy, s: RolloutState, now: number, measurements: MetricMeasurement[], effects: RolloutEffect[]): RolloutState {
+  // Stale results (the rollout stopped or was paused by a verdict meanwhile) are dropped.
+  if (!backgroundRunning(policy, s)) return s;
+  const { analysis } = policy.background!;
+  const known = measurements.filter((m) => analysis.metrics.some((metric) => metric.name === m.metric));
+  const run = recordMeasurements(analysis, s.background!, known);
+  const verdict = analysisVerdict(analysis, run);
+  const label = `${stepLabel(policy, s.stepIndex)}, background analysis ${analysis.templateNames.join(', ')}`;
+  const withRun: RolloutState = { ...s, background: run, updatedAt: now };
+  switch (verdict.kind) {
+    case 'running':
+      return withRun;
+    case 'successful':
+      effects.push(event('Normal', 'AnalysisSuccessful', `${label}: all metrics passed their count`));
+      return withRun;
+    default:
+      return stopFor(policy, withRun, now, verdict, label, effects);
+  }
+}
+
+/** What a finished, unsuccessful analysis (step or background) does to the rollout. */
+function stopFor(policy: Policy, withRun: RolloutState, now: number, verdict: Exclude<AnalysisVerdict, { kind: 'running' | 'successful' }>, label: string, effects: RolloutEffect[]): RolloutState {
+  const s = withRun;
+  switch (verdict.kind) {
     case 'failed':
       if (verdict.action === 'rollback') {
         return stopTraffic(policy, withRun, now, 'RolledBack', 'RolledBack', `${label}: ${verdict.message}; all traffic returned to stable`, effects);
@@ -213,7 +282,7 @@ function onAction(policy: Policy, s: RolloutState, now: number, action: UserActi
     case 'promote': {
       if (!ACTIVE_PHASES.includes(s.phase)) return ignore();
       effects.push(event('Normal', 'Promoted', `${label}: step promoted by user`));
-      const skipped = advance(policy, { ...s, phase: 'Progressing', pause: undefined }, now, effects);
+      const skipped = advance(policy, { ...withoutStoppedBackground(s), phase: 'Progressing', pause: undefined }, now, effects);
       return progress(policy, skipped, now, options, effects);
     }
     case 'abort':
@@ -227,7 +296,7 @@ function onAction(policy: Policy, s: RolloutState, now: number, action: UserActi
       return resume(policy, s, now, options, effects) ?? ignore();
     case 'retry': {
       if (!['RolledBack', 'Failed', 'Invalid'].includes(s.phase)) return ignore();
-      const fresh: RolloutState = { ...s, phase: 'Progressing', stepIndex: 0, stepStartedAt: now, pause: undefined, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, updatedAt: now };
+      const fresh: RolloutState = { ...s, phase: 'Progressing', stepIndex: 0, stepStartedAt: now, pause: undefined, analysis: undefined, background: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, updatedAt: now };
       const t = begin(policy, fresh, now, options, 'Retried', `rollout restarted at step 1 by user`);
       effects.push(...t.effects);
       return t.state;
@@ -239,7 +308,7 @@ function resume(policy: Policy, s: RolloutState, now: number, options: MachineOp
   const label = stepLabel(policy, s.stepIndex);
   const rerunAnalysis = (why: string) => {
     effects.push(event('Normal', 'Resumed', `${label}: resumed by user; ${why}`));
-    const again: RolloutState = { ...s, phase: 'Progressing', pause: undefined, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, stepStartedAt: now };
+    const again: RolloutState = { ...withoutStoppedBackground(s), phase: 'Progressing', pause: undefined, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, stepStartedAt: now };
     return progress(policy, again, now, options, effects);
   };
   if (s.phase === 'AwaitingReview') return rerunAnalysis('re-running the analysis');
@@ -300,6 +369,11 @@ function advance(policy: Policy, s: RolloutState, now: number, effects: RolloutE
   return next;
 }
 
+/** A background run that stopped the rollout is replaced by a fresh one when the user lets it go on. */
+function withoutStoppedBackground(s: RolloutState): RolloutState {
+  return s.background && isCompleted(s.background.phase) && s.background.phase !== 'Successful' ? { ...s, background: undefined } : s;
+}
+
 function pauseFor(s: RolloutState, reason: PauseReason, now: number, message: string, eventReason: string, effects: RolloutEffect[]): RolloutState {
   effects.push(event('Warning', eventReason, message));
   return { ...s, phase: 'Paused', pause: { reason, since: now }, message, updatedAt: now };
@@ -326,6 +400,6 @@ function event(severity: 'Normal' | 'Warning', reason: string, message: string):
 /** Drops undefined optional fields so the serialised status stays small and stable. */
 function clean(s: RolloutState): RolloutState {
   const out = { ...s };
-  for (const key of ['pause', 'analysis', 'lastAnalysis'] as const) if (out[key] === undefined) delete out[key];
+  for (const key of ['pause', 'analysis', 'lastAnalysis', 'background'] as const) if (out[key] === undefined) delete out[key];
   return out;
 }

@@ -31,6 +31,12 @@ export interface RolloutState {
   analysis?: AnalysisRunState;
   /** The previous run, kept for the status after its step ended. */
   lastAnalysis?: AnalysisRunState;
+  /**
+   * The background analysis run (the policy's `analysis`, Argo's canary.analysis): started
+   * when the rollout reaches its startingStep, measured through every later step, kept for
+   * the status once the rollout ends.
+   */
+  background?: AnalysisRunState;
   message: string;
   updatedAt: number;
 }

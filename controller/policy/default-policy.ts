@@ -11,12 +11,67 @@
  *   incremented those counters, and an absent series must read as 0, not as "no data".
  * - Every metric needs 50 canary requests in the window; fewer is Inconclusive, never a pass.
  * - Cost per request (new metric) pauses for review instead of rolling back, as the table says.
+ * - Background analysis (Argo's canary.analysis) from the first pause on: the four rollback
+ *   metrics every minute, so a breach that starts at the beginning of a 15m stage rolls back
+ *   within about a minute, not at the stage's end (the seed promises a rollback within 2
+ *   minutes). Too few samples early in a stage is normal, so its inconclusiveLimit is high
+ *   (60: more one-minute measurements than the steps' 40 minutes of pauses take); the
+ *   step analyses still decide when evidence is lacking. Cost only gates the steps.
  */
 import type { PolicySource } from './load.js';
 
 const CANARY = '{{args.canary-hash}}';
 const requests = `sum(rate(inference_requests_total{rollout_hash="${CANARY}"}[10m]))`;
 const samples = `sum(increase(inference_requests_total{rollout_hash="${CANARY}"}[10m]))`;
+/** How often the background analysis measures. */
+export const DEFAULT_BACKGROUND_INTERVAL = '1m';
+export const DEFAULT_BACKGROUND_INCONCLUSIVE_LIMIT = 60;
+
+/** The rollback table's metrics, as one template; `extra` is added to each metric (indented YAML lines). */
+function rollbackMetrics(extra: string): string {
+  return `          - name: error-rate
+            provider:
+              prometheus:
+                query: |
+                  (sum(rate(inference_errors_total{rollout_hash="${CANARY}"}[10m])) or vector(0))
+                  /
+                  ${requests}
+            successCondition: result[0] <= 0.01
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${samples}${extra}
+          - name: p95-latency
+            provider:
+              prometheus:
+                query: |
+                  histogram_quantile(0.95,
+                    sum by (le) (rate(inference_latency_seconds_bucket{rollout_hash="${CANARY}"}[10m])))
+            successCondition: result[0] < 2.0 && result[0] <= 2 * stable[0]
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${samples}${extra}
+          - name: quality-score
+            provider:
+              prometheus:
+                query: |
+                  avg(inference_quality_score{rollout_hash="${CANARY}"})
+            successCondition: result[0] >= 0.85
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${samples}${extra}
+          - name: hallucination-rate
+            provider:
+              prometheus:
+                query: |
+                  (sum(rate(inference_hallucination_total{rollout_hash="${CANARY}"}[10m])) or vector(0))
+                  /
+                  ${requests}
+            successCondition: result[0] <= 0.05
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${samples}${extra}
+`;
+}
 
 export const DEFAULT_POLICY_NAME = 'default';
 export const DEFAULT_MIN_SAMPLES = 50;
@@ -48,6 +103,14 @@ spec:
         templates:
           - templateName: ai-quality-check
     - setWeight: 100
+  analysis:
+    templates:
+      - templateName: ai-quality-guard
+    args:
+      - name: canary-hash
+        valueFrom:
+          podTemplateHashValue: Latest
+    startingStep: 1
   analysisTemplates:
     - apiVersion: argoproj.io/v1alpha1
       kind: AnalysisTemplate
@@ -55,48 +118,7 @@ spec:
         name: ai-quality-check
       spec:
         metrics:
-          - name: error-rate
-            provider:
-              prometheus:
-                query: |
-                  (sum(rate(inference_errors_total{rollout_hash="${CANARY}"}[10m])) or vector(0))
-                  /
-                  ${requests}
-            successCondition: result[0] <= 0.01
-            action: rollback
-            minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${samples}
-          - name: p95-latency
-            provider:
-              prometheus:
-                query: |
-                  histogram_quantile(0.95,
-                    sum by (le) (rate(inference_latency_seconds_bucket{rollout_hash="${CANARY}"}[10m])))
-            successCondition: result[0] < 2.0 && result[0] <= 2 * stable[0]
-            action: rollback
-            minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${samples}
-          - name: quality-score
-            provider:
-              prometheus:
-                query: |
-                  avg(inference_quality_score{rollout_hash="${CANARY}"})
-            successCondition: result[0] >= 0.85
-            action: rollback
-            minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${samples}
-          - name: hallucination-rate
-            provider:
-              prometheus:
-                query: |
-                  (sum(rate(inference_hallucination_total{rollout_hash="${CANARY}"}[10m])) or vector(0))
-                  /
-                  ${requests}
-            successCondition: result[0] <= 0.05
-            action: rollback
-            minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${samples}
-          - name: cost-per-request
+${rollbackMetrics('')}          - name: cost-per-request
             provider:
               prometheus:
                 query: |
@@ -107,7 +129,15 @@ spec:
             action: pause-for-review
             minSamples: ${DEFAULT_MIN_SAMPLES}
             samplesQuery: ${samples}
-`;
+    - apiVersion: argoproj.io/v1alpha1
+      kind: AnalysisTemplate
+      metadata:
+        name: ai-quality-guard
+      spec:
+        metrics:
+${rollbackMetrics(`
+            interval: ${DEFAULT_BACKGROUND_INTERVAL}
+            inconclusiveLimit: ${DEFAULT_BACKGROUND_INCONCLUSIVE_LIMIT}`)}`;
 
 export function defaultPolicyEntry(): PolicySource {
   return { source: 'built-in default policy', text: DEFAULT_POLICY_YAML };

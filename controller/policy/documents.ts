@@ -13,6 +13,7 @@ import {
   DOCUMENT_KINDS,
   fledgePolicySchema,
   type AnalysisTemplate,
+  type BackgroundAnalysisSpec,
   type Step,
 } from './schema.js';
 
@@ -33,6 +34,8 @@ export interface StepList {
   name: string;
   steps: Step[];
   kind: 'Policy' | 'Rollout';
+  /** Background analysis (Argo's canary.analysis), if any, and where it is. */
+  background?: Located<BackgroundAnalysisSpec>;
   /** A Policy's own analysisTemplates: seen only by that policy, ahead of standalone ones. */
   localTemplates: Located<AnalysisTemplate>[];
 }
@@ -71,13 +74,16 @@ export function readPolicyDocuments(text: string, source: string, problems: Prob
         if (!policy) return;
         const localTemplates: Located<AnalysisTemplate>[] = [];
         policy.spec.analysisTemplates?.forEach((t, j) => addTemplate(localTemplates, t, source, at(`spec.analysisTemplates[${j}]`), problems));
-        out.stepLists.push({ value: { name: policy.metadata.name, steps: policy.spec.steps, kind: 'Policy', localTemplates }, source, path: at('spec.steps') });
+        const background = policy.spec.analysis ? { background: { value: policy.spec.analysis, source, path: at('spec.analysis') } } : {};
+        out.stepLists.push({ value: { name: policy.metadata.name, steps: policy.spec.steps, kind: 'Policy', localTemplates, ...background }, source, path: at('spec.steps') });
         return;
       }
       case 'Rollout': {
         const rollout = validate(argoRolloutSchema, raw, source, prefix, problems);
         if (!rollout) return;
-        out.stepLists.push({ value: { name: rollout.metadata.name, steps: rollout.spec.strategy.canary.steps, kind: 'Rollout', localTemplates: [] }, source, path: at('spec.strategy.canary.steps') });
+        const canary = rollout.spec.strategy.canary;
+        const background = canary.analysis ? { background: { value: canary.analysis, source, path: at('spec.strategy.canary.analysis') } } : {};
+        out.stepLists.push({ value: { name: rollout.metadata.name, steps: canary.steps, kind: 'Rollout', localTemplates: [], ...background }, source, path: at('spec.strategy.canary.steps') });
         return;
       }
       case 'AnalysisTemplate':

@@ -9,8 +9,8 @@ import { mergeArgs, referencedArgs, type ArgSpec } from '../analysis/args.js';
 import { compileCondition } from '../analysis/condition.js';
 import { defaultPolicyEntry } from './default-policy.js';
 import { joinPath, readPolicyDocuments, type Located, type Problem, type StepList } from './documents.js';
-import type { Policy, PolicyStep, ResolvedAnalysis } from './policy.js';
-import { durationMs, type AnalysisTemplate, type Metric, type Step } from './schema.js';
+import type { BackgroundAnalysis, Policy, PolicyStep, ResolvedAnalysis } from './policy.js';
+import { durationMs, type AnalysisStep, type AnalysisTemplate, type BackgroundAnalysisSpec, type Metric, type Step } from './schema.js';
 
 export interface PolicySource {
   /** File name or ConfigMap key, used in messages. */
@@ -101,8 +101,9 @@ function resolvePolicy(list: Located<StepList>, templates: Map<string, Located<A
   const visible = new Map(templates);
   for (const t of list.value.localTemplates) visible.set(t.value.metadata.name, t);
   const steps = list.value.steps.map((step, i) => resolveStep(step, joinPath(list.path, `[${i}]`), list.source, visible, problems));
+  const background = list.value.background && resolveBackground(list.value.background, list.value.steps.length, visible, problems);
   if (problems.length > before) return undefined;
-  return { name: list.value.name, steps: steps as PolicyStep[], source: list.source };
+  return { name: list.value.name, steps: steps as PolicyStep[], source: list.source, ...(background ? { background } : {}) };
 }
 
 function resolveStep(step: Step, path: string, source: string, templates: Map<string, Located<AnalysisTemplate>>, problems: Problem[]): PolicyStep | undefined {
@@ -112,31 +113,49 @@ function resolveStep(step: Step, path: string, source: string, templates: Map<st
     return d === undefined ? { kind: 'pause' } : { kind: 'pause', duration: d, durationMs: durationMs(d) };
   }
   if (step.shadow !== undefined) return { kind: 'shadow', duration: step.shadow.duration, durationMs: durationMs(step.shadow.duration), percent: step.shadow.percent };
-  const analysis = step.analysis!;
-  const problem = (sub: string, message: string) => problems.push({ source, path: joinPath(path, sub), message });
+  const analysis = resolveAnalysis(step.analysis!, joinPath(path, 'analysis'), source, templates, problems, 'step');
+  return { kind: 'analysis', analysis };
+}
 
+/** Background analysis: the same templates and args as a step's, plus where it starts. */
+function resolveBackground(spec: Located<BackgroundAnalysisSpec>, stepCount: number, templates: Map<string, Located<AnalysisTemplate>>, problems: Problem[]): BackgroundAnalysis {
+  const startingStep = spec.value.startingStep ?? 0;
+  if (startingStep >= stepCount) {
+    problems.push({ source: spec.source, path: joinPath(spec.path, 'startingStep'), message: `must be less than the number of steps (${stepCount}); steps are counted from 0` });
+  }
+  return { analysis: resolveAnalysis(spec.value, spec.path, spec.source, templates, problems, 'background'), startingStep };
+}
+
+function resolveAnalysis(
+  analysis: Pick<AnalysisStep, 'templates' | 'args'>,
+  path: string,
+  source: string,
+  templates: Map<string, Located<AnalysisTemplate>>,
+  problems: Problem[],
+  kind: 'step' | 'background',
+): ResolvedAnalysis {
+  const problem = (sub: string, message: string) => problems.push({ source, path: joinPath(path, sub), message });
   const metrics: Metric[] = [];
   const templateArgs: { name: string; value?: string }[] = [];
   analysis.templates.forEach((ref, j) => {
     const found = templates.get(ref.templateName);
     if (!found) {
-      problem(`analysis.templates[${j}].templateName`, `AnalysisTemplate "${ref.templateName}" not found${templates.size ? ` (known: ${[...templates.keys()].join(', ')})` : ''}`);
+      problem(`templates[${j}].templateName`, `AnalysisTemplate "${ref.templateName}" not found${templates.size ? ` (known: ${[...templates.keys()].join(', ')})` : ''}`);
       return;
     }
     for (const m of found.value.spec.metrics) {
-      if (metrics.some((x) => x.name === m.name)) problem(`analysis.templates[${j}]`, `metric "${m.name}" appears in more than one of this step's templates`);
+      if (metrics.some((x) => x.name === m.name)) problem(`templates[${j}]`, `metric "${m.name}" appears in more than one of this ${kind === 'step' ? "step's" : "analysis's"} templates`);
       metrics.push(m);
     }
     templateArgs.push(...(found.value.spec.args ?? []));
   });
   const args = mergeArgs(templateArgs, analysis.args ?? []);
-  for (const metric of metrics) checkMetricInStep(metric, args, (message) => problem('analysis', `metric ${metric.name}: ${message}`));
-  const resolved: ResolvedAnalysis = { templateNames: analysis.templates.map((t) => t.templateName), metrics, args };
-  return { kind: 'analysis', analysis: resolved };
+  for (const metric of metrics) checkMetric(metric, args, kind, (message) => problem('', `metric ${metric.name}: ${message}`));
+  return { templateNames: analysis.templates.map((t) => t.templateName), metrics, args };
 }
 
-/** Checks that depend on the step: args resolve, the baseline differs, the metric ends. */
-function checkMetricInStep(metric: Metric, args: ArgSpec[], report: (message: string) => void): void {
+/** Checks that depend on where the metric runs: args resolve, the baseline differs, a step's metric ends. */
+function checkMetric(metric: Metric, args: ArgSpec[], kind: 'step' | 'background', report: (message: string) => void): void {
   const byName = new Map(args.map((a) => [a.name, a]));
   const queries = [metric.provider.prometheus.query, metric.samplesQuery ?? ''];
   for (const name of new Set(queries.flatMap(referencedArgs))) {
@@ -149,7 +168,8 @@ function checkMetricInStep(metric: Metric, args: ArgSpec[], report: (message: st
     const swaps = referencedArgs(metric.provider.prometheus.query).some((name) => byName.get(name)?.fromHash === 'Latest');
     if (!swaps) report('the condition compares with "stable", but the query uses no argument taken from the canary hash (such as {{args.canary-hash}}), so the stable query would be the same query');
   }
-  if (metric.interval !== undefined && metric.count === undefined) {
+  // Background metrics may run until the rollout ends (Argo's usual shape); a step's must finish.
+  if (kind === 'step' && metric.interval !== undefined && metric.count === undefined) {
     report('has an interval but no count, so it would run forever; an analysis step needs a count');
   }
 }

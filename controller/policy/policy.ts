@@ -18,9 +18,16 @@ export type PolicyStep =
   | { kind: 'analysis'; analysis: ResolvedAnalysis }
   | { kind: 'shadow'; duration: Duration; durationMs: number; percent: number };
 
+/** Argo's background analysis: runs from step `startingStep` (0-based) until the rollout ends. */
+export interface BackgroundAnalysis {
+  analysis: ResolvedAnalysis;
+  startingStep: number;
+}
+
 export interface Policy {
   name: string;
   steps: PolicyStep[];
+  background?: BackgroundAnalysis;
   /** Where it was defined, for messages. */
   source: string;
 }

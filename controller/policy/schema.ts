@@ -126,6 +126,17 @@ const analysisStepSchema = z.strictObject({
   args: z.array(stepArgSchema).optional(),
 });
 
+/**
+ * Argo's background analysis (`spec.strategy.canary.analysis`): the templates run through
+ * the whole rollout from step `startingStep` (0-based, as Argo), each metric at its interval.
+ */
+export const backgroundAnalysisSchema = z.strictObject({
+  templates: analysisStepSchema.shape.templates,
+  args: analysisStepSchema.shape.args,
+  startingStep: z.number().int().min(0, 'must be 0 or more').optional(),
+});
+export type BackgroundAnalysisSpec = z.output<typeof backgroundAnalysisSchema>;
+
 const shadowStepSchema = z.strictObject({
   duration: durationSchema,
   percent: z.number().min(0).max(100).default(100),
@@ -157,18 +168,20 @@ export const fledgePolicySchema = z.looseObject({
   metadata: metadataSchema,
   spec: z.strictObject({
     steps: stepsSchema,
+    /** Background analysis, as an Argo Rollout's spec.strategy.canary.analysis. */
+    analysis: backgroundAnalysisSchema.optional(),
     analysisTemplates: z.array(analysisTemplateSchema).optional(),
   }),
 });
 
-/** An Argo Rollout: only spec.strategy.canary.steps is read; everything else is ignored. */
+/** An Argo Rollout: only spec.strategy.canary.steps and .analysis are read; everything else is ignored. */
 export const argoRolloutSchema = z.looseObject({
   apiVersion: z.string().optional(),
   kind: z.literal('Rollout'),
   metadata: metadataSchema,
   spec: z.looseObject({
     strategy: z.looseObject({
-      canary: z.looseObject({ steps: stepsSchema }, { error: 'fledge needs spec.strategy.canary (blueGreen is not supported)' }),
+      canary: z.looseObject({ steps: stepsSchema, analysis: backgroundAnalysisSchema.optional() }, { error: 'fledge needs spec.strategy.canary (blueGreen is not supported)' }),
     }),
   }),
 });

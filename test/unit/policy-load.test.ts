@@ -99,6 +99,15 @@ describe('the default policy', () => {
     for (const m of Object.values(byName)) expect(m.minSamples).toBe(DEFAULT_MIN_SAMPLES);
   });
 
+  it('runs the rollback metrics as background analysis every minute from the first pause', () => {
+    expect(policy.background?.startingStep).toBe(1);
+    expect(policy.steps[1]).toMatchObject({ kind: 'pause', duration: '10m' });
+    const metrics = policy.background!.analysis.metrics;
+    expect(metrics.map((m) => m.name)).toEqual(['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate']);
+    for (const m of metrics) expect(m).toMatchObject({ interval: '1m', action: 'rollback', minSamples: DEFAULT_MIN_SAMPLES, failureLimit: 0 });
+    expect(policy.background!.analysis.args).toContainEqual({ name: 'canary-hash', fromHash: 'Latest' });
+  });
+
   it('a user policy named default replaces the built-in one', () => {
     const catalog = loadPolicyCatalog([{ source: 'mine.yaml', text: 'kind: Policy\nmetadata: {name: default}\nspec:\n  steps:\n    - setWeight: 100\n' }]);
     expect(catalog.policies.get('default')!.steps).toEqual([{ kind: 'setWeight', weight: 100 }]);
@@ -196,6 +205,25 @@ spec:
           - {name: m, interval: 1m, successCondition: 'result[0] > 0', provider: {prometheus: {query: up}}}
 `;
     expect(configError(() => loadPolicyText(text, 'p.yaml')).message).toContain('run forever');
+  });
+
+  it('background analysis: a metric may run until the rollout ends; startingStep must name a step', () => {
+    const text = (startingStep: number) => `kind: Policy
+metadata: {name: p}
+spec:
+  steps: [{setWeight: 10}, {pause: {duration: 1m}}, {setWeight: 100}]
+  analysis: {templates: [{templateName: t}], startingStep: ${startingStep}}
+  analysisTemplates:
+    - metadata: {name: t}
+      spec:
+        metrics:
+          - {name: m, interval: 1m, successCondition: 'result[0] > 0', provider: {prometheus: {query: up}}}
+`;
+    expect(loadPolicyText(text(2), 'p.yaml').policies.get('p')!.background).toMatchObject({ startingStep: 2, analysis: { templateNames: ['t'] } });
+    const err = configError(() => loadPolicyText(text(3), 'p.yaml'));
+    expect(err.problems[0]).toMatchObject({ path: 'spec.analysis.startingStep', message: 'must be less than the number of steps (3); steps are counted from 0' });
+    const missing = configError(() => loadPolicyText(text(0).replace('templateName: t}', 'templateName: nope}'), 'p.yaml'));
+    expect(missing.problems[0]!.path).toBe('spec.analysis.templates[0].templateName');
   });
 
   it('an unknown document kind and broken YAML', () => {

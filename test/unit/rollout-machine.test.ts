@@ -272,3 +272,172 @@ describe('a policy that changes under a running rollout', () => {
     expect(t.state.message).toMatch(/policy changed during the rollout/);
   });
 });
+
+describe('background analysis (Argo canary.analysis)', () => {
+  const SCALE = 30;
+  /** Healthy until `faultAt`, then the canary hallucinates: the values follow the clock. */
+  function faultyFrom(clock: () => number, faultAt: () => number | undefined, fault: Partial<Values>): MetricsProvider {
+    const healthyProvider = metrics();
+    const faulty = metrics(fault);
+    return { measure: (q, signal, at) => ((faultAt() ?? Infinity) <= clock() ? faulty : healthyProvider).measure(q, signal, at) };
+  }
+
+  it('the default policy rolls back a fault injected at the start of the 15m stage within one interval (time-scaled)', async () => {
+    let now = T0;
+    let faultAt: number | undefined;
+    const options = { timeScale: SCALE };
+    const provider = faultyFrom(() => now, () => faultAt, { hallucination: 0.3 });
+    let state = startRollout(defaultPolicy, now, options).state;
+    let wakeAt: number | undefined;
+    for (let i = 0; i < 500 && ['Progressing', 'Paused'].includes(state.phase); i++) {
+      if (wakeAt !== undefined) now = Math.max(now, wakeAt);
+      const r = await advanceRollout({ policy: defaultPolicy, state, hashes, provider, clock: () => now, options });
+      state = r.state;
+      wakeAt = r.wakeAt;
+      // The fault starts the moment the rollout enters the 15m pause at weight 25.
+      if (faultAt === undefined && state.stepIndex === 4) faultAt = now;
+      if (wakeAt === undefined) break;
+    }
+    expect(faultAt).toBeDefined();
+    expect(state.phase, state.message).toBe('RolledBack');
+    expect(state.weight).toBe(0);
+    // Still inside the 15m stage (30 s at 30x): found by the background run, not the step's analysis.
+    expect(state.stepIndex).toBe(4);
+    const interval = MIN / SCALE;
+    expect(now - faultAt!).toBeLessThanOrEqual(interval);
+    expect(state.message).toContain('background analysis ai-quality-guard: metric hallucination-rate failed: value 0.3 breached result[0] <= 0.05');
+    // The status keeps the background run with each measurement's time.
+    const run = state.background!;
+    expect(run.phase).toBe('Failed');
+    const hallucination = run.metrics.find((m) => m.name === 'hallucination-rate')!;
+    expect(hallucination.measurements.at(-1)).toMatchObject({ phase: 'Failed', value: [0.3], startedAt: now, finishedAt: now });
+    expect(hallucination.measurements.length).toBeGreaterThan(1);
+    const times = hallucination.measurements.map((m) => m.finishedAt);
+    expect(times.every((t, i) => i === 0 || t - times[i - 1]! === interval)).toBe(true);
+  });
+
+  it('the seed rollout without background analysis only notices the fault at the end of the stage', async () => {
+    let now = T0;
+    let faultAt: number | undefined;
+    const provider = faultyFrom(() => now, () => faultAt, { hallucination: 0.3 });
+    const { background: _none, ...seedDefault } = defaultPolicy;
+    let state = startRollout(seedDefault, now).state;
+    let wakeAt: number | undefined;
+    for (let i = 0; i < 100 && state.phase === 'Progressing'; i++) {
+      if (wakeAt !== undefined) now = Math.max(now, wakeAt);
+      const r = await advanceRollout({ policy: seedDefault, state, hashes, provider, clock: () => now });
+      state = r.state;
+      wakeAt = r.wakeAt;
+      if (faultAt === undefined && state.stepIndex === 4) faultAt = now;
+    }
+    expect(state.phase).toBe('RolledBack');
+    expect(now - faultAt!).toBe(15 * MIN);
+  });
+
+  const policyText = (metric: string) => `
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: bg}
+spec:
+  strategy:
+    canary:
+      analysis:
+        templates: [{templateName: guard}]
+        args: [{name: canary-hash, valueFrom: {podTemplateHashValue: Latest}}]
+        startingStep: 2
+      steps:
+        - setWeight: 10
+        - pause: {duration: 10m}
+        - setWeight: 30
+        - pause: {duration: 30m}
+        - setWeight: 100
+---
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata: {name: guard}
+spec:
+  metrics:
+    - name: errors
+      interval: 1m
+${metric}
+      provider:
+        prometheus:
+          query: sum(rate(inference_errors_total{rollout_hash="{{args.canary-hash}}"}[5m]))
+`;
+
+  /** Drives a policy with a provider whose error value per measurement comes from `values` (then the last one). */
+  async function drive(policy: Policy, values: (number | Error)[], until: (s: RolloutState) => boolean = () => false) {
+    let now = T0;
+    let calls = 0;
+    const provider: MetricsProvider = {
+      async measure() {
+        const v = values[Math.min(calls++, values.length - 1)]!;
+        if (v instanceof Error) throw v;
+        return [v];
+      },
+    };
+    let state = startRollout(policy, now).state;
+    const effects: RolloutEffect[] = [];
+    for (let i = 0; i < 200 && state.phase === 'Progressing' && !until(state); i++) {
+      const r = await advanceRollout({ policy, state, hashes, provider, clock: () => now });
+      state = r.state;
+      effects.push(...r.effects);
+      if (r.wakeAt === undefined) break;
+      now = Math.max(now, r.wakeAt);
+    }
+    return { state, effects, now, calls: () => calls };
+  }
+
+  it('starts at startingStep, and failureLimit counts failed measurements before rolling back', async () => {
+    const policy = loadPolicyText(policyText('      successCondition: result[0] <= 0.01\n      failureLimit: 2'), 'bg.yaml').policies.get('bg')!;
+    expect(policy.background).toMatchObject({ startingStep: 2 });
+    // ok, ok, bad, ok, bad, bad: the third failed measurement (> failureLimit 2) rolls back.
+    const { state, effects, now } = await drive(policy, [0, 0, 0.5, 0, 0.5, 0.5]);
+    expect(state.phase).toBe('RolledBack');
+    expect(state.stepIndex).toBe(3);
+    expect(state.background?.metrics[0]).toMatchObject({ failed: 3, successful: 3, count: 6 });
+    // Not measured during the 10m pause before startingStep: the run began at step 3's start.
+    expect(state.background?.startedAt).toBe(T0 + 10 * MIN);
+    expect(now).toBe(T0 + 15 * MIN);
+    expect(state.message).toContain('3 failed measurements > failureLimit 2');
+    expect(reasons(effects).filter((r) => r === 'AnalysisStarted')).toHaveLength(1);
+  });
+
+  it('a run whose metrics reached their count is done and the rollout goes on to promotion', async () => {
+    const policy = loadPolicyText(policyText('      successCondition: result[0] <= 0.01\n      count: 3'), 'bg.yaml').policies.get('bg')!;
+    const { state, calls } = await drive(policy, [0]);
+    expect(state.phase).toBe('Promoted');
+    expect(state.background).toMatchObject({ phase: 'Successful' });
+    expect(calls()).toBe(3);
+  });
+
+  it('inconclusive past inconclusiveLimit pauses; resume starts a fresh background run', async () => {
+    const policy = loadPolicyText(policyText('      successCondition: result[0] <= 0.01\n      failureCondition: result[0] > 0.1\n      inconclusiveLimit: 1'), 'bg.yaml').policies.get('bg')!;
+    const { state, now } = await drive(policy, [0.05]);
+    expect(state).toMatchObject({ phase: 'Paused', pause: { reason: 'inconclusive' }, weight: 30 });
+    expect(state.background?.metrics[0]?.inconclusive).toBe(2);
+    const resumed = transition(policy, state, { type: 'action', action: 'resume', now: now + MIN });
+    expect(resumed.state.phase).toBe('Progressing');
+    expect(resumed.state.background).toMatchObject({ phase: 'Running', startedAt: now + MIN });
+    expect(resumed.state.background?.metrics[0]?.measurements).toEqual([]);
+  });
+
+  it('consecutiveErrorLimit errors in a row (metrics backend down) pause, never promote', async () => {
+    const policy = loadPolicyText(policyText('      successCondition: result[0] <= 0.01\n      consecutiveErrorLimit: 2'), 'bg.yaml').policies.get('bg')!;
+    const down = new Error('connect ECONNREFUSED');
+    const { state } = await drive(policy, [0, down, 0, down, down, down]);
+    expect(state).toMatchObject({ phase: 'Paused', pause: { reason: 'analysis-error' }, weight: 30 });
+    expect(state.background?.metrics[0]).toMatchObject({ phase: 'Error', consecutiveError: 3, error: 4 });
+  });
+
+  it('measures through a user pause and drops measurements that arrive after the rollout stopped', async () => {
+    const policy = loadPolicyText(policyText('      successCondition: result[0] <= 0.01'), 'bg.yaml').policies.get('bg')!;
+    const { state, now } = await drive(policy, [0], (s) => s.background !== undefined && s.background.metrics[0]!.count >= 1);
+    const paused = transition(policy, state, { type: 'action', action: 'pause', now }).state;
+    expect(paused.phase).toBe('Paused');
+    const bad = [{ metric: 'errors', measurement: { phase: 'Failed' as const, startedAt: now + MIN, finishedAt: now + MIN, value: [0.5] } }];
+    expect(transition(policy, paused, { type: 'measured', now: now + MIN, measurements: [], background: bad }).state.phase).toBe('RolledBack');
+    const aborted = transition(policy, state, { type: 'action', action: 'abort', now }).state;
+    expect(transition(policy, aborted, { type: 'measured', now: now + MIN, measurements: [], background: bad }).state).toEqual(aborted);
+  });
+});
