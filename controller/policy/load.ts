@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../common/config-error.js';
 import { mergeArgs, referencedArgs, type ArgSpec } from '../analysis/args.js';
 import { compileCondition } from '../analysis/condition.js';
+import { countQueries } from './compare.js';
 import { defaultPolicyEntry } from './default-policy.js';
 import { joinPath, readPolicyDocuments, type Located, type Problem, type StepList } from './documents.js';
 import type { Policy, PolicyStep, ResolvedAnalysis } from './policy.js';
@@ -138,7 +139,9 @@ function resolveStep(step: Step, path: string, source: string, templates: Map<st
 /** Checks that depend on the step: args resolve, the baseline differs, the metric ends. */
 function checkMetricInStep(metric: Metric, args: ArgSpec[], report: (message: string) => void): void {
   const byName = new Map(args.map((a) => [a.name, a]));
-  const queries = [metric.provider.prometheus.query, metric.samplesQuery ?? ''];
+  const compared = metric.compare ? countQueries(metric.compare, metric.provider.prometheus.query) : undefined;
+  const countTexts = compared === undefined || 'error' in compared ? [] : compared.kind === 'proportions' ? [compared.events, compared.trials] : [compared.buckets];
+  const queries = [metric.provider.prometheus.query, metric.samplesQuery ?? '', ...countTexts];
   for (const name of new Set(queries.flatMap(referencedArgs))) {
     const arg = byName.get(name);
     if (!arg) report(`{{args.${name}}} is not an argument of the template or the step`);
@@ -148,6 +151,11 @@ function checkMetricInStep(metric: Metric, args: ArgSpec[], report: (message: st
   if (usesStable) {
     const swaps = referencedArgs(metric.provider.prometheus.query).some((name) => byName.get(name)?.fromHash === 'Latest');
     if (!swaps) report('the condition compares with "stable", but the query uses no argument taken from the canary hash (such as {{args.canary-hash}}), so the stable query would be the same query');
+  }
+  for (const text of countTexts) {
+    if (!referencedArgs(text).some((name) => byName.get(name)?.fromHash === 'Latest')) {
+      report(`compare: the count query ${JSON.stringify(text.replace(/\s+/g, ' ').trim())} uses no argument taken from the canary hash (such as {{args.canary-hash}}), so the stable arm would count the same series`);
+    }
   }
   if (metric.interval !== undefined && metric.count === undefined) {
     report('has an interval but no count, so it would run forever; an analysis step needs a count');
