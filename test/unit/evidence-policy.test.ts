@@ -241,3 +241,21 @@ describe('stageEvidenceAction', () => {
     if (paused.kind === 'not-enough-evidence') expect(paused.message).toBe('not enough evidence: b undecided (estimate 0.01 [0, 0.03], n canary 300 / stable 5700)');
   });
 });
+
+describe('until a stage runs the evidence test', () => {
+  it('a compare-only metric is never a pass on its value alone', async () => {
+    const { judgeMeasurement } = await import('../../controller/analysis/measurement.js');
+    const compareOnly = metricOf(`          - name: error-rate
+            provider:
+              prometheus:
+                query: sum(rate(inference_errors_total{rollout_hash="${H}"}[10m])) / sum(rate(inference_requests_total{rollout_hash="${H}"}[10m]))
+            compare: {margin: 0.005}`);
+    const m = judgeMeasurement(compareOnly, { result: [0] }, { startedAt: 0, finishedAt: 1 });
+    expect(m.phase).toBe('Inconclusive');
+    expect(m.message).toContain('judged by its comparison with the stable');
+    // Its thresholds, when it has them, still act as hard limits.
+    const withLimit = metricOf(ERROR_RATE);
+    expect(judgeMeasurement(withLimit, { result: [0.02] }, { startedAt: 0, finishedAt: 1 }).phase).toBe('Failed');
+    expect(judgeMeasurement(withLimit, { result: [0.001] }, { startedAt: 0, finishedAt: 1 }).phase).toBe('Successful');
+  });
+});

@@ -329,6 +329,34 @@ describe('distributions from histogram buckets', () => {
     expect(compareDistributions(fast, slow, { ...SETTINGS, margin: 0.05, worse: 'lower' }).verdict).toBe('worse');
   });
 
+  it('A/A under repeated looks: `worse` in at most 5% of runs (seeded simulation)', () => {
+    // Latency-like buckets; canary 5% of traffic; a look every 25 canary observations up to 3,000.
+    const probabilities = [0.05, 0.2, 0.35, 0.25, 0.1, 0.05];
+    const draw = (random: Random, counts: number[], n: number) => {
+      for (let k = 0; k < n; k++) {
+        let u = random();
+        let j = 0;
+        while (j < probabilities.length - 1 && u >= probabilities[j]!) u -= probabilities[j++]!;
+        counts[j]!++;
+      }
+    };
+    const random = seededRandom(4242);
+    let worse = 0;
+    const runs = 300;
+    for (let run = 0; run < runs; run++) {
+      const c = new Array<number>(LES.length).fill(0);
+      const s = new Array<number>(LES.length).fill(0);
+      for (let look = 0; look < 120; look++) {
+        draw(random, c, 25);
+        draw(random, s, 475);
+        const verdict = compareDistributions(cumulative(c, LES), cumulative(s, LES), { ...SETTINGS, margin: 0.05 }).verdict;
+        if (verdict === 'worse') worse++;
+        if (verdict !== 'undecided') break;
+      }
+    }
+    expect(worse / runs).toBeLessThanOrEqual(0.05);
+  });
+
   it('refuses histograms that do not match or are not cumulative', () => {
     expect(() => probabilityOfSuperiority(canary, stable.slice(1))).toThrow(/different buckets/);
     const broken = canary.map((b, i) => (i === 2 ? { ...b, count: 1 } : b));
