@@ -81,7 +81,11 @@ export function judgeMeasurement(metric: Metric, input: MeasurementInput, times:
 
   const hasSuccess = metric.successCondition !== undefined;
   const hasFailure = metric.failureCondition !== undefined;
-  if (!hasSuccess && !hasFailure) return verdict('Successful');
+  if (!hasSuccess && !hasFailure) {
+    // A compare-only metric passes on evidence (evidenceDecision), never on a value alone.
+    if (metric.compare) return verdict('Inconclusive', `metric ${metric.name} is judged by its comparison with the stable, not by a threshold`);
+    return verdict('Successful');
+  }
   if (hasSuccess && !hasFailure) failure = !success;
   if (!hasSuccess && hasFailure) success = !failure;
 

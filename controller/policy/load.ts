@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError } from '../../common/config-error.js';
 import { mergeArgs, referencedArgs, type ArgSpec } from '../analysis/args.js';
 import { compileCondition } from '../analysis/condition.js';
+import { countQueries } from './compare.js';
 import { defaultPolicyEntry } from './default-policy.js';
 import { joinPath, readPolicyDocuments, type Located, type Problem, type StepList } from './documents.js';
 import type { BackgroundAnalysis, Policy, PolicyStep, ResolvedAnalysis } from './policy.js';
@@ -157,7 +158,9 @@ function resolveAnalysis(
 /** Checks that depend on where the metric runs: args resolve, the baseline differs, a step's metric ends. */
 function checkMetric(metric: Metric, args: ArgSpec[], kind: 'step' | 'background', report: (message: string) => void): void {
   const byName = new Map(args.map((a) => [a.name, a]));
-  const queries = [metric.provider.prometheus.query, metric.samplesQuery ?? ''];
+  const compared = metric.compare ? countQueries(metric.compare, metric.provider.prometheus.query) : undefined;
+  const countTexts = compared === undefined || 'error' in compared ? [] : compared.kind === 'proportions' ? [compared.events, compared.trials] : [compared.buckets];
+  const queries = [metric.provider.prometheus.query, metric.samplesQuery ?? '', ...countTexts];
   for (const name of new Set(queries.flatMap(referencedArgs))) {
     const arg = byName.get(name);
     if (!arg) report(`{{args.${name}}} is not an argument of the template or the step`);
@@ -167,6 +170,11 @@ function checkMetric(metric: Metric, args: ArgSpec[], kind: 'step' | 'background
   if (usesStable) {
     const swaps = referencedArgs(metric.provider.prometheus.query).some((name) => byName.get(name)?.fromHash === 'Latest');
     if (!swaps) report('the condition compares with "stable", but the query uses no argument taken from the canary hash (such as {{args.canary-hash}}), so the stable query would be the same query');
+  }
+  for (const text of countTexts) {
+    if (!referencedArgs(text).some((name) => byName.get(name)?.fromHash === 'Latest')) {
+      report(`compare: the count query ${JSON.stringify(text.replace(/\s+/g, ' ').trim())} uses no argument taken from the canary hash (such as {{args.canary-hash}}), so the stable arm would count the same series`);
+    }
   }
   // Background metrics may run until the rollout ends (Argo's usual shape); a step's must finish.
   if (kind === 'step' && metric.interval !== undefined && metric.count === undefined) {

@@ -6,6 +6,7 @@
  * (metadata, the rest of a Rollout's spec) are loose so real manifests load verbatim.
  */
 import { z } from 'zod';
+import { compareSchema, countQueries } from './compare.js';
 import { parseDuration } from './duration.js';
 
 /** `10m`, `1h30m`, `30` or 30 (seconds). Kept as written; convert with durationMs(). */
@@ -72,10 +73,16 @@ export const metricSchema = z
     minSamples: z.number().int().min(1).optional(),
     /** PromQL returning the number of samples behind the measurement (e.g. requests in the window). */
     samplesQuery: z.string().trim().min(1).optional(),
+    /** Judge the canary against the stable from both arms' counts (compare.ts). */
+    compare: compareSchema.optional(),
   })
   .superRefine((m, ctx) => {
     if ((m.minSamples === undefined) !== (m.samplesQuery === undefined)) {
       ctx.addIssue({ code: 'custom', path: [m.minSamples === undefined ? 'minSamples' : 'samplesQuery'], message: 'minSamples and samplesQuery go together' });
+    }
+    if (m.compare) {
+      const queries = countQueries(m.compare, m.provider.prometheus.query);
+      if ('error' in queries) ctx.addIssue({ code: 'custom', path: ['compare'], message: queries.error });
     }
     if (m.count !== undefined && m.count > 1 && m.interval === undefined) {
       ctx.addIssue({ code: 'custom', path: ['interval'], message: 'count > 1 needs an interval between measurements' });
