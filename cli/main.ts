@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { extprocCommand } from './extproc-command.js';
 import { judgeCommand } from './judge-command.js';
+import { probeCommand } from './probe-command.js';
 import { simCommand } from '../sim/command.js';
 import { demoCommand } from './demo-command.js';
 import { upCommand } from './up-command.js';
@@ -22,6 +23,7 @@ const program = new Command()
 program.addCommand(extprocCommand());
 program.addCommand(simCommand());
 program.addCommand(judgeCommand());
+program.addCommand(probeCommand());
 program.addCommand(controllerCommand());
 program.addCommand(statusCommand());
 for (const command of actionCommands()) program.addCommand(command);
