@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { probeSecretSchema } from './probes/secret.js';
 import { qualityConfigSchema } from './quality/config.js';
 
 /** `file`: a routing-state file watched for changes (local mode, tests). */
@@ -76,6 +77,8 @@ export const extprocConfigSchema = z
       .default({ versionFlag: 'inference-model-version', killSwitchFlag: 'inference-kill-switch', contextHeaders: {} }),
     /** Response sampling and quality signals (docs/quality.md). */
     quality: qualityConfigSchema,
+    /** The golden-probe secret (docs/quality.md); without one, probe headers are ignored. */
+    probes: probeSecretSchema,
   })
   .strict();
 

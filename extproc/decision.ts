@@ -11,7 +11,8 @@ export type DecisionReason =
   | 'flag' // the version flag's targeting chose
   | 'sticky' // weight, by the user's hash bucket
   | 'random' // weight, no user key: a random draw
-  | 'error'; // extproc failed; stable serves
+  | 'error' // extproc failed; stable serves
+  | 'probe'; // a verified golden probe, pinned to the version it names (extproc/probes/)
 
 export interface DecisionInput {
   state: ServiceRouting | undefined;

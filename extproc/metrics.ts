@@ -55,6 +55,20 @@ export class ExtprocMetrics {
     registers: [this.registry],
   });
 
+  readonly probeRequests = new Counter({
+    name: 'fledge_probe_requests_total',
+    help: 'Verified golden probes answered, by service, version, rollout hash and status class; not in inference_requests_total.',
+    labelNames: [...INFERENCE_LABELS, 'code'] as const,
+    registers: [this.registry],
+  });
+
+  readonly probeRejected = new Counter({
+    name: 'fledge_probe_rejected_total',
+    help: 'x-fledge-probe headers that did not pin a request (malformed, bad-mac, expired, replayed, not-serving); those requests were routed as user requests.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'fledge_extproc_' });
   }

@@ -9,6 +9,8 @@ export interface RequestContext {
   rolloutHash: string | undefined;
   reason: DecisionReason | undefined;
   responseStatus: number | undefined;
+  /** A verified golden probe: routed to its version, never counted as user traffic. */
+  probe: boolean;
   /** Set when the response is sampled for quality signals (or its request body is read for golden matching). */
   sample: SampleState | undefined;
 }
@@ -21,6 +23,7 @@ export function newRequestContext(): RequestContext {
     rolloutHash: undefined,
     reason: undefined,
     responseStatus: undefined,
+    probe: false,
     sample: undefined,
   };
 }

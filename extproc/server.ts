@@ -9,6 +9,8 @@ import { VersionFlags } from './flags/version-flags.js';
 import { ExtprocMetrics } from './metrics.js';
 import { createRoutingSource } from './routing/create-source.js';
 import type { RoutingStateSource } from './routing/state.js';
+import { ProbeVerifier } from './probes/probe-token.js';
+import { loadProbeSecret } from './probes/secret.js';
 import { startQualityPipeline } from './quality/pipeline.js';
 import { handleProcessStream } from './stream.js';
 
@@ -24,6 +26,7 @@ const OPENFEATURE_DOMAIN = 'fledge-extproc';
 /** Starts the ext_proc gRPC server and its admin port from a validated config. */
 export async function startExtproc(config: ExtprocConfig, logger: Logger): Promise<RunningExtproc> {
   const metrics = new ExtprocMetrics();
+  const probeSecret = loadProbeSecret(config.probes);
   const routing: RoutingStateSource = createRoutingSource(config.routing, logger);
   await routing.start();
 
@@ -35,6 +38,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
     flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN);
   }
 
+  if (probeSecret !== undefined) logger.info('golden probes: probe headers are verified with the configured secret');
   const quality = config.quality.enabled ? startQualityPipeline(config.quality, metrics.registry, logger) : undefined;
   const contextHeaders = new Map(Object.entries({ ...DEFAULT_CONTEXT_HEADERS, ...config.flags.contextHeaders }));
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': 10_000 });
@@ -44,6 +48,8 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
     evaluateFlags: flags ? (ctx: EvaluationContext) => flags.evaluate(ctx) : undefined,
     contextHeaders,
     random: Math.random,
+    probes: probeSecret === undefined ? undefined : new ProbeVerifier(probeSecret),
+    onProbeRejected: (reason: string) => metrics.probeRejected.inc({ reason }),
     metrics,
     logger,
     quality,

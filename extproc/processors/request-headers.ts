@@ -2,6 +2,8 @@ import type { EvaluationContext } from '@openfeature/server-sdk';
 import { headerText, setHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
 import { decideVersion, type Decision } from '../decision.js';
 import type { FlagOutcome } from '../flags/version-flags.js';
+import { probeVersion } from '../probes/probe-routing.js';
+import { PROBE_HEADER, type ProbeRejection, type ProbeVerifier } from '../probes/probe-token.js';
 import { hashFor, type RoutingStateSource, type ServiceRouting } from '../routing/state.js';
 import { parseAuthority, type RequestContext } from '../request-context.js';
 
@@ -16,6 +18,9 @@ export interface RequestHeadersDeps {
   /** Request header → evaluation-context attribute. */
   contextHeaders: ReadonlyMap<string, string>;
   random: () => number;
+  /** Verifies golden-probe headers; absent when no probe secret is configured (probe headers are then ignored). */
+  probes?: ProbeVerifier | undefined;
+  onProbeRejected?: (why: ProbeRejection | 'not-serving') => void;
 }
 
 const NO_FLAGS: FlagOutcome = { flagVersion: undefined, killSwitch: false };
@@ -28,8 +33,10 @@ export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeader
   const spoofed: string[] = [];
   const attributes: Record<string, string> = {};
   let authority = '';
+  let probeHeader: string | undefined;
   for (const h of msg.headers?.headers ?? []) {
     const key = h.key.toLowerCase();
+    if (key === PROBE_HEADER) probeHeader = headerText(h);
     if (key.startsWith(FLEDGE_PREFIX)) spoofed.push(key);
     else if (key === ':authority' || (key === 'host' && authority === '')) authority = headerText(h);
     else {
@@ -41,9 +48,12 @@ export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeader
   const { host, shadow } = parseAuthority(authority);
   const state = deps.routing.lookup(host);
   let decision: Decision;
+  // A verified golden probe is pinned to its version; anything else is a user request.
+  const probe = probeVersion(state, shadow, probeHeader, deps.probes, (why) => deps.onProbeRejected?.(why));
+  ctx.probe = probe !== undefined;
   try {
-    const flags = needsFlags(state, shadow) && deps.evaluateFlags ? await deps.evaluateFlags({ ...attributes, service: state!.service }) : NO_FLAGS;
-    decision = decideVersion({
+    const flags = !ctx.probe && needsFlags(state, shadow) && deps.evaluateFlags ? await deps.evaluateFlags({ ...attributes, service: state!.service }) : NO_FLAGS;
+    decision = probe !== undefined ? { version: probe, reason: 'probe' } : decideVersion({
       state,
       shadow,
       userKey: attributes.targetingKey || undefined,

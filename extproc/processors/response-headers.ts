@@ -16,6 +16,11 @@ export function processResponseHeaders(ctx: RequestContext, msg: HttpHeaders, me
 function recordResponse(ctx: RequestContext, metrics: ExtprocMetrics): void {
   if (!ctx.service || !ctx.version) return;
   const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
+  if (ctx.probe) {
+    // Golden probes are fledge's own traffic: never in the user request, error or latency series.
+    metrics.probeRequests.inc({ ...labels, code: ctx.responseStatus === undefined ? 'none' : `${Math.floor(ctx.responseStatus / 100)}xx` });
+    return;
+  }
   metrics.requests.inc(labels);
   // inc by 0 creates the series, so an error rate with no errors is 0, not an empty result.
   metrics.errors.inc(labels, ctx.responseStatus === undefined || ctx.responseStatus >= 500 ? 1 : 0);

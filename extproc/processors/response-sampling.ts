@@ -22,6 +22,7 @@ export function sampleResponseHeaders(ctx: RequestContext, msg: HttpHeaders, res
   if (!q?.config.enabled || !ctx.service || !ctx.version) return;
   const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
   q.metrics.touch(labels);
+  if (!ctx.probe) q.probeWeights.countUserRequest(labels);
   const sample = ctx.sample;
   if (!sample || sample.reason === 'none') return;
   q.metrics.sampled.inc({ ...labels, reason: sample.reason });
@@ -52,5 +53,6 @@ export function finishSample(ctx: RequestContext, q: QualityPipeline | undefined
     observation,
     golden: sample.golden,
     probability: sample.probability,
+    probe: ctx.probe,
   });
 }

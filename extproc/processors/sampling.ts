@@ -31,6 +31,12 @@ function namesFor(q: QualityPipeline): Set<string> {
  */
 export function sampleRequestHeaders(ctx: RequestContext, msg: HttpHeaders, response: ProcessingResponse, q: QualityPipeline | undefined): void {
   if (!q?.config.enabled || !ctx.service || !ctx.version) return;
+  if (ctx.probe) {
+    // Every probe is evaluated: its request body (the golden prompt) and its answer are read.
+    ctx.sample = newSampleState('probe', 1);
+    if (!msg.end_of_stream) response.mode_override = READ_REQUEST_BODY;
+    return;
+  }
   const headers = headerMap(msg.headers?.headers, namesFor(q));
   const decision = sampleOnHeaders(q.config, { service: ctx.service, requestId: headers.get('x-request-id'), path: headers.get(':path') ?? '/', headers });
   const goldenCandidate = q.config.golden.inspect === 'all' && q.golden.covers(ctx.service);

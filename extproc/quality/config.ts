@@ -66,6 +66,12 @@ export const qualityConfigSchema = z
         inspect: z.enum(['sampled', 'all']).default('all'),
       })
       .prefault({}),
+    /**
+     * Self-reported quality (x-quality-score / x-hallucination response headers): trusted
+     * only for the services listed here ("*": all). Off by default: a model's claim about
+     * itself is not a measurement.
+     */
+    modelReported: z.strictObject({ services: z.array(z.string().min(1)).default([]) }).prefault({}),
     /** version (or "service/version") → price; unknown versions cost nothing (and are counted). */
     prices: z.record(z.string(), price).default({}),
     /** Window of the inference_quality_score gauge (mean of the scores seen in it). */

@@ -30,6 +30,11 @@ export class QualityMetrics {
   readonly unpriced: Counter<'version'>;
   readonly judgeQueue: Counter<'result'>;
   readonly evaluatorErrors: Counter<'evaluator'>;
+  readonly evaluated: Counter<(typeof LABELS)[number] | 'evaluator'>;
+  readonly hallucinationVerdicts: Counter<(typeof LABELS)[number] | 'evaluator'>;
+  readonly signals: Counter<(typeof LABELS)[number] | 'signal'>;
+  readonly answerChars: Histogram<(typeof LABELS)[number]>;
+  readonly probeUnmatched: Counter<(typeof LABELS)[number]>;
 
   constructor(registry: Registry, windowSeconds: number) {
     const registers = [registry];
@@ -53,6 +58,11 @@ export class QualityMetrics {
     this.refusals = new Counter({ name: 'fledge_quality_refusals_total', help: 'Sampled responses that were refusals.', labelNames: LABELS, registers });
     this.unpriced = new Counter({ name: 'fledge_quality_unpriced_total', help: 'Sampled responses whose version has no entry in the price table.', labelNames: ['version'], registers });
     this.judgeQueue = new Counter({ name: 'fledge_quality_judge_enqueue_total', help: 'Samples offered to the LLM judge stream, by result (queued, failed, skipped).', labelNames: ['result'], registers });
+    this.evaluated = new Counter({ name: 'fledge_quality_evaluated_total', help: 'Answers an evaluator gave a verdict on (a score or a hallucination opinion): the n behind quality and hallucination measurements. evaluator=golden-probe for golden probes.', labelNames: [...LABELS, 'evaluator'], registers });
+    this.hallucinationVerdicts = new Counter({ name: 'fledge_quality_hallucination_verdicts_total', help: 'Answers an evaluator judged hallucinated, unweighted (with fledge_quality_evaluated_total: the raw hallucination rate per evaluator).', labelNames: [...LABELS, 'evaluator'], registers });
+    this.signals = new Counter({ name: 'fledge_quality_signals_total', help: 'Reference-free signals of sampled user answers: empty, cut-off (finish_reason length), truncated (stream cut), refusal, json-valid, json-invalid (when JSON was asked).', labelNames: [...LABELS, 'signal'], registers });
+    this.answerChars = new Histogram({ name: 'fledge_quality_answer_chars', help: 'Length in characters of sampled, complete user answers.', labelNames: LABELS, buckets: [0, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384], registers });
+    this.probeUnmatched = new Counter({ name: 'fledge_probe_unmatched_total', help: 'Verified probes whose prompt matched no golden entry (no verdict; check the prober and extproc use the same golden file).', labelNames: LABELS, registers });
     this.evaluatorErrors = new Counter({ name: 'fledge_quality_evaluator_errors_total', help: 'Evaluators that threw on a sample (the sample is still counted).', labelNames: ['evaluator'], registers });
   }
 

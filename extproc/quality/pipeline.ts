@@ -8,6 +8,7 @@ import { modelReportedEvaluator } from './evaluators/model-reported.js';
 import type { Evaluator } from './evaluators/types.js';
 import { JudgeQueue } from './judge-queue.js';
 import { QualityMetrics } from './metrics.js';
+import { ProbeWeights } from './probe-weights.js';
 import { SampleRecorder, type FinishedSample } from './recorder.js';
 
 /** Everything the quality processors share: config, golden set, metrics, and the off-path recorder. */
@@ -15,6 +16,8 @@ export interface QualityPipeline {
   config: QualityConfig;
   golden: GoldenSet;
   metrics: QualityMetrics;
+  /** User requests per version since its last golden-probe verdict (the probes' weights). */
+  probeWeights: ProbeWeights;
   /** Records a finished sample on a later turn of the event loop: never on the response's path. */
   submit(sample: FinishedSample): void;
   close(): Promise<void>;
@@ -30,11 +33,13 @@ export function startQualityPipeline(config: QualityConfig, registry: Registry, 
   const judge = config.judge.redisUrl
     ? new JudgeQueue(config.judge.redisUrl, config.judge.stream, config.judge.maxLength, log, (result) => metrics.judgeQueue.inc({ result }))
     : undefined;
-  const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log);
+  const probeWeights = new ProbeWeights(config.scoreWindowSeconds * 1000);
+  const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log, Math.random, probeWeights);
   return {
     config,
     golden,
     metrics,
+    probeWeights,
     submit(sample) {
       setImmediate(() => {
         try {

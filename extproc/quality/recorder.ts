@@ -1,12 +1,21 @@
 import type { Logger } from '../../common/logger.js';
 import type { Price, QualityConfig } from './config.js';
+import { answered } from './evaluators/golden.js';
+import { checkGoldenAnswer } from './evaluators/golden-set.js';
 import type { Evaluator, Sample, Verdict } from './evaluators/types.js';
 import type { JudgeQueue } from './judge-queue.js';
-import type { QualityMetrics } from './metrics.js';
+import type { InferenceLabels, QualityMetrics } from './metrics.js';
+import { ProbeWeights } from './probe-weights.js';
+import { answerSignals } from './signals.js';
+
+/** The evaluator name golden-probe verdicts are recorded under. */
+export const GOLDEN_PROBE_EVALUATOR = 'golden-probe';
 
 export interface FinishedSample extends Sample {
   /** Chance this request was sampled; each counted quantity is scaled by 1/probability. */
   probability: number;
+  /** A verified golden probe (fledge's own traffic), not a user request. */
+  probe?: boolean;
 }
 
 /** Cost of one response from its usage; undefined when the version has no price. */
@@ -43,6 +52,7 @@ export class SampleRecorder {
     private readonly judge: JudgeQueue | undefined,
     private readonly logger: Logger,
     private readonly random: () => number = Math.random,
+    readonly probeWeights: ProbeWeights = new ProbeWeights(config.scoreWindowSeconds * 1000),
   ) {}
 
   record(sample: FinishedSample): void {
@@ -50,6 +60,7 @@ export class SampleRecorder {
     const weight = sample.probability > 0 ? 1 / sample.probability : 1;
     const o = sample.observation;
     this.metrics.samples.inc({ ...labels, outcome: outcomeOf(sample) });
+    if (sample.probe) return this.recordProbe(sample, labels);
 
     if (o.usage) {
       this.metrics.tokens.inc({ ...labels, type: 'input' }, o.usage.input * weight);
@@ -63,8 +74,11 @@ export class SampleRecorder {
     if (o.ttftSeconds !== undefined) this.metrics.ttft.observe(labels, o.ttftSeconds);
     if (o.confidence !== undefined) this.metrics.confidence.observe(labels, o.confidence);
 
+    if (answered(sample)) this.metrics.answerChars.observe(labels, o.textLength);
+
     const verdicts: { name: string; verdict: Verdict }[] = [];
     for (const evaluator of this.evaluators) {
+      if (evaluator.name === 'model-reported' && !this.trustsModelReports(sample.service)) continue;
       try {
         const verdict = evaluator.evaluate(sample);
         if (verdict) verdicts.push({ name: evaluator.name, verdict });
@@ -73,15 +87,51 @@ export class SampleRecorder {
         this.logger.warn({ err, evaluator: evaluator.name, service: sample.service }, 'evaluator failed');
       }
     }
+    const format = verdicts.find((v) => v.name === 'format')?.verdict.score;
+    for (const signal of answerSignals(sample, format === undefined ? undefined : format === 1)) this.metrics.signals.inc({ ...labels, signal });
+    for (const { name, verdict } of verdicts) this.countVerdict(labels, name, verdict);
     const merged = mergeVerdicts(verdicts);
-    for (const { evaluator, score } of merged.scores) {
-      this.metrics.score.add({ ...labels, evaluator }, score);
-      this.metrics.scoreSum.inc({ ...labels, evaluator }, score);
-      this.metrics.scoreCount.inc({ ...labels, evaluator });
-    }
-    if (merged.hallucination) this.metrics.hallucinations.inc(labels, weight);
+    for (const { evaluator, score } of merged.scores) this.addScore(labels, evaluator, score);
+    // A version under golden probes has its hallucination estimate from the probes (one estimator per series).
+    if (merged.hallucination && !this.probeWeights.recentlyProbed(labels)) this.metrics.hallucinations.inc(labels, weight);
     if (merged.refusal) this.metrics.refusals.inc(labels);
     this.offerToJudge(sample);
+  }
+
+  /**
+   * A golden probe: scored by the golden set (every probe, no sampling), never counted as
+   * user traffic (no tokens, cost, TTFT). Its hallucination verdict enters
+   * inference_hallucination_total weighted by the user requests it stands for.
+   */
+  private recordProbe(sample: FinishedSample, labels: InferenceLabels): void {
+    if (!answered(sample)) return; // an error or a cut answer is no verdict (counted in fledge_probe_requests_total)
+    if (!sample.golden) {
+      this.metrics.probeUnmatched.inc(labels);
+      return;
+    }
+    const { ok } = checkGoldenAnswer(sample.golden, sample.observation.text);
+    const verdict: Verdict = { score: ok ? 1 : 0, hallucination: !ok };
+    this.countVerdict(labels, GOLDEN_PROBE_EVALUATOR, verdict);
+    this.addScore(labels, GOLDEN_PROBE_EVALUATOR, verdict.score!);
+    const weight = this.probeWeights.takeWeight(labels);
+    if (!ok) this.metrics.hallucinations.inc(labels, weight);
+  }
+
+  private countVerdict(labels: InferenceLabels, evaluator: string, verdict: Verdict): void {
+    if (verdict.score === undefined && verdict.hallucination === undefined) return;
+    this.metrics.evaluated.inc({ ...labels, evaluator });
+    if (verdict.hallucination === true) this.metrics.hallucinationVerdicts.inc({ ...labels, evaluator });
+  }
+
+  private addScore(labels: InferenceLabels, evaluator: string, score: number): void {
+    this.metrics.score.add({ ...labels, evaluator }, score);
+    this.metrics.scoreSum.inc({ ...labels, evaluator }, score);
+    this.metrics.scoreCount.inc({ ...labels, evaluator });
+  }
+
+  private trustsModelReports(service: string): boolean {
+    const opted = this.config.modelReported.services;
+    return opted.includes('*') || opted.includes(service);
   }
 
   private offerToJudge(sample: FinishedSample): void {

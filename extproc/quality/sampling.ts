@@ -5,7 +5,7 @@ import type { AlwaysSampleRule, QualityConfig } from './config.js';
 const BUCKETS = 10_000;
 
 /** Why a request's response is (or is not) sampled. */
-export type SampleReason = 'rate' | 'rule' | 'golden' | 'none';
+export type SampleReason = 'rate' | 'rule' | 'golden' | 'probe' | 'none';
 
 /**
  * The request's sampling bucket: murmur3 of its x-request-id, so a test (or anyone who

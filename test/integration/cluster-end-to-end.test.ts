@@ -57,7 +57,7 @@ describe('controller and extproc meet on the VirtualService (real kube-apiserver
     const dp = new DataPlane({
       virtualService: { kubeconfig: extprocKubeconfig, namespace },
       // Every response sampled, so the quality gauge has the canary's series from the first requests.
-      extprocConfig: { quality: { sampling: { defaultRate: 1 } } },
+      extprocConfig: { quality: { sampling: { defaultRate: 1 }, modelReported: { services: ['*'] } } },
       knobs: { 'model/v1': healthy, 'model/v2': { ...healthy, ...canaryKnobs } },
     });
     await dp.start([{ name: 'model', stable: 'v1', canary: 'v2' }]);

@@ -87,7 +87,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
       ports,
       services: { chat: service, summarize: service, embed: service },
       // Every response sampled, so the quality series have the canary's data from the first requests.
-      extproc: { quality: { sampling: { defaultRate: 1 } } },
+      extproc: { quality: { sampling: { defaultRate: 1 }, modelReported: { services: ['*'] } } },
     });
     mkdirSync(dir, { recursive: true });
     writeFileSync(

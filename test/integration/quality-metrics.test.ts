@@ -70,7 +70,7 @@ describe('quality signals through Envoy, extproc and Prometheus', () => {
         { name: 'sampled', stable: 'v1', rolloutHashes: { v1: 'hash-sampled' } },
       ],
       undefined,
-      { knobs, extprocConfig: { quality: { sampling: { services: { chat: 1, stream: 1 } }, prices } } },
+      { knobs, extprocConfig: { quality: { sampling: { services: { chat: 1, stream: 1 } }, modelReported: { services: ['chat', 'stream'] }, prices } } },
     );
     prom = await startPrometheus([`127.0.0.1:${dp.adminPort}`], 1000);
     // One request per series, then a scrape: every series starts before the measured traffic.

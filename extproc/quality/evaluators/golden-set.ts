@@ -12,6 +12,10 @@ const entrySchema = z.strictObject({
     .strictObject({
       /** Each must appear in the answer (case-insensitive). */
       facts: z.array(z.string().min(1)).optional(),
+      /** At least one must appear (case-insensitive): accepted spellings or synonyms. */
+      anyOf: z.array(z.string().min(1)).min(1).optional(),
+      /** A number in the answer within `tolerance` (absolute) of `value`; thousands separators are read. */
+      number: z.strictObject({ value: z.number(), tolerance: z.number().min(0).default(0) }).optional(),
       /** The answer must match (JavaScript syntax, flag i). */
       regex: z
         .string()
@@ -20,8 +24,8 @@ const entrySchema = z.strictObject({
       /** The answer must be JSON conforming to this JSON Schema (checked by Ajv). */
       jsonSchema: z.record(z.string(), z.unknown()).optional(),
     })
-    .refine((e) => e.facts !== undefined || e.regex !== undefined || e.jsonSchema !== undefined, {
-      message: 'expect needs facts, regex or jsonSchema',
+    .refine((e) => e.facts !== undefined || e.anyOf !== undefined || e.number !== undefined || e.regex !== undefined || e.jsonSchema !== undefined, {
+      message: 'expect needs facts, anyOf, number, regex or jsonSchema',
     }),
 });
 
@@ -78,6 +82,11 @@ export function checkGoldenAnswer(entry: GoldenEntry, answer: string): { ok: boo
   for (const fact of entry.expect.facts ?? []) {
     if (!lower.includes(fact.toLowerCase())) return { ok: false, failed: `fact "${fact}" missing` };
   }
+  const { anyOf, number } = entry.expect;
+  if (anyOf !== undefined && !anyOf.some((a) => lower.includes(a.toLowerCase()))) return { ok: false, failed: `none of ${anyOf.map((a) => `"${a}"`).join(', ')} found` };
+  if (number !== undefined && !numbersIn(answer).some((n) => Math.abs(n - number.value) <= number.tolerance)) {
+    return { ok: false, failed: `no number within ${number.tolerance} of ${number.value}` };
+  }
   if (entry.expect.regex !== undefined && !new RegExp(entry.expect.regex, 'iu').test(answer)) {
     return { ok: false, failed: `regex ${entry.expect.regex} does not match` };
   }
@@ -92,4 +101,14 @@ export function checkGoldenAnswer(entry: GoldenEntry, answer: string): { ok: boo
     if (problem) return { ok: false, failed: problem };
   }
   return { ok: true };
+}
+
+/** Every number written in a text: 1,234.5 and 1234.5 and -3 and 6e24 are read as such. */
+export function numbersIn(text: string): number[] {
+  const out: number[] = [];
+  for (const m of text.matchAll(/(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:e[+-]?\d+)?/giu)) {
+    const n = Number(m[0].replaceAll(',', ''));
+    if (Number.isFinite(n)) out.push(n);
+  }
+  return out;
 }
