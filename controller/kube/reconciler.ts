@@ -13,9 +13,11 @@ import { prepareRollout } from '../engine/prepare.js';
 import type { RolloutPhase, RolloutState } from '../engine/rollout-state.js';
 import type { Policy } from '../policy/policy.js';
 import type { TrafficRouter } from '../traffic/router.js';
+import type { CandidateAvailabilityReader } from './candidate-availability.js';
 import type { EventRecorder, RolloutEventRecord } from './event-recorder.js';
 import type { PolicySourceReader } from './policy-source.js';
 import { ANNOTATION, deploymentFingerprint, parseAction, parseStatus, serializeStatus, toStatus, type RolloutStatus, type RolloutTarget } from './rollout-status.js';
+import type { DecisionMonitor } from './decision-monitor.js';
 import type { DeploymentStatusStore } from './status-store.js';
 import type { TargetResolver } from './target-resolver.js';
 import { loadDefaultPolicy } from '../policy/load.js';
@@ -30,6 +32,10 @@ export interface ReconcilerDeps {
   options: MachineOptions;
   clock: () => number;
   logger: Logger;
+  /** The candidate's available replicas, which gate weight steps; not tracked when undefined. */
+  availability?: CandidateAvailabilityReader;
+  /** Pauses a rollout whose service gets traffic but no extproc decisions (silent fail-open); off when undefined. */
+  decisions?: DecisionMonitor;
 }
 
 export interface ReconcileOutcome {
@@ -122,7 +128,9 @@ export class Reconciler {
     const newRevision = stored?.target !== undefined && stored.target.canaryHash !== target.canaryHash;
     const inputFixed = stored?.phase === 'Invalid' && stored.inputProblem === true;
     if (newRevision) effects.push({ type: 'event', severity: 'Normal', reason: 'NewRevision', message: `candidate pod-template-hash changed ${stored!.target!.canaryHash} → ${target.canaryHash}; starting the rollout again` });
-    const prepared = prepareRollout({ policy, stored, restart: corrupt !== undefined || newRevision || (inputFixed && !stored?.target), inputFixed, action, now, options: deps.options });
+    // The candidate's pods gate every weight increase, and losing them all is a breach.
+    const options: MachineOptions = deps.availability ? { ...deps.options, candidate: await deps.availability.read(deployment, target.canaryHash) } : deps.options;
+    const prepared = prepareRollout({ policy, stored, restart: corrupt !== undefined || newRevision || (inputFixed && !stored?.target), inputFixed, action, now, options });
     let state: RolloutState = prepared.state;
     effects.push(...prepared.effects);
     if (!action && hasActionAnnotation) {
@@ -132,9 +140,17 @@ export class Reconciler {
     // Without a stable Deployment, baseline queries must find no data (inconclusive), not
     // match every series that lacks the label, as rollout_hash="" would.
     const stableHash = target.stableHash || NO_STABLE_HASH;
-    const advanced = await advanceRollout({ policy, state, hashes: { canaryHash: target.canaryHash, stableHash }, provider: deps.metrics, clock: deps.clock, options: deps.options });
+    const advanced = await advanceRollout({ policy, state, hashes: { canaryHash: target.canaryHash, stableHash }, provider: deps.metrics, clock: deps.clock, options });
     state = advanced.state;
     effects.push(...advanced.effects);
+    let wakeAt = advanced.wakeAt;
+    if (deps.decisions) {
+      const checked = await deps.decisions.check({ key: cacheKey, service: target.service ?? target.virtualService, namespace, policy, state, options, now: deps.clock() });
+      if (checked.state !== state) wakeAt = checked.wakeAt;
+      else if (checked.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? Infinity, checked.wakeAt);
+      state = checked.state;
+      effects.push(...checked.effects);
+    }
     lap('advance');
 
     let trafficUpdates: number;
@@ -148,7 +164,7 @@ export class Reconciler {
     const status = toStatus(state, policy.steps.length, target);
     await this.persist(deployment, status, statusText, hasActionAnnotation, effects, log);
     lap('persist');
-    return { phase: state.phase, trafficUpdates, timings, ...(advanced.wakeAt === undefined ? {} : { wakeAt: advanced.wakeAt }) };
+    return { phase: state.phase, trafficUpdates, timings, ...(wakeAt === undefined ? {} : { wakeAt }) };
   }
 
   private async markInvalid(deployment: V1Deployment, stored: RolloutStatus | undefined, policyName: string, policy: Policy | undefined, problem: string, fixable: boolean, consumeAction: boolean, now: number, log: Logger): Promise<ReconcileOutcome> {
