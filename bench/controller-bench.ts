@@ -20,6 +20,8 @@ import { parseStatus } from '../controller/kube/rollout-status.js';
 import { startKube } from '../test/harness/kube.js';
 import { startPrometheus } from '../test/harness/prometheus.js';
 import { startInferenceMetrics } from '../test/harness/inference-metrics.js';
+import { makeDeploymentAvailable } from '../test/harness/pods.js';
+import { hashOnceCreated } from '../test/harness/rollout-fixture.js';
 
 const ROLLOUTS = Number(process.env.BENCH_ROLLOUTS ?? 100);
 const FAILING = Number(process.env.BENCH_FAILING ?? 5);
@@ -104,18 +106,16 @@ async function createService(kc: KubeConfig, name: string): Promise<{ stable: st
     namespace: NS,
     body: { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name }, spec: { hosts: [name], http: [{ name: 'weighted', route: [{ destination: { host: name, subset: 'v1' }, weight: 100 }, { destination: { host: name, subset: 'v2' }, weight: 0 }] }] } },
   });
-  const hashes = { stable: `s${Math.random().toString(16).slice(2, 10)}`, canary: `c${Math.random().toString(16).slice(2, 10)}` };
-  for (const [version, hash] of [['v1', hashes.stable], ['v2', hashes.canary]] as const) {
+  const hashes = { stable: '', canary: '' };
+  for (const version of ['v1', 'v2'] as const) {
     const labels = { app: name, version };
     const template = { metadata: { labels }, spec: { containers: [{ name: 'model', image: 'example.invalid/model' }] } };
-    const d = await apps.createNamespacedDeployment({ namespace: NS, body: { metadata: { name: `${name}-${version}`, labels }, spec: { selector: { matchLabels: labels }, template } } });
-    await apps.createNamespacedReplicaSet({
-      namespace: NS,
-      body: {
-        metadata: { name: `${name}-${version}-${hash}`, labels: { ...labels, 'pod-template-hash': hash }, annotations: { 'deployment.kubernetes.io/revision': '1' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: `${name}-${version}`, uid: d.metadata!.uid!, controller: true }] },
-        spec: { replicas: 0, selector: { matchLabels: { ...labels, 'pod-template-hash': hash } }, template: { ...template, metadata: { labels: { ...labels, 'pod-template-hash': hash } } } },
-      },
-    });
+    await apps.createNamespacedDeployment({ namespace: NS, body: { metadata: { name: `${name}-${version}`, labels }, spec: { selector: { matchLabels: labels }, template } } });
+  }
+  // The real Deployment and ReplicaSet controllers make the ReplicaSets and Pods; the Pods are reported Ready.
+  for (const version of ['v1', 'v2'] as const) {
+    hashes[version === 'v1' ? 'stable' : 'canary'] = await hashOnceCreated(kc, NS, `${name}-${version}`);
+    await makeDeploymentAvailable(kc, NS, `${name}-${version}`);
   }
   return hashes;
 }

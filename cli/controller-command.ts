@@ -2,6 +2,8 @@ import { Command, Option } from 'commander';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { createLogger, type Logger } from '../common/logger.js';
+import { DEFAULT_DECISIONS_QUERY, DEFAULT_MIN_REQUESTS, DEFAULT_TRAFFIC_QUERY } from '../controller/analysis/decision-coverage.js';
+import { parseDuration } from '../controller/policy/duration.js';
 import { exitOnError, stopOnSignals } from './exit.js';
 import { loadKubeConfig } from './kubeconfig.js';
 
@@ -25,7 +27,18 @@ interface ControllerOptions {
   renewDeadline: number;
   retryPeriod: number;
   concurrency: number;
+  availabilityTimeout: number;
+  trafficQuery: string;
+  decisionsQuery: string;
+  decisionCheckMinRequests: number;
+  decisionCheck: boolean;
 }
+
+const durationMs = (what: string) => (value: string) => {
+  const parsed = parseDuration(value);
+  if ('error' in parsed) throw new Error(`${what}: ${parsed.error}`);
+  return parsed.ms;
+};
 
 const positive = (what: string) => (value: string) => {
   const n = Number(value);
@@ -64,6 +77,15 @@ export function controllerCommand(): Command {
     .addOption(new Option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops acting (< lease duration)').default(10).argParser(positive('--renew-deadline')))
     .addOption(new Option('--retry-period <seconds>', 'how often to renew or try to acquire the Lease').default(2).argParser(positive('--retry-period')))
     .addOption(new Option('--concurrency <n>', 'rollouts reconciled at the same time (more: higher throughput, each reconcile slower on a busy API server)').default(4).argParser(positive('--concurrency')))
+    .addOption(
+      new Option('--availability-timeout <duration>', 'how long a weight step waits for the candidate Deployment to have an available replica before the rollout pauses (e.g. 10m; divided by --time-scale)')
+        .default(10 * 60_000, '10m')
+        .argParser(durationMs('--availability-timeout')),
+    )
+    .addOption(new Option('--traffic-query <promql>', 'requests that reached a rollout\'s service, for the silent fail-open check ({{service}}, {{namespace}} filled in; e.g. Envoy\'s envoy_cluster_upstream_rq_total outside Istio)').default(DEFAULT_TRAFFIC_QUERY, 'Istio\'s istio_requests_total over 2m'))
+    .addOption(new Option('--decisions-query <promql>', 'extproc\'s decisions for that service over the same window').default(DEFAULT_DECISIONS_QUERY, 'fledge_extproc_decisions_total over 2m'))
+    .addOption(new Option('--decision-check-min-requests <n>', 'pause a rollout when at least this many requests reached its service and extproc decided none').default(DEFAULT_MIN_REQUESTS).argParser(positive('--decision-check-min-requests')))
+    .addOption(new Option('--no-decision-check', 'turn the silent fail-open check off'))
     .action(async (opts: ControllerOptions) => {
       const logger = createLogger('controller');
       if (opts.local) return runLocal(opts, logger);
@@ -82,6 +104,8 @@ export function controllerCommand(): Command {
         renewDeadlineMs: opts.renewDeadline * 1000,
         retryPeriodMs: opts.retryPeriod * 1000,
         concurrency: opts.concurrency,
+        availabilityTimeoutMs: opts.availabilityTimeout,
+        decisionCheck: opts.decisionCheck ? { queries: { traffic: opts.trafficQuery, decisions: opts.decisionsQuery }, minRequests: opts.decisionCheckMinRequests } : false,
         logger,
         onFatal: (err) => exitOnError(err),
       }).catch(exitOnError);

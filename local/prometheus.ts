@@ -22,6 +22,8 @@ export interface PrometheusOptions {
   port?: number;
   /** Keep the TSDB here (it survives restarts); defaults to a temp dir removed on stop. */
   dataDir?: string;
+  /** Endpoints served on another path, e.g. Envoy's admin /stats/prometheus. */
+  extraJobs?: { name: string; targets: string[]; metricsPath: string }[];
 }
 
 /** Debian's package installs it on the PATH; FLEDGE_PROMETHEUS overrides. */
@@ -51,6 +53,14 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Runni
       `    scrape_timeout: ${Math.min(scrapeIntervalMs, 1000)}ms`,
       '    static_configs:',
       `      - targets: [${targets.map((t) => JSON.stringify(t)).join(', ')}]`,
+      ...(options.extraJobs ?? []).flatMap((job) => [
+        `  - job_name: ${JSON.stringify(job.name)}`,
+        `    metrics_path: ${JSON.stringify(job.metricsPath)}`,
+        `    scrape_interval: ${interval}`,
+        `    scrape_timeout: ${Math.min(scrapeIntervalMs, 1000)}ms`,
+        '    static_configs:',
+        `      - targets: [${job.targets.map((t) => JSON.stringify(t)).join(', ')}]`,
+      ]),
       '',
     ].join('\n'),
   );

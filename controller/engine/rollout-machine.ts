@@ -25,10 +25,15 @@
  *   RolledBack; pause-for-review → AwaitingReview; Inconclusive or Error → Paused. Resume
  *   or promote after such a stop starts a fresh background run. A run whose metrics all
  *   reached their count is done; the rollout goes on.
+ * - With options.candidate (cluster mode), a step that raises the weight waits for an
+ *   available candidate replica and pauses (candidate-unavailable) after
+ *   availabilityTimeoutMs; a candidate that serves traffic and has no available replica left
+ *   is a breach: weight 0, RolledBack.
  */
 import { analysisVerdict, dueMetrics, isCompleted, nextRunWakeAt, recordMeasurements, scaled, startAnalysisRun, type AnalysisVerdict, type MetricMeasurement } from '../analysis/run.js';
 import { describeStep, type Policy, type PolicyStep } from '../policy/policy.js';
 import type { Metric } from '../policy/schema.js';
+import { candidateLost, DEFAULT_AVAILABILITY_TIMEOUT_MS, weightGate, type CandidateAvailability } from './candidate-gate.js';
 import { ACTIVE_PHASES, TERMINAL_PHASES, type PauseReason, type RolloutState } from './rollout-state.js';
 
 export type UserAction = 'promote' | 'abort' | 'pause' | 'resume' | 'retry';
@@ -42,7 +47,9 @@ export type RolloutEvent =
   /** The policy or the routing setup is unusable: stop, change no traffic. */
   | { type: 'invalid'; now: number; message: string }
   /** A failure outside analysis (e.g. traffic cannot be routed): stable takes all traffic. */
-  | { type: 'fail'; now: number; message: string };
+  | { type: 'fail'; now: number; message: string }
+  /** Traffic flows but extproc decides none of it (silent fail-open): the analyses see no truth, so stop here. */
+  | { type: 'no-decisions'; now: number; message: string };
 
 export type RolloutEffect =
   | { type: 'set-weight'; weight: number }
@@ -57,6 +64,10 @@ export interface MachineOptions {
   timeScale?: number;
   /** Whether the shadow feature is available; until then shadow steps are rejected. */
   shadowSupported?: boolean;
+  /** The candidate's availability now; undefined = not tracked (always available). */
+  candidate?: CandidateAvailability;
+  /** How long a weight step waits for an available candidate (before timeScale; default 10m). */
+  availabilityTimeoutMs?: number;
 }
 
 export interface Transition {
@@ -82,8 +93,11 @@ export function transition(policy: Policy, state: RolloutState, ev: RolloutEvent
   const effects: RolloutEffect[] = [];
   const next = (() => {
     switch (ev.type) {
-      case 'tick':
+      case 'tick': {
+        const lost = ACTIVE_PHASES.includes(state.phase) ? candidateLost(state.weight, options.candidate) : undefined;
+        if (lost) return stopTraffic(policy, state, ev.now, 'RolledBack', 'CandidateUnavailable', `${stepLabel(policy, state.stepIndex)}: ${lost}; all traffic returned to stable`, effects);
         return withBackground(policy, state.phase === 'Progressing' ? progress(policy, state, ev.now, options, effects) : state, ev.now, effects);
+      }
       case 'measured':
         return withBackground(policy, onMeasured(policy, state, ev.now, ev.measurements, ev.background ?? [], options, effects), ev.now, effects);
       case 'action':
@@ -95,6 +109,9 @@ export function transition(policy: Policy, state: RolloutState, ev: RolloutEvent
       case 'fail':
         if (!ACTIVE_PHASES.includes(state.phase)) return state;
         return stopTraffic(policy, state, ev.now, 'Failed', 'Failed', ev.message, effects);
+      case 'no-decisions':
+        if (state.phase !== 'Progressing') return state;
+        return pauseFor(state, 'no-decisions', ev.now, `${stepLabel(policy, state.stepIndex)}: ${ev.message}; weight kept at ${state.weight}%, resume once extproc decides again`, 'NoDecisions', effects);
     }
   })();
   return { state: next === state ? state : clean(next), effects };
@@ -136,6 +153,8 @@ function stepWakeAt(policy: Policy, state: RolloutState, options: MachineOptions
   if (step?.kind === 'pause' && step.durationMs !== undefined) return state.stepStartedAt + scaled(step.durationMs, options);
   if (step?.kind === 'shadow') return state.stepStartedAt + scaled(step.durationMs, options);
   if (step?.kind === 'analysis' && state.analysis) return nextRunWakeAt(step.analysis, state.analysis, options);
+  // Still Progressing on a weight step (or before the final 100%): it waits for the candidate.
+  if (options.candidate && (step?.kind === 'setWeight' || state.stepIndex === policy.steps.length)) return state.stepStartedAt + availabilityTimeout(options);
   return undefined;
 }
 
@@ -167,7 +186,10 @@ function progress(policy: Policy, start: RolloutState, now: number, options: Mac
   for (let guard = 0; guard <= policy.steps.length + 1 && s.phase === 'Progressing'; guard++) {
     const step = policy.steps[s.stepIndex];
     if (!step) {
-      if (s.stepIndex === policy.steps.length) return promoteFully(s, now, effects);
+      if (s.stepIndex === policy.steps.length) {
+        const held = holdForCandidate(s, 100, now, options, effects, stepLabel(policy, s.stepIndex));
+        return held ?? promoteFully(s, now, effects);
+      }
       // The policy lost steps since this rollout counted them: never promote on that.
       const message = `step ${s.stepIndex + 1} is past the ${policy.steps.length} steps of policy ${policy.name}: the policy changed during the rollout; traffic left as it is (retry starts the rollout again)`;
       effects.push(event('Warning', 'Invalid', message));
@@ -175,10 +197,13 @@ function progress(policy: Policy, start: RolloutState, now: number, options: Mac
     }
     const label = stepLabel(policy, s.stepIndex);
     switch (step.kind) {
-      case 'setWeight':
+      case 'setWeight': {
+        const held = holdForCandidate(s, step.weight, now, options, effects, label);
+        if (held) return held;
         s = setWeight(s, step.weight, effects, label);
         s = advance(policy, s, now, effects);
         continue;
+      }
       case 'pause': {
         if (step.durationMs === undefined) {
           effects.push(event('Normal', 'Paused', `${label}: paused until promoted or resumed`));
@@ -331,8 +356,29 @@ function resume(policy: Policy, s: RolloutState, now: number, options: MachineOp
     }
     case 'inconclusive':
     case 'analysis-error':
+    case 'no-decisions':
       return rerunAnalysis('re-running the analysis');
+    case 'candidate-unavailable':
+      effects.push(event('Normal', 'Resumed', `${label}: resumed by user; waiting for the candidate again`));
+      return progress(policy, { ...s, phase: 'Progressing', pause: undefined, stepStartedAt: now }, now, options, effects);
   }
+}
+
+/** The step's state while it waits for an available candidate (or the pause when it waited too long); undefined when the weight may be set. */
+function holdForCandidate(s: RolloutState, weight: number, now: number, options: MachineOptions, effects: RolloutEffect[], label: string): RolloutState | undefined {
+  const gate = weightGate({ target: weight, current: s.weight, candidate: options.candidate, waitedMs: now - s.stepStartedAt, timeoutMs: availabilityTimeout(options), configuredTimeoutMs: options.availabilityTimeoutMs ?? DEFAULT_AVAILABILITY_TIMEOUT_MS });
+  switch (gate.kind) {
+    case 'open':
+      return undefined;
+    case 'wait':
+      return withMessage(s, `${label}: ${gate.message}`, now);
+    case 'timed-out':
+      return pauseFor(s, 'candidate-unavailable', now, `${label}: ${gate.message}`, 'CandidateUnavailable', effects);
+  }
+}
+
+function availabilityTimeout(options: MachineOptions): number {
+  return scaled(options.availabilityTimeoutMs ?? DEFAULT_AVAILABILITY_TIMEOUT_MS, options);
 }
 
 function stopTraffic(policy: Policy, s: RolloutState, now: number, phase: 'RolledBack' | 'Failed', reason: string, message: string, effects: RolloutEffect[]): RolloutState {

@@ -9,7 +9,7 @@ export const ROLLOUT_PHASES = ['Progressing', 'Paused', 'AwaitingReview', 'Promo
 export type RolloutPhase = (typeof ROLLOUT_PHASES)[number];
 
 /** Why a rollout is Paused (AwaitingReview has its own phase). */
-export type PauseReason = 'step' | 'user' | 'inconclusive' | 'analysis-error';
+export type PauseReason = 'step' | 'user' | 'inconclusive' | 'analysis-error' | 'candidate-unavailable' | 'no-decisions';
 
 export interface RolloutState {
   version: 1;

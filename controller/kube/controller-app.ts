@@ -7,6 +7,7 @@ import type { Logger } from '../../common/logger.js';
 import { PrometheusProvider } from '../analysis/prometheus.js';
 import { startAdminServer } from './admin-server.js';
 import { ControllerMetrics } from './controller-metrics.js';
+import type { DecisionMonitorOptions } from './decision-monitor.js';
 import { LeaseElector } from './leader-election.js';
 import { startRolloutController, type RunningRolloutController } from './rollout-controller.js';
 
@@ -24,6 +25,10 @@ export interface ControllerAppOptions {
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
   concurrency?: number;
+  /** How long a weight step waits for an available candidate replica before pausing (before timeScale; default 10m). */
+  availabilityTimeoutMs?: number;
+  /** Silent fail-open check: traffic and decision queries, minimum requests; false turns it off. */
+  decisionCheck?: DecisionMonitorOptions | false;
   logger: Logger;
   /** The leader cannot start reconciling (e.g. RBAC forbids the watch); the CLI exits so the Pod restarts. */
   onFatal?: (err: Error) => void;
@@ -57,11 +62,12 @@ export async function startControllerApp(o: ControllerAppOptions): Promise<Contr
         kubeConfig: o.kubeConfig,
         ...(o.namespace === undefined ? {} : { namespace: o.namespace }),
         metricsProvider: new PrometheusProvider({ address: o.prometheusUrl }),
-        machine: { timeScale: o.timeScale },
+        machine: { timeScale: o.timeScale, ...(o.availabilityTimeoutMs === undefined ? {} : { availabilityTimeoutMs: o.availabilityTimeoutMs }) },
         identity: o.identity,
         logger: log,
         metrics,
         ...(o.concurrency === undefined ? {} : { concurrency: o.concurrency }),
+        ...(o.decisionCheck === undefined ? {} : { decisionCheck: o.decisionCheck }),
       }).then(
         (c) => {
           running = c;

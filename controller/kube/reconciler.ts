@@ -9,9 +9,11 @@ import type { Logger } from '../../common/logger.js';
 import type { MetricsProvider } from '../analysis/prometheus.js';
 import type { MachineOptions } from '../engine/rollout-machine.js';
 import type { RolloutPhase } from '../engine/rollout-state.js';
-import type { ReconcileHost, RolloutInputs, StoredStatus } from '../reconcile/host.js';
+import type { AfterAdvanceInput, ReconcileHost, RolloutInputs, StoredStatus } from '../reconcile/host.js';
 import { reconcileStep } from '../reconcile/reconcile-step.js';
 import type { TrafficRouter } from '../traffic/router.js';
+import type { CandidateAvailabilityReader } from './candidate-availability.js';
+import type { DecisionMonitor } from './decision-monitor.js';
 import type { EventRecorder } from './event-recorder.js';
 import type { PolicySourceReader } from './policy-source.js';
 import { ANNOTATION, deploymentFingerprint, parseAction, parseStatus, serializeStatus, type RolloutTarget } from './rollout-status.js';
@@ -30,6 +32,10 @@ export interface ReconcilerDeps {
   options: MachineOptions;
   clock: () => number;
   logger: Logger;
+  /** The candidate's available replicas, which gate weight steps; not tracked when undefined. */
+  availability?: CandidateAvailabilityReader;
+  /** Pauses a rollout whose service gets traffic but no extproc decisions (silent fail-open); off when undefined. */
+  decisions?: DecisionMonitor;
 }
 
 export interface ReconcileOutcome {
@@ -103,7 +109,7 @@ export class Reconciler {
       target: resolution,
     };
     try {
-      const outcome = await reconcileStep(inputs, this.host(namespace, deployment), log, lap);
+      const outcome = await reconcileStep(inputs, this.host(namespace, deployment, cacheKey), log, lap);
       if (outcome.waiting !== undefined) return { requeueAfterMs: WAITING_REQUEUE_MS, ...(outcome.phase ? { phase: outcome.phase } : {}) };
       return { phase: outcome.phase, trafficUpdates: outcome.trafficUpdates, timings, ...(outcome.wakeAt === undefined ? {} : { wakeAt: outcome.wakeAt }) };
     } catch (err) {
@@ -112,7 +118,7 @@ export class Reconciler {
     }
   }
 
-  private host(namespace: string, deployment: V1Deployment): ReconcileHost {
+  private host(namespace: string, deployment: V1Deployment, key: string): ReconcileHost {
     const { deps } = this;
     return {
       routerFor: (target) => deps.routerFor(namespace, target),
@@ -127,6 +133,10 @@ export class Reconciler {
       clock: deps.clock,
       options: deps.options,
       logger: deps.logger,
+      ...(deps.availability ? { candidateAvailability: (target: RolloutTarget) => deps.availability!.read(deployment, target.canaryHash) } : {}),
+      ...(deps.decisions
+        ? { afterAdvance: (input: AfterAdvanceInput) => deps.decisions!.check({ key, service: input.target.service ?? input.target.virtualService, namespace, policy: input.policy, state: input.state, options: input.options, now: input.now }) }
+        : {}),
     };
   }
 }

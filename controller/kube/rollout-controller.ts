@@ -11,9 +11,11 @@ import { IstioVirtualServiceRouter, VirtualServiceUpdater } from '../traffic/ist
 import { ISTIO_GROUP, ISTIO_VERSION, type DestinationRule } from '../traffic/istio/virtual-service.js';
 import { apiErrorText } from './api-errors.js';
 import type { ControllerMetrics } from './controller-metrics.js';
+import { DecisionMonitor, type DecisionMonitorOptions } from './decision-monitor.js';
 import { EventRecorder } from './event-recorder.js';
 import { PolicySourceReader } from './policy-source.js';
 import { Reconciler, type ReconcileOutcome } from './reconciler.js';
+import { availabilityFingerprint, CandidateAvailabilityReader } from './candidate-availability.js';
 import { ANNOTATION, deploymentFingerprint } from './rollout-status.js';
 import { DeploymentStatusStore, StatusConflictError } from './status-store.js';
 import { TargetResolver } from './target-resolver.js';
@@ -30,6 +32,8 @@ export interface RolloutControllerOptions {
   metrics: ControllerMetrics;
   concurrency?: number;
   clock?: () => number;
+  /** The silent fail-open check (traffic without extproc decisions pauses the rollout); false turns it off. */
+  decisionCheck?: DecisionMonitorOptions | false;
 }
 
 export interface RunningRolloutController {
@@ -58,6 +62,8 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
     options: o.machine,
     clock,
     logger: log,
+    availability: new CandidateAvailabilityReader(o.kubeConfig),
+    ...(o.decisionCheck === false ? {} : { decisions: new DecisionMonitor(o.metricsProvider, log, { intervalMs: Math.max(1_000, 30_000 / (o.machine.timeScale ?? 1)), ...o.decisionCheck }) }),
   });
 
   const queue = new ReconcileQueue<ReconcileOutcome>(
@@ -192,5 +198,6 @@ function splitKey(key: string): [string, string] {
 
 function fingerprintOf(d: V1Deployment): string {
   // Not metadata.generation: Deployments bump it on annotation changes too, our status included.
-  return deploymentFingerprint(d);
+  // The candidate's availability is part of it: a weight step may wait for it, or a breach follow.
+  return `${deploymentFingerprint(d)}|${availabilityFingerprint(d)}`;
 }

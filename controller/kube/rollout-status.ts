@@ -23,6 +23,8 @@ export interface RolloutTarget {
   canaryHash: string;
   /** Empty when no stable Deployment (or ReplicaSet) was found: baseline queries find no data. */
   stableHash: string;
+  /** The service name extproc reports decisions under (fledge.dev/service on the VirtualService, else its first host's first label). */
+  service?: string;
 }
 
 export interface RolloutStatus extends RolloutState {

@@ -6,6 +6,7 @@
  */
 import { AppsV1Api, CustomObjectsApi, type KubeConfig, type V1Deployment, type V1ReplicaSet } from '@kubernetes/client-node';
 import { ISTIO_GROUP, ISTIO_VERSION, subsetForPodLabels, weightedRouteProblem, type DestinationRule, type VirtualService } from '../traffic/istio/virtual-service.js';
+import { VS_ANNOTATIONS } from '../../common/virtualservice-annotations.js';
 import { apiErrorText, isNotFound } from './api-errors.js';
 import { ANNOTATION, type RolloutTarget } from './rollout-status.js';
 import { stableJson } from './stable-json.js';
@@ -99,7 +100,7 @@ export class TargetResolver {
     const stableLabels = rule.spec.subsets!.find((s) => s.name === stable)!.labels ?? {};
     const stableDeployment = await this.findDeploymentFor(namespace, stableLabels, name);
     const stableHash = stableDeployment ? ((await this.newestHash(stableDeployment)) ?? '') : '';
-    return { kind: 'ready', target: { virtualService: vsName, stableSubset: stable, canarySubset: canary, canaryHash, stableHash } };
+    return { kind: 'ready', target: { virtualService: vsName, stableSubset: stable, canarySubset: canary, canaryHash, stableHash, service: extprocServiceName(vs) } };
   }
 
   private async fetchDestinationRules(namespace: string): Promise<DestinationRule[]> {
@@ -156,6 +157,11 @@ function sameTemplate(rs: V1ReplicaSet, deployment: V1Deployment): boolean {
 function revision(rs: V1ReplicaSet): number {
   const n = Number(rs.metadata?.annotations?.[REVISION]);
   return Number.isFinite(n) ? n : 0;
+}
+
+/** The name extproc labels the service's decisions with (the same rule as its VirtualService source). */
+function extprocServiceName(vs: VirtualService): string {
+  return vs.metadata?.annotations?.[VS_ANNOTATIONS.service] || shortHost(vs.spec.hosts?.[0] ?? vs.metadata?.name ?? '').toLowerCase();
 }
 
 /** "model.ns.svc.cluster.local" and "model" name the same in-namespace host. */

@@ -5,7 +5,9 @@
  */
 import type { Logger } from '../../common/logger.js';
 import type { MetricsProvider } from '../analysis/prometheus.js';
-import type { MachineOptions, UserAction } from '../engine/rollout-machine.js';
+import type { CandidateAvailability } from '../engine/candidate-gate.js';
+import type { MachineOptions, Transition, UserAction } from '../engine/rollout-machine.js';
+import type { RolloutState } from '../engine/rollout-state.js';
 import type { Policy } from '../policy/policy.js';
 import type { RolloutStatus, RolloutTarget } from '../kube/rollout-status.js';
 import type { TrafficRouter } from '../traffic/router.js';
@@ -79,4 +81,19 @@ export interface ReconcileHost {
    * all-stable). A host without a cheap read leaves it out; nothing is re-set then.
    */
   weightInForce?(target: RolloutTarget): WeightInForce | undefined;
+  /**
+   * Optional: the candidate's available replicas (cluster mode), which gate every weight
+   * increase; losing them all is a breach. Local mode's models are always there.
+   */
+  candidateAvailability?(target: RolloutTarget): Promise<CandidateAvailability | undefined>;
+  /** Optional: a check after the engine advanced (the silent fail-open check), which may move the rollout on. */
+  afterAdvance?(input: AfterAdvanceInput): Promise<Transition & { wakeAt?: number }>;
+}
+
+export interface AfterAdvanceInput {
+  target: RolloutTarget;
+  policy: Policy;
+  state: RolloutState;
+  options: MachineOptions;
+  now: number;
 }

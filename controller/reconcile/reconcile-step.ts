@@ -57,29 +57,40 @@ export async function reconcileStep(inputs: RolloutInputs, host: ReconcileHost, 
   const newRevision = stored?.target !== undefined && stored.target.canaryHash !== target.canaryHash;
   const inputFixed = stored?.phase === 'Invalid' && stored.inputProblem === true;
   if (newRevision) effects.push({ type: 'event', severity: 'Normal', reason: 'NewRevision', message: `${describeRevisionChange(stored.target!, target)}; starting the rollout again` });
-  const prepared = prepareRollout({ policy, stored, restart: corrupt !== undefined || newRevision || (inputFixed && !stored?.target), inputFixed, action, now, options: host.options });
+  // The candidate's pods gate every weight increase, and losing them all is a breach.
+  const candidate = host.candidateAvailability ? await host.candidateAvailability(target) : undefined;
+  const options = host.candidateAvailability ? { ...host.options, candidate } : host.options;
+  const prepared = prepareRollout({ policy, stored, restart: corrupt !== undefined || newRevision || (inputFixed && !stored?.target), inputFixed, action, now, options });
   effects.push(...prepared.effects);
   if (pending && !action) {
     effects.push({ type: 'event', severity: 'Warning', reason: 'ActionIgnored', message: `unknown ${inputs.actionLabel} "${pending.raw.trim()}" (expected promote, abort, pause, resume or retry)` });
   }
 
   const stableHash = target.stableHash || NO_STABLE_HASH;
-  const advanced = await advanceRollout({ policy, state: prepared.state, hashes: { canaryHash: target.canaryHash, stableHash }, provider: host.metrics, clock: host.clock, options: host.options });
+  const advanced = await advanceRollout({ policy, state: prepared.state, hashes: { canaryHash: target.canaryHash, stableHash }, provider: host.metrics, clock: host.clock, options });
   effects.push(...advanced.effects);
-  const drift = weightDrift(host, target, advanced.state.phase, advanced.state.weight, effects);
+  let { state, wakeAt } = advanced;
+  if (host.afterAdvance) {
+    const checked = await host.afterAdvance({ target, policy, state, options, now: host.clock() });
+    if (checked.state !== state) wakeAt = checked.wakeAt;
+    else if (checked.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? Infinity, checked.wakeAt);
+    state = checked.state;
+    effects.push(...checked.effects);
+  }
+  const drift = weightDrift(host, target, state.phase, state.weight, effects);
   if (drift !== undefined) {
-    log.warn({ route: target.virtualService, inForce: drift, expected: advanced.state.weight }, 'the route carries a different canary weight than the rollout set (a restarted stack?); setting it again');
-    effects.push({ type: 'set-weight', weight: advanced.state.weight });
+    log.warn({ route: target.virtualService, inForce: drift, expected: state.weight }, 'the route carries a different canary weight than the rollout set (a restarted stack?); setting it again');
+    effects.push({ type: 'set-weight', weight: state.weight });
   }
   lap('advance');
 
   const plan = trafficPlan(effects);
   const trafficUpdates = planIsEmpty(plan) ? 0 : await applyTraffic(host.routerFor(target), target, plan, log);
   lap('traffic');
-  const status = toStatus(advanced.state, policy.steps.length, target);
+  const status = toStatus(state, policy.steps.length, target);
   await persist(host, log, status, previousText, pending !== undefined, effects);
   lap('persist');
-  return { phase: advanced.state.phase, trafficUpdates, ...(advanced.wakeAt === undefined ? {} : { wakeAt: advanced.wakeAt }) };
+  return { phase: state.phase, trafficUpdates, ...(wakeAt === undefined ? {} : { wakeAt }) };
 }
 
 async function markInvalid(inputs: RolloutInputs, host: ReconcileHost, log: Logger, stored: RolloutStatus | undefined, previousText: string | undefined, problem: string, fixable: boolean, now: number): Promise<StepOutcome> {

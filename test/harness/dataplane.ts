@@ -35,6 +35,8 @@ export interface DataPlaneOptions {
   extprocConfig?: Record<string, unknown>;
   /** "service/version" → sim knobs (default: fixed 1 ms latency). */
   knobs?: Record<string, KnobsInput>;
+  /** Point Envoy's ext_proc cluster here instead of at extproc (e.g. a dead port: Envoy then fails open). */
+  envoyExtprocPort?: number;
 }
 
 /**
@@ -79,7 +81,7 @@ export class DataPlane {
       {
         listenPort: await freePort(),
         adminPort: await freePort(),
-        extprocPort: this.grpcPort,
+        extprocPort: this.options.envoyExtprocPort ?? this.grpcPort,
         // Generous, so a busy 2-core CI machine does not turn slow answers into fallbacks.
         messageTimeoutMs: 1000,
         services: services.map((s) => ({ name: s.name, stable: s.stable, canary: s.canary, upstreams: upstreams[s.name]! })),

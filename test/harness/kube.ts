@@ -1,11 +1,11 @@
-// Envtest-style Kubernetes control plane for integration tests: a real etcd and a real
-// kube-apiserver (built by test/harness/k8s/build.sh) on loopback, with Istio's CRDs
-// installed. No kubelet or controller-manager runs, so:
-// - Deployments get no ReplicaSets or Pods; tests create those themselves (with the
-//   pod-template-hash label) when the code under test needs them;
-// - no garbage collection of owned objects, and deleted namespaces stay Terminating
-//   (use a fresh namespace per test instead of deleting one);
-// - ServiceAccount tokens come from the TokenRequest API, not from Secrets.
+// Envtest-style Kubernetes control plane for integration tests: a real etcd, a real
+// kube-apiserver and a real kube-controller-manager (built by test/harness/k8s/build.sh) on
+// loopback, with Istio's CRDs installed. The controller-manager runs only the controllers
+// tests need (see KCM_CONTROLLERS): Deployments get their ReplicaSets, pod-template-hashes
+// and revisions from Kubernetes itself, ReplicaSets create their Pods, owned objects are
+// garbage-collected and deleted namespaces emptied. No kubelet runs, so Pods stay Pending
+// until a test reports them Ready through the status subresource (test/harness/pods.ts);
+// ServiceAccount tokens come from the TokenRequest API, not from Secrets.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -46,7 +46,12 @@ export interface StartKubeOptions {
   startTimeoutMs?: number;
   /** Keep the temp dir (logs, certs, etcd data) after stop(), for debugging. */
   keepDir?: boolean;
+  /** Run kube-controller-manager (default true); without it nothing acts on Deployments. */
+  controllerManager?: boolean;
 }
+
+/** What kube-controller-manager runs here: Deployments → ReplicaSets → Pods, and the clean-up after them. */
+export const KCM_CONTROLLERS = ['deployment', 'replicaset', 'garbagecollector', 'namespace', 'serviceaccount'] as const;
 
 export interface KubeHarness {
   /** https://127.0.0.1:<port> */
@@ -105,9 +110,10 @@ export function k8sBinDir(): string {
   );
 }
 
-function requireArtifacts(dir: string): { apiserver: string; etcd: string; crds: string } {
+function requireArtifacts(dir: string): { apiserver: string; controllerManager: string; etcd: string; crds: string } {
   const files = {
     apiserver: path.join(dir, 'kube-apiserver'),
+    controllerManager: path.join(dir, 'kube-controller-manager'),
     etcd: path.join(dir, 'etcd'),
     crds: path.join(dir, 'istio-crds.yaml'),
   };
@@ -192,13 +198,14 @@ interface HttpResult {
   body: string;
 }
 
-function request(url: string, opts: { ca?: string; token?: string }): Promise<HttpResult> {
+function request(url: string, opts: { ca?: string; token?: string; insecure?: boolean }): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const mod = u.protocol === 'https:' ? https : http;
     const headers: Record<string, string> = {};
     if (opts.token) headers['Authorization'] = `Bearer ${opts.token}`;
-    const req = mod.request(u, { ca: opts.ca, headers, timeout: 2_000 }, (res) => {
+    // insecure: a self-signed serving cert we did not make (kube-controller-manager's), checked only for readiness.
+    const req = mod.request(u, { ca: opts.ca, headers, timeout: 2_000, ...(opts.insecure ? { rejectUnauthorized: false } : {}) }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
@@ -398,8 +405,10 @@ async function startOnce(opts: StartKubeOptions): Promise<KubeHarness> {
 
     // Admin authenticates with a static token in system:masters, which RBAC always allows.
     const adminToken = randomBytes(24).toString('hex');
+    // kube-controller-manager has its own identity (the one its bootstrap RBAC names).
+    const kcmToken = randomBytes(24).toString('hex');
     const tokenFile = path.join(dir, 'tokens.csv');
-    await writeFile(tokenFile, `${adminToken},fledge-admin,fledge-admin,"system:masters"\n`, { mode: 0o600 });
+    await writeFile(tokenFile, `${adminToken},fledge-admin,fledge-admin,"system:masters"\n${kcmToken},system:kube-controller-manager,system:kube-controller-manager\n`, { mode: 0o600 });
 
     const certDir = path.join(dir, 'certs');
     const apiserver = startProc(
@@ -420,8 +429,8 @@ async function startOnce(opts: StartKubeOptions): Promise<KubeHarness> {
         '--service-cluster-ip-range=10.0.0.0/24',
         // The "kubernetes" Service endpoints may not point at loopback; skip reconciling them.
         '--endpoint-reconciler-type=none',
-        // Without a controller-manager no namespace gets a "default" ServiceAccount, so this
-        // plugin would reject every Pod; tests get SA tokens from the TokenRequest API instead.
+        // Pods need no ServiceAccount here (no kubelet mounts tokens); tests get SA tokens
+        // from the TokenRequest API.
         '--disable-admission-plugins=ServiceAccount',
         '--allow-privileged=true',
         '--profiling=false',
@@ -453,6 +462,39 @@ async function startOnce(opts: StartKubeOptions): Promise<KubeHarness> {
     };
     const adminKubeconfigPath = await writeKubeconfig(adminKubeConfig, 'admin');
     const core = adminKubeConfig.makeApiClient(CoreV1Api);
+
+    if (opts.controllerManager !== false) {
+      const kcmKubeconfig = await writeKubeconfig(makeKubeConfig(server, caData, 'system:kube-controller-manager', kcmToken), 'kube-controller-manager');
+      const kcmPort = await freePort();
+      const kcm = startProc(
+        'kube-controller-manager',
+        bins.controllerManager,
+        [
+          `--kubeconfig=${kcmKubeconfig}`,
+          `--controllers=${KCM_CONTROLLERS.join(',')}`,
+          // One instance per test run: nothing to elect.
+          '--leader-elect=false',
+          // As in a cluster: each controller acts as its own kube-system ServiceAccount, with
+          // the bootstrap RBAC role made for it (tokens from the TokenRequest API).
+          '--use-service-account-credentials=true',
+          '--bind-address=127.0.0.1',
+          `--secure-port=${kcmPort}`,
+          `--cert-dir=${path.join(dir, 'kcm-certs')}`,
+          // /healthz is always allowed; there is no one else to delegate authn/authz to.
+          `--authentication-kubeconfig=${kcmKubeconfig}`,
+          `--authorization-kubeconfig=${kcmKubeconfig}`,
+          '--profiling=false',
+          '--v=1',
+        ],
+        dir,
+      );
+      procs.push(kcm);
+      await waitFor('kube-controller-manager /healthz', deadline, procs, async () => {
+        const r = await request(`https://127.0.0.1:${kcmPort}/healthz`, { insecure: true });
+        if (r.status !== 200) throw new Error(`/healthz ${r.status}: ${r.body.slice(0, 500)}`);
+        return true;
+      });
+    }
 
     return {
       server,

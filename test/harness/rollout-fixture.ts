@@ -1,12 +1,15 @@
 /**
  * Builds a model service in a fresh namespace of the test kube-apiserver the way a cluster
- * would have it: stable and candidate Deployments (with the ReplicaSets a Deployment
- * controller would have made, since the harness runs none), a DestinationRule with
- * version subsets and a VirtualService with per-subset header routes ahead of the weighted
- * route. Plus polling helpers that wait on what the controller writes.
+ * would have it: stable and candidate Deployments (their ReplicaSets, pod-template-hashes
+ * and Pods made by the harness's real kube-controller-manager; the Pods reported Ready as a
+ * kubelet would), a DestinationRule with version subsets and a VirtualService with
+ * per-subset header routes ahead of the weighted route. Plus polling helpers that wait on
+ * what the controller writes.
  */
 import { randomBytes } from 'node:crypto';
+import { currentHash, makeDeploymentAvailable } from './pods.js';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { EVENT_SOURCE } from '../../controller/kube/event-recorder.js';
 import { parseStatus, type RolloutStatus } from '../../controller/kube/rollout-status.js';
 import type { VirtualService } from '../../controller/traffic/istio/virtual-service.js';
 
@@ -32,9 +35,9 @@ export interface ModelServiceOptions {
   subsets?: { name: string; labels: Record<string, string> }[];
   /** Leave the candidate un-annotated (the caller opts it in later). */
   optIn?: boolean;
+  /** Report the candidate's Pods Ready (default true); false leaves them Pending, as while a model loads. */
+  candidateReady?: boolean;
 }
-
-export const randomHash = () => randomBytes(5).toString('hex');
 
 let namespaceCounter = 0;
 export function freshNamespace(prefix: string): string {
@@ -86,32 +89,36 @@ export async function createModelService(kc: KubeConfig, namespace: string, opti
   });
   if (!options.withoutVirtualService) await custom.createNamespacedCustomObject({ ...VS_API, namespace, body: weightedVirtualService('model', namespace) });
 
-  const stableHash = randomHash();
-  const canaryHash = randomHash();
-  await createDeploymentWithReplicaSet(apps, namespace, 'model-v1', 'v1', stableHash);
-  await createDeploymentWithReplicaSet(apps, namespace, 'model-v2', 'v2', canaryHash);
+  await createDeployment(apps, namespace, 'model-v1', 'v1');
+  await createDeployment(apps, namespace, 'model-v2', 'v2');
+  const stableHash = await hashOnceCreated(kc, namespace, 'model-v1');
+  const canaryHash = await hashOnceCreated(kc, namespace, 'model-v2');
+  await makeDeploymentAvailable(kc, namespace, 'model-v1');
+  if (options.candidateReady !== false) await makeDeploymentAvailable(kc, namespace, 'model-v2');
   const service: ModelService = { namespace, stableHash, canaryHash, candidate: 'model-v2', virtualService: 'model' };
   if (options.optIn !== false) await annotate(kc, namespace, 'model-v2', { 'fledge.dev/virtual-service': 'model', ...options.annotations });
   return service;
 }
 
-async function createDeploymentWithReplicaSet(apps: AppsV1Api, namespace: string, name: string, version: string, hash: string): Promise<V1Deployment> {
+async function createDeployment(apps: AppsV1Api, namespace: string, name: string, version: string): Promise<V1Deployment> {
   const labels = { app: 'model', version };
-  const template = { metadata: { labels }, spec: { containers: [{ name: 'model', image: 'example.invalid/model:latest' }] } };
-  const deployment = await apps.createNamespacedDeployment({ namespace, body: { metadata: { name, labels }, spec: { replicas: 1, selector: { matchLabels: labels }, template } } });
-  await apps.createNamespacedReplicaSet({
-    namespace,
-    body: {
-      metadata: {
-        name: `${name}-${hash}`,
-        labels: { ...labels, 'pod-template-hash': hash },
-        annotations: { 'deployment.kubernetes.io/revision': '1' },
-        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name, uid: deployment.metadata!.uid!, controller: true }],
-      },
-      spec: { replicas: 0, selector: { matchLabels: { ...labels, 'pod-template-hash': hash } }, template: { ...template, metadata: { labels: { ...labels, 'pod-template-hash': hash } } } },
-    },
-  });
-  return deployment;
+  // Kubernetes derives the pod-template-hash from the template alone, so equal templates in two
+  // namespaces share a hash; the annotation keeps each test's series (selected by hash) apart.
+  const template = { metadata: { labels, annotations: { 'fledge.test/namespace': namespace } }, spec: { containers: [{ name: 'model', image: 'example.invalid/model:latest' }] } };
+  return apps.createNamespacedDeployment({ namespace, body: { metadata: { name, labels }, spec: { replicas: 1, selector: { matchLabels: labels }, template } } });
+}
+
+/** The pod-template-hash Kubernetes gave the Deployment's current template, once its ReplicaSet exists. */
+export async function hashOnceCreated(kc: KubeConfig, namespace: string, name: string, timeoutMs = 30_000): Promise<string> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  let hash: string | undefined;
+  await waitUntil(`the ReplicaSet of Deployment ${namespace}/${name}`, async () => {
+    const d = await apps.readNamespacedDeployment({ namespace, name });
+    if ((d.status?.observedGeneration ?? 0) < (d.metadata?.generation ?? 0)) return false;
+    hash = await currentHash(kc, d);
+    return hash !== undefined;
+  }, timeoutMs);
+  return hash!;
 }
 
 export async function annotate(kc: KubeConfig, namespace: string, name: string, annotations: Record<string, string | null>): Promise<void> {
@@ -148,7 +155,9 @@ export function weightsOf(vs: VirtualService): [number | undefined, number | und
 
 export async function eventsFor(kc: KubeConfig, namespace: string, name: string): Promise<{ reason: string; message: string; type: string; host?: string; at: number }[]> {
   const list = await kc.makeApiClient(CoreV1Api).listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${name}` });
+  // fledge's own Events: the Deployment controller records its scaling on the same object.
   return list.items
+    .filter((e) => e.source?.component === EVENT_SOURCE)
     .map((e) => ({ reason: e.reason ?? '', message: e.message ?? '', type: e.type ?? '', host: e.source?.host, at: new Date(e.firstTimestamp ?? 0).getTime() }))
     .sort((a, b) => a.at - b.at);
 }

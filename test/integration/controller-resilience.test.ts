@@ -20,7 +20,8 @@ import { freePort } from '../../local/ports.js';
 import { startInferenceMetrics, type InferenceMetricsEndpoint } from '../harness/inference-metrics.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
-import { annotate, createModelService, eventsOnceRecorded, freshNamespace, randomHash, readStatus, readVirtualService, VS_API, waitForStatus, waitUntil, weightedVirtualService, weightsOf } from '../harness/rollout-fixture.js';
+import { makeDeploymentAvailable } from '../harness/pods.js';
+import { annotate, createModelService, eventsOnceRecorded, freshNamespace, hashOnceCreated, readStatus, readVirtualService, VS_API, waitForStatus, waitUntil, weightedVirtualService, weightsOf } from '../harness/rollout-fixture.js';
 
 const TIME_SCALE = 600;
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -149,7 +150,7 @@ describe('leader election (two fledge controller processes)', () => {
 });
 
 describe('revisions and repaired input', () => {
-  it('a new pod template restarts the rollout at step 1 once its ReplicaSet exists', async () => {
+  it('a new pod template (revision 2 from the Deployment controller) restarts the rollout at step 1', async () => {
     const ns = freshNamespace('revision');
     await createModelService(admin, ns, { policies: { manual: MANUAL }, annotations: { 'fledge.dev/policy': 'manual' } });
     await startController(ns);
@@ -157,21 +158,18 @@ describe('revisions and repaired input', () => {
     await annotate(admin, ns, 'model-v2', { 'fledge.dev/action': 'promote' });
     await waitForStatus(admin, ns, 'model-v2', 'Promoted', (s) => s.phase === 'Promoted');
 
-    // The template changes; until the new ReplicaSet exists the controller waits.
+    // The template changes: the Deployment controller starts revision 2 with a new ReplicaSet
+    // and hash; its Pods take traffic only once they report Ready.
     const apps = admin.makeApiClient(AppsV1Api);
-    const updated = await apps.patchNamespacedDeployment(
+    await apps.patchNamespacedDeployment(
       { namespace: ns, name: 'model-v2', body: { spec: { template: { spec: { containers: [{ name: 'model', image: 'example.invalid/model:v2.1' }] } } } } },
       setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
     );
-    const newHash = randomHash();
-    const labels = { ...updated.spec!.template.metadata!.labels!, 'pod-template-hash': newHash };
-    await apps.createNamespacedReplicaSet({
-      namespace: ns,
-      body: {
-        metadata: { name: `model-v2-${newHash}`, labels, annotations: { 'deployment.kubernetes.io/revision': '2' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'model-v2', uid: updated.metadata!.uid!, controller: true }] },
-        spec: { replicas: 0, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: updated.spec!.template.spec! } },
-      },
-    });
+    const newHash = await hashOnceCreated(admin, ns, 'model-v2');
+    expect(newHash).not.toBe(first.target?.canaryHash);
+    const revision = (await apps.readNamespacedDeployment({ namespace: ns, name: 'model-v2' })).metadata?.annotations?.['deployment.kubernetes.io/revision'];
+    expect(revision).toBe('2');
+    await makeDeploymentAvailable(admin, ns, 'model-v2');
     const again = await waitForStatus(admin, ns, 'model-v2', 'the new revision at 10%', (s) => s.target?.canaryHash === newHash && s.phase === 'Paused');
     expect(again).toMatchObject({ weight: 10, step: 2 });
     expect(again.stepStartedAt).toBeGreaterThan(first.stepStartedAt);
@@ -189,7 +187,8 @@ describe('revisions and repaired input', () => {
     const s = await waitForStatus(admin, ns, 'model-v2', 'Paused at 10%', (st) => st.phase === 'Paused' && st.weight === 10);
     expect(s.inputProblem).toBeUndefined();
     expect(weightsOf(await readVirtualService(admin, ns))).toEqual([90, 10]);
-    expect((await eventsOnceRecorded(admin, ns, 'model-v2', 'Paused')).map((e) => e.reason)).not.toContain('ActionIgnored');
+    const repaired = await eventsOnceRecorded(admin, ns, 'model-v2', 'Paused');
+    expect(repaired.filter((e) => e.reason === 'ActionIgnored').map((e) => e.message)).toEqual([]);
   });
 });
 

@@ -10,10 +10,13 @@ import {
   KubernetesObjectApi,
   PatchStrategy,
   KubeConfig,
+  setHeaderOptions,
   Watch,
   type KubernetesObject,
 } from '@kubernetes/client-node';
 import { errorStatus, errorText, startKube, type KubeHarness } from '../harness/kube.js';
+import { makeDeploymentAvailable, podsOf } from '../harness/pods.js';
+import { hashOnceCreated, waitUntil } from '../harness/rollout-fixture.js';
 
 const VS = { group: 'networking.istio.io', version: 'v1', plural: 'virtualservices' } as const;
 
@@ -215,5 +218,29 @@ describe('kube harness (real kube-apiserver + etcd)', () => {
       client.patch(virtualService('watched', ns, 0), undefined, undefined, 'fledge-extproc', undefined, PatchStrategy.MergePatch),
     );
     expect(status).toBe(403);
+  });
+
+  it('runs the real Deployment controller: ReplicaSets, hashes and revisions from Kubernetes; Pods counted once reported Ready', async () => {
+    const admin = kube.adminKubeConfig;
+    const apps = admin.makeApiClient(AppsV1Api);
+    const labels = { app: 'kcm-check' };
+    const template = (image: string) => ({ metadata: { labels }, spec: { containers: [{ name: 'm', image }] } });
+    await apps.createNamespacedDeployment({ namespace: ns, body: { metadata: { name: 'kcm-check' }, spec: { replicas: 2, selector: { matchLabels: labels }, template: template('example.invalid/m:1') } } });
+    const first = await hashOnceCreated(admin, ns, 'kcm-check');
+    const rs = (await apps.listNamespacedReplicaSet({ namespace: ns, labelSelector: `pod-template-hash=${first}` })).items[0]!;
+    expect(rs.metadata?.annotations?.['deployment.kubernetes.io/revision']).toBe('1');
+    expect(rs.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'Deployment', name: 'kcm-check', controller: true });
+    // The ReplicaSet controller creates the Pods; without a kubelet they stay unready until reported.
+    await waitUntil('two Pods', async () => (await podsOf(admin, ns, 'kcm-check')).length === 2);
+    expect((await apps.readNamespacedDeployment({ namespace: ns, name: 'kcm-check' })).status?.availableReplicas ?? 0).toBe(0);
+    const available = await makeDeploymentAvailable(admin, ns, 'kcm-check');
+    expect(available.status).toMatchObject({ availableReplicas: 2, updatedReplicas: 2 });
+
+    // A changed pod template is a new revision with a new hash.
+    await apps.patchNamespacedDeployment({ namespace: ns, name: 'kcm-check', body: { spec: { template: template('example.invalid/m:2') } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    const second = await hashOnceCreated(admin, ns, 'kcm-check');
+    expect(second).not.toBe(first);
+    const d = await apps.readNamespacedDeployment({ namespace: ns, name: 'kcm-check' });
+    expect(d.metadata?.annotations?.['deployment.kubernetes.io/revision']).toBe('2');
   });
 });

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd from Go modules and fetches Istio's CRDs, caching
+# Builds kube-apiserver, kube-controller-manager and etcd from Go modules and fetches Istio's CRDs, caching
 # everything under ~/.cache/fledge/k8s/<versions>/. Prints that directory on stdout
 # (last line); progress goes to stderr. Safe to rerun: finished outputs are skipped.
 set -euo pipefail
@@ -42,10 +42,13 @@ write_wrapper() {
   rm -f "$dir/go.mod.new"
 }
 
-build_kube_apiserver() {
-  local dst="$out/kube-apiserver"
-  if [[ -x "$dst" ]]; then log "kube-apiserver $K8S_VERSION cached"; return; fi
-  log "building kube-apiserver $K8S_VERSION (staging modules $staging_version); this takes a while"
+# Builds k8s.io/kubernetes/cmd/$1 into the cache, from one wrapper module shared by every
+# kubernetes binary (same pinned version, same go.sum, same Go build cache).
+build_kube_binary() {
+  local name="$1"
+  local dst="$out/$name"
+  if [[ -x "$dst" ]]; then log "$name $K8S_VERSION cached"; return; fi
+  log "building $name $K8S_VERSION (staging modules $staging_version); this takes a while"
   local gomod
   gomod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
   [[ -f "$gomod" ]] || { log "could not download k8s.io/kubernetes@$K8S_VERSION go.mod"; exit 1; }
@@ -54,6 +57,7 @@ build_kube_apiserver() {
   local replaces
   replaces="$(sed -n 's#^[[:space:]]*\(k8s\.io/[a-z0-9.-]*\) => \./staging/src/k8s\.io/[a-z0-9.-]*$#\t\1 => \1 '"$staging_version"'#p' "$gomod")"
   [[ -n "$replaces" ]] || { log "found no staging replace lines in $gomod"; exit 1; }
+  # The directory keeps its first binary's name so existing caches stay valid.
   local dir="$cache_root/src/kube-apiserver-$K8S_VERSION"
   write_wrapper "$dir" <<GOMOD
 module fledge.local/k8s-build/kube-apiserver
@@ -70,9 +74,9 @@ GOMOD
   local pkg=k8s.io/component-base/version
   (cd "$dir" && go build -trimpath -o "$dst.tmp" \
     -ldflags "-s -w -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean" \
-    k8s.io/kubernetes/cmd/kube-apiserver)
+    "k8s.io/kubernetes/cmd/$name")
   mv "$dst.tmp" "$dst"
-  log "kube-apiserver built"
+  log "$name built"
 }
 
 build_etcd() {
@@ -116,6 +120,8 @@ fetch_istio_crds() {
 
 fetch_istio_crds
 build_etcd
-build_kube_apiserver
+build_kube_binary kube-apiserver
+# Deployment/ReplicaSet/garbage-collector controllers, so tests get real ReplicaSets.
+build_kube_binary kube-controller-manager
 
 echo "$out"
