@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { createLogger } from '../common/logger.js';
 import { DEFAULT_RUBRIC } from '../extproc/quality/judge/rubric.js';
+import { JUDGE_RESPONSE_FORMATS, type JudgeResponseFormat } from '../extproc/quality/judge/judge-client.js';
 import { readFileSync } from 'node:fs';
 import { exitOnError, stopOnSignals } from './exit.js';
 
@@ -18,6 +19,8 @@ interface JudgeCliOptions {
   concurrency: number;
   ttl: number;
   timeout: number;
+  maxTokens: number;
+  responseFormat: JudgeResponseFormat;
   window: number;
   host: string;
   adminPort: number;
@@ -37,7 +40,7 @@ export function judgeCommand(): Command {
     .addOption(new Option('--group <name>', 'consumer group shared by all judge workers').default('fledge-judge'))
     .addOption(new Option('--consumer <name>', 'this worker in the group (default host-pid)'))
     .addOption(new Option('--scores-stream <key>', 'where scores are published').default('fledge:judge:scores'))
-    .addOption(new Option('--endpoint <url>', 'OpenAI-compatible judge base URL (a fledge sim with judgeScore works)').makeOptionMandatory())
+    .addOption(new Option('--endpoint <url>', 'OpenAI-compatible judge base URL (fledge model, or a fledge sim with judgeScore)').makeOptionMandatory())
     .addOption(new Option('--model <name>', 'judge model name').default('judge'))
     .addOption(new Option('--api-key-env <var>', 'environment variable holding the judge API key').default('FLEDGE_JUDGE_API_KEY'))
     .addOption(new Option('--rubric-file <file>', 'system prompt for the judge (default: built-in rubric)'))
@@ -45,6 +48,8 @@ export function judgeCommand(): Command {
     .addOption(new Option('--concurrency <n>', 'judge calls in flight at once').default(4).argParser(positive))
     .addOption(new Option('--ttl <seconds>', 'samples older than this expire unjudged').default(600).argParser(positive))
     .addOption(new Option('--timeout <ms>', 'per judge call').default(10_000).argParser(positive))
+    .addOption(new Option('--response-format <format>', 'how the judge is asked for JSON').choices(JUDGE_RESPONSE_FORMATS).default('json_object'))
+    .addOption(new Option('--max-tokens <n>', 'tokens the judge may answer with (a verdict is short)').default(128).argParser(positive))
     .addOption(new Option('--window <seconds>', 'window of the inference_quality_score gauge').default(300).argParser(positive))
     .addOption(new Option('--host <addr>', 'admin/metrics address').default('127.0.0.1'))
     .addOption(new Option('--admin-port <n>', 'admin/metrics port').default(9103).argParser(Number))
@@ -58,7 +63,7 @@ export function judgeCommand(): Command {
           group: opts.group,
           consumer: opts.consumer ?? defaultConsumer(),
           scoresStream: opts.scoresStream,
-          endpoint: { url: opts.endpoint, model: opts.model, apiKey: process.env[opts.apiKeyEnv], rubric: opts.rubricFile ? readFileSync(opts.rubricFile, 'utf8') : DEFAULT_RUBRIC, timeoutMs: opts.timeout },
+          endpoint: { url: opts.endpoint, model: opts.model, apiKey: process.env[opts.apiKeyEnv], rubric: opts.rubricFile ? readFileSync(opts.rubricFile, 'utf8') : DEFAULT_RUBRIC, timeoutMs: opts.timeout, maxTokens: Math.floor(opts.maxTokens), responseFormat: opts.responseFormat },
           ratePerSecond: opts.rate,
           concurrency: Math.floor(opts.concurrency),
           ttlSeconds: opts.ttl,

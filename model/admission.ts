@@ -32,6 +32,7 @@ export class Admission<T> {
     const item = this.free.pop();
     if (item !== undefined) return Promise.resolve(item);
     if (this.waiting.length >= this.queueLimit) return undefined;
+    if (signal?.aborted) return Promise.reject(new Error('request went away while queued'));
     return new Promise<T>((resolve, reject) => {
       const waiter = { resolve, reject };
       this.waiting.push(waiter);

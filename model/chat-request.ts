@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { formatPath } from '../common/config-error.js';
-import type { ChatTurn } from './engine.js';
+import type { ChatTurn, JsonFormat } from './engine.js';
 
 /** Answers are short by default so a small CPU model stays fast (tests, probes, demos). */
 export const DEFAULT_MAX_TOKENS = 64;
@@ -26,6 +26,14 @@ const requestSchema = z
     seed: z.number().int().nullable().optional(),
     n: z.literal(1, { message: 'only n = 1 is supported' }).nullable().optional(),
     logprobs: z.boolean().nullable().optional(),
+    response_format: z
+      .discriminatedUnion('type', [
+        z.looseObject({ type: z.literal('text') }),
+        z.looseObject({ type: z.literal('json_object') }),
+        z.looseObject({ type: z.literal('json_schema'), json_schema: z.looseObject({ schema: z.record(z.string(), z.unknown()) }) }),
+      ])
+      .nullable()
+      .optional(),
   })
   .refine((r) => r.messages.at(-1)?.role === 'user', { message: 'the last message must have role "user"', path: ['messages'] });
 
@@ -37,6 +45,8 @@ export interface ChatCall {
   temperature: number | undefined;
   topP: number | undefined;
   seed: number | undefined;
+  /** JSON asked for by response_format; answers are then constrained by a grammar. */
+  json: JsonFormat | undefined;
 }
 
 export type ChatCallParse = { ok: true; call: ChatCall } | { ok: false; message: string; param: string | null };
@@ -70,6 +80,13 @@ export function parseChatCall(body: string): ChatCallParse {
       temperature: r.temperature ?? undefined,
       topP: r.top_p ?? undefined,
       seed: r.seed ?? undefined,
+      json: jsonFormat(r.response_format),
     },
   };
+}
+
+function jsonFormat(format: z.output<typeof requestSchema>['response_format']): JsonFormat | undefined {
+  if (!format || format.type === 'text') return undefined;
+  if (format.type === 'json_object') return { kind: 'json' };
+  return { kind: 'schema', schema: format.json_schema.schema };
 }

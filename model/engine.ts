@@ -1,6 +1,6 @@
 import type { Logger } from '../common/logger.js';
 import { Admission } from './admission.js';
-import { loadNodeLlamaCpp, type ChatHistoryItem, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type NodeLlamaCpp } from './runtime.js';
+import { loadNodeLlamaCpp, type ChatHistoryItem, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type NodeLlamaCpp } from './runtime.js';
 
 export interface EngineOptions {
   modelPath: string;
@@ -29,9 +29,16 @@ export interface GenerateRequest {
   temperature: number;
   topP?: number;
   seed?: number;
+  /** Constrains the answer (response_format JSON); from LlamaEngine.grammarFor. */
+  grammar?: LlamaGrammar;
   signal: AbortSignal;
   onText?: (text: string) => void;
 }
+
+/** What response_format asked for: any JSON object, or JSON fitting a schema. */
+export type JsonFormat = { kind: 'json' } | { kind: 'schema'; schema: object };
+
+const GRAMMAR_CACHE_SIZE = 32;
 
 export interface Generation {
   text: string;
@@ -54,6 +61,8 @@ export class QueueFullError extends Error {
  * chat template. One context holds `concurrency` sequences; each request borrows one.
  */
 export class LlamaEngine {
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+
   private constructor(
     private readonly llama: Llama,
     private readonly model: LlamaModel,
@@ -79,6 +88,19 @@ export class LlamaEngine {
       await llama.dispose().catch(() => undefined);
       throw new Error(`cannot load model ${options.modelPath}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /** A grammar for the format, compiled once per distinct format (a bounded cache). */
+  grammarFor(format: JsonFormat): Promise<LlamaGrammar> {
+    const key = format.kind === 'json' ? 'json' : JSON.stringify(format.schema);
+    let grammar = this.grammars.get(key);
+    if (!grammar) {
+      grammar = format.kind === 'json' ? this.llama.getGrammarFor('json') : this.llama.createGrammarForJsonSchema(format.schema);
+      grammar.catch(() => this.grammars.delete(key));
+      if (this.grammars.size >= GRAMMAR_CACHE_SIZE) this.grammars.delete(this.grammars.keys().next().value!);
+      this.grammars.set(key, grammar);
+    }
+    return grammar;
   }
 
   get busy(): number {
@@ -115,6 +137,7 @@ export class LlamaEngine {
         temperature: request.temperature,
         ...(request.topP === undefined ? {} : { topP: request.topP }),
         ...(request.seed === undefined ? {} : { seed: request.seed }),
+        ...(request.grammar === undefined ? {} : { grammar: request.grammar }),
         signal: request.signal,
         stopOnAbortSignal: true,
         onToken: (tokens) => (completionTokens += tokens.length),

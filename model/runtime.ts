@@ -41,8 +41,17 @@ export interface LlamaModel {
   dispose(): Promise<void>;
 }
 
+/** A compiled GBNF grammar that constrains sampling (opaque here). */
+export interface LlamaGrammar {
+  readonly grammar?: string;
+}
+
 export interface Llama {
   loadModel(options: { modelPath: string }): Promise<LlamaModel>;
+  /** Any JSON value. */
+  getGrammarFor(type: 'json'): Promise<LlamaGrammar>;
+  /** JSON conforming to a schema (the subset node-llama-cpp's GBNF converter supports). */
+  createGrammarForJsonSchema(schema: object): Promise<LlamaGrammar>;
   dispose(): Promise<void>;
 }
 
@@ -53,6 +62,7 @@ export interface PromptOptions {
   temperature: number;
   topP?: number;
   seed?: number;
+  grammar?: LlamaGrammar;
   signal?: AbortSignal;
   stopOnAbortSignal?: boolean;
   onTextChunk?: (text: string) => void;

@@ -6,6 +6,7 @@ import { BodyTooLargeError, readBody, sendJson } from '../sim/http.js';
 import { chatChunk, chatCompletion, errorBody, usage, type CompletionMeta } from '../sim/openai.js';
 import { parseChatCall, type ChatCall } from './chat-request.js';
 import { LlamaEngine, QueueFullError, type EngineOptions, type Generation } from './engine.js';
+import type { LlamaGrammar } from './runtime.js';
 
 export interface ModelServerOptions {
   host: string;
@@ -92,17 +93,25 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
       const why = loadError ? `model failed to load: ${loadError.message}` : 'model is still loading';
       return sendJson(res, 503, errorBody(503, `not ready: ${why}`, null, 'not_ready'), { 'retry-after': '1' });
     }
+    let grammar: LlamaGrammar | undefined;
+    if (parsed.call.json) {
+      try {
+        grammar = await engine.grammarFor(parsed.call.json);
+      } catch (err) {
+        return sendJson(res, 400, errorBody(400, `invalid request: response_format: this JSON schema cannot be turned into a grammar: ${(err as Error).message}`, 'response_format', 'invalid_request'));
+      }
+    }
     const abort = new AbortController();
     inflight.add(abort);
     res.on('close', () => abort.abort());
     try {
-      await answer(engine, parsed.call, res, abort.signal);
+      await answer(engine, parsed.call, grammar, res, abort.signal);
     } finally {
       inflight.delete(abort);
     }
   }
 
-  async function answer(model: LlamaEngine, call: ChatCall, res: ServerResponse, signal: AbortSignal): Promise<void> {
+  async function answer(model: LlamaEngine, call: ChatCall, grammar: LlamaGrammar | undefined, res: ServerResponse, signal: AbortSignal): Promise<void> {
     const meta: CompletionMeta = { id: `chatcmpl-${randomUUID()}`, created: Math.floor(Date.now() / 1000), model: opts.version, fingerprint: `fledge-model-${opts.modelName}` };
     const sse = call.stream ? new SseWriter(res, meta, call.includeUsage) : undefined;
     let generation: Generation;
@@ -115,6 +124,7 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
         temperature: call.temperature ?? opts.temperature,
         topP: call.topP,
         seed: call.seed,
+        grammar,
         signal,
         ...(sse ? { onText: (text: string) => sse.content(text) } : {}),
       });

@@ -150,7 +150,7 @@ function sendFault(res: ServerResponse, knobs: Knobs, meta: CompletionMeta, word
 
 /** The answer's words: a judge's verdict, a golden answer (right or wrong), or filler. */
 function answerWords(knobs: Knobs, request: ChatRequest, draws: Draws, completionTokens: number): string[] {
-  if (knobs.judgeScore !== undefined) return [JSON.stringify({ score: knobs.judgeScore, reason: 'simulated judge' })];
+  if (knobs.judgeScore !== undefined) return [JSON.stringify({ score: knobs.judgeScore, hallucination: draws.hallucinated, reason: 'simulated judge' })];
   const prompt = lastUserText(request);
   const golden = prompt === undefined ? undefined : knobs.golden?.find((g) => normalize(g.prompt) === normalize(prompt));
   if (golden) return (draws.hallucinated ? golden.wrongAnswer : golden.answer).split(' ');

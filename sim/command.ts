@@ -38,7 +38,8 @@ Knobs (YAML or JSON file; every field optional, changeable at runtime):
   golden             [{prompt, answer, wrongAnswer}]: golden questions answered right,
                      or wrong for the hallucinationRate share
   confidence         token probability reported when a request asks for logprobs
-  judgeScore         act as an LLM judge: every answer is {"score": judgeScore}
+  judgeScore         act as an LLM judge: every answer is {"score": judgeScore,
+                     "hallucination": true at hallucinationRate, "reason": …}
   bodyFault          non-json | truncated-json | oversized | mislabelled (broken 200s)
   seed               makes every random draw reproducible
 

@@ -69,7 +69,7 @@ export const knobsSchema = z
     oversizedBytes: z.number().int().min(1).max(64 * 1024 * 1024).optional(),
     /** Answer requests that ask for logprobs with every token at this probability (so confidence = this). */
     confidence: z.number().gt(0).max(1).optional(),
-    /** Act as an LLM judge: every answer is the JSON {"score": judgeScore, "reason": …}. */
+    /** Act as an LLM judge: every answer is the verdict {"score": judgeScore, "hallucination": <drawn at hallucinationRate>, "reason": …}. */
     judgeScore: rate.optional(),
     /** Seed for the deterministic PRNG; without it draws come from Math.random. */
     seed: z.number().int().min(0).max(0xffffffff).optional(),

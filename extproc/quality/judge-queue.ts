@@ -10,6 +10,12 @@ export interface JudgeSample {
   answer: string;
   /** Milliseconds since the epoch; the worker expires samples older than its TTL. */
   enqueued_at: string;
+  /**
+   * How many requests this sample stands for: 1 / (chance it was sampled × chance it went
+   * to the judge). The worker counts a hallucination verdict with this weight, so judge
+   * verdicts estimate hallucinations over all traffic, like extproc's own counters.
+   */
+  weight: string;
 }
 
 export function sampleFields(s: JudgeSample): string[] {
@@ -20,7 +26,10 @@ export function parseSampleFields(fields: string[]): JudgeSample | undefined {
   const m = new Map<string, string>();
   for (let i = 0; i + 1 < fields.length; i += 2) m.set(fields[i]!, fields[i + 1]!);
   const get = (k: keyof JudgeSample) => m.get(k);
-  const s = { service: get('service'), version: get('version'), rollout_hash: get('rollout_hash'), prompt: get('prompt'), answer: get('answer'), enqueued_at: get('enqueued_at') };
+  // Samples queued before weights existed stand for one request.
+  const weight = get('weight') ?? '1';
+  if (!(Number(weight) >= 1)) return undefined;
+  const s = { service: get('service'), version: get('version'), rollout_hash: get('rollout_hash'), prompt: get('prompt'), answer: get('answer'), enqueued_at: get('enqueued_at'), weight };
   return Object.values(s).every((v) => v !== undefined) ? (s as JudgeSample) : undefined;
 }
 

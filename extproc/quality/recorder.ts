@@ -139,7 +139,11 @@ export class SampleRecorder {
     const o = sample.observation;
     const prompt = sample.request?.prompt;
     if (prompt === undefined || o.text === '' || o.truncated || o.oversized || o.malformed) return this.metrics.judgeQueue.inc({ result: 'skipped' });
+    // A golden answer already has a verdict from its reference; judging it too would count
+    // one wrong answer twice in inference_hallucination_total.
+    if (sample.golden) return this.metrics.judgeQueue.inc({ result: 'skipped' });
     if (this.random() >= this.config.judge.rate) return this.metrics.judgeQueue.inc({ result: 'skipped' });
+    const sampled = sample.probability > 0 ? sample.probability : 1;
     const max = this.config.judge.maxTextChars;
     this.judge.offer({
       service: sample.service,
@@ -148,6 +152,7 @@ export class SampleRecorder {
       prompt: prompt.slice(0, max),
       answer: o.text.slice(0, max),
       enqueued_at: String(Date.now()),
+      weight: String(1 / (sampled * this.config.judge.rate)),
     });
   }
 }

@@ -26,7 +26,8 @@ function sseData(text: string): string[] {
     .map((event) => event.slice('data: '.length));
 }
 
-describe('fledge model on the real SmolLM2-135M', () => {
+// Answers take 0.3 s on an idle core and ~10 s on this shared, loaded machine: room for both.
+describe('fledge model on the real SmolLM2-135M', { timeout: 180_000 }, () => {
   let server: ModelServerHandle;
 
   beforeAll(async () => {
@@ -82,6 +83,17 @@ describe('fledge model on the real SmolLM2-135M', () => {
   it('is deterministic at temperature 0: the same question, the same answer', async () => {
     const ask = async () => ((await (await post(server.url, { messages: [{ role: 'user', content: QUESTION }] })).json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content;
     expect(await ask()).toBe(await ask());
+  });
+
+  it('answers JSON fitting the schema when response_format asks for it', async () => {
+    const schema = { type: 'object', properties: { city: { type: 'string' }, country: { type: 'string' } }, required: ['city', 'country'], additionalProperties: false };
+    const res = await post(server.url, { response_format: { type: 'json_schema', json_schema: { name: 'place', schema } }, messages: [{ role: 'user', content: 'Name the capital of France and its country as JSON.' }] });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { choices: { message: { content: string }; finish_reason: string }[] };
+    expect(body.choices[0]!.finish_reason).toBe('stop');
+    const answer = JSON.parse(body.choices[0]!.message.content) as Record<string, unknown>;
+    expect(Object.keys(answer).sort()).toEqual(['city', 'country']);
+    expect(typeof answer.city).toBe('string');
   });
 
   it('refuses with 429 beyond one running and one queued answer', async () => {

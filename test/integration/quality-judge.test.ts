@@ -74,11 +74,14 @@ describe('LLM judge through Redis: down, then up', () => {
     const latencies = await traffic(10);
     expect(Math.max(...latencies)).toBeLessThan(NOT_SLOWED_MS);
     await expect.poll(async () => metricValue(await dp.metricsText(), 'fledge_quality_judge_enqueue_total', { result: 'queued' }), { timeout: 5000 }).toBe(20);
-    // The judge comes up (a fledge sim acting as judge) well within the samples' TTL.
-    judge = await startSim({ host: '127.0.0.1', port: judgePort, version: 'judge', knobs: { latency: { kind: 'fixed', ms: 5 }, judgeScore: 0.7 } });
+    // The judge comes up (a fledge sim acting as judge, calling every answer a hallucination) well within the samples' TTL.
+    judge = await startSim({ host: '127.0.0.1', port: judgePort, version: 'judge', knobs: { latency: { kind: 'fixed', ms: 5 }, judgeScore: 0.7, hallucinationRate: 1 } });
     await expect.poll(async () => metricValue(await workerMetrics(), 'fledge_judge_samples_total', { result: 'scored' }), { timeout: 15_000, interval: 200 }).toBe(10);
     const text = await workerMetrics();
     expect(metricValue(text, 'inference_quality_score', { rollout_hash: 'hash-judged', evaluator: 'judge' })).toBeCloseTo(0.7, 6);
+    // Sampled at rate 1, every sample judged: each hallucination verdict stands for one request.
+    expect(metricValue(text, 'fledge_judge_verdicts_total', { rollout_hash: 'hash-judged', hallucination: 'true' })).toBe(10);
+    expect(metricValue(text, 'inference_hallucination_total', { rollout_hash: 'hash-judged', evaluator: 'judge' })).toBe(10);
     expect(metricValue(text, 'fledge_judge_samples_total', { result: 'expired' })).toBe(10);
     expect(judge.stats().requests).toBeGreaterThanOrEqual(10);
   }, 30_000);

@@ -1,4 +1,4 @@
-import { judgeMessages, parseJudgeScore } from './rubric.js';
+import { VERDICT_JSON_SCHEMA, judgeMessages, parseJudgeVerdict, type JudgeOutputProblem, type JudgeVerdict } from './rubric.js';
 
 export interface JudgeEndpoint {
   /** Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8001 (…/v1/chat/completions is appended). */
@@ -7,17 +7,44 @@ export interface JudgeEndpoint {
   apiKey: string | undefined;
   rubric: string;
   timeoutMs: number;
+  /** Tokens the judge may answer with (a verdict is short). */
+  maxTokens: number;
+  /** How the request asks for JSON: json_object (most servers), json_schema (the verdict's schema), or not at all. */
+  responseFormat: JudgeResponseFormat;
 }
 
-/** Asks the judge for a score; throws (with the cause) when the endpoint fails or answers nonsense. */
-export async function askJudge(endpoint: JudgeEndpoint, prompt: string, answer: string): Promise<number> {
+export const JUDGE_RESPONSE_FORMATS = ['json_object', 'json_schema', 'none'] as const;
+export type JudgeResponseFormat = (typeof JUDGE_RESPONSE_FORMATS)[number];
+
+function responseFormat(format: JudgeResponseFormat): Record<string, unknown> {
+  if (format === 'none') return {};
+  if (format === 'json_object') return { response_format: { type: 'json_object' } };
+  return { response_format: { type: 'json_schema', json_schema: { name: 'judge_verdict', strict: true, schema: VERDICT_JSON_SCHEMA } } };
+}
+
+/** The judge answered, but its answer is no verdict: counted as a judge error, not retried. */
+export class JudgeOutputError extends Error {
+  constructor(
+    readonly problem: JudgeOutputProblem,
+    detail: string,
+  ) {
+    super(`judge gave no verdict (${problem}): ${detail}`);
+    this.name = 'JudgeOutputError';
+  }
+}
+
+/**
+ * Asks the judge for a verdict. Throws JudgeOutputError when the judge's reply is not a
+ * verdict, and a plain Error (with the cause) when the endpoint itself fails (worth a retry).
+ */
+export async function askJudge(endpoint: JudgeEndpoint, prompt: string, answer: string): Promise<JudgeVerdict> {
   const url = `${endpoint.url.replace(/\/+$/u, '')}/v1/chat/completions`;
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (endpoint.apiKey) headers.authorization = `Bearer ${endpoint.apiKey}`;
   const res = await fetch(url, {
     method: 'POST',
     headers,
-    body: JSON.stringify({ model: endpoint.model, temperature: 0, messages: judgeMessages(endpoint.rubric, prompt, answer), response_format: { type: 'json_object' } }),
+    body: JSON.stringify({ model: endpoint.model, temperature: 0, max_tokens: endpoint.maxTokens, messages: judgeMessages(endpoint.rubric, prompt, answer), ...responseFormat(endpoint.responseFormat) }),
     signal: AbortSignal.timeout(endpoint.timeoutMs),
   });
   const text = await res.text();
@@ -28,7 +55,8 @@ export async function askJudge(endpoint: JudgeEndpoint, prompt: string, answer: 
   } catch {
     throw new Error(`judge ${url} answered non-JSON: ${text.slice(0, 200)}`);
   }
-  const score = typeof content === 'string' ? parseJudgeScore(content) : undefined;
-  if (score === undefined) throw new Error(`judge ${url} gave no score in [0,1]: ${String(content).slice(0, 200)}`);
-  return score;
+  if (typeof content !== 'string') throw new Error(`judge ${url} answered without choices[0].message.content: ${text.slice(0, 200)}`);
+  const parsed = parseJudgeVerdict(content);
+  if (!parsed.ok) throw new JudgeOutputError(parsed.problem, parsed.detail);
+  return parsed.verdict;
 }

@@ -1,9 +1,11 @@
-/** The default rubric: the judge answers with JSON holding a score in [0, 1]. */
+/** The default rubric: the judge answers with a JSON verdict, score and hallucination. */
 export const DEFAULT_RUBRIC = [
   'You grade answers from an AI assistant.',
   'Score the answer to the question from 0 to 1: 1 = correct, complete, on topic and well formed;',
-  '0.5 = partly correct or incomplete; 0 = wrong, invented facts, off topic or harmful.',
-  'Reply with JSON only: {"score": <number between 0 and 1>, "reason": "<one sentence>"}.',
+  '0.5 = partly correct or incomplete; 0 = wrong, off topic or harmful.',
+  'hallucination is true when the answer states something false or invented as a fact, else false.',
+  'Reply with JSON only, exactly these keys:',
+  '{"score": <number from 0 to 1>, "hallucination": <true or false>, "reason": "<one short sentence>"}',
 ].join('\n');
 
 export function judgeMessages(rubric: string, prompt: string, answer: string): { role: string; content: string }[] {
@@ -13,18 +15,74 @@ export function judgeMessages(rubric: string, prompt: string, answer: string): {
   ];
 }
 
-/** The score in a judge's reply: {"score": x} JSON, or failing that the first number in [0,1]. */
-export function parseJudgeScore(content: string): number | undefined {
+/** The verdict's shape, for judges that take response_format json_schema. */
+export const VERDICT_JSON_SCHEMA = {
+  type: 'object',
+  properties: {
+    score: { type: 'number' },
+    hallucination: { type: 'boolean' },
+    reason: { type: 'string' },
+  },
+  required: ['score', 'hallucination', 'reason'],
+  additionalProperties: false,
+} as const;
+
+export interface JudgeVerdict {
+  /** In [0, 1]. */
+  score: number;
+  hallucination: boolean;
+  /** The judge's one-line reason ('' when it gave none), cut to REASON_MAX_CHARS. */
+  reason: string;
+}
+
+/** Why a judge reply is no verdict; each is counted as a judge error, never turned into a score. */
+export type JudgeOutputProblem = 'unparseable' | 'off-scale' | 'no-hallucination';
+
+export type JudgeParse = { ok: true; verdict: JudgeVerdict } | { ok: false; problem: JudgeOutputProblem; detail: string };
+
+export const REASON_MAX_CHARS = 200;
+
+/**
+ * The verdict in a judge's reply: a JSON object (alone, fenced, or the first {...} in some
+ * prose) with `score` a number in [0, 1] and `hallucination` a boolean. Anything else is
+ * a judge error: a bare number or a score on another scale is never guessed into [0, 1].
+ */
+export function parseJudgeVerdict(content: string): JudgeParse {
+  const object = firstJsonObject(content);
+  if (object === undefined) return { ok: false, problem: 'unparseable', detail: `no JSON object in the judge's reply: ${excerpt(content)}` };
+  const score = object.score;
+  if (typeof score !== 'number' || !Number.isFinite(score)) return { ok: false, problem: 'unparseable', detail: `"score" is not a number: ${excerpt(content)}` };
+  if (score < 0 || score > 1) return { ok: false, problem: 'off-scale', detail: `"score" ${score} is outside [0, 1]` };
+  const hallucination = toBoolean(object.hallucination);
+  if (hallucination === undefined) return { ok: false, problem: 'no-hallucination', detail: `"hallucination" is not true or false: ${excerpt(content)}` };
+  const reason = typeof object.reason === 'string' ? object.reason.trim().slice(0, REASON_MAX_CHARS) : '';
+  return { ok: true, verdict: { score, hallucination, reason } };
+}
+
+function firstJsonObject(content: string): Record<string, unknown> | undefined {
   const trimmed = content.trim().replace(/^```(?:json)?\s*|\s*```$/gu, '');
-  try {
-    const value: unknown = JSON.parse(trimmed);
-    if (typeof value === 'object' && value !== null && 'score' in value) {
-      const score = Number((value as { score: unknown }).score);
-      return Number.isFinite(score) && score >= 0 && score <= 1 ? score : undefined;
+  const candidates = [trimmed];
+  const start = trimmed.indexOf('{');
+  const end = trimmed.lastIndexOf('}');
+  if (start >= 0 && end > start) candidates.push(trimmed.slice(start, end + 1));
+  for (const candidate of candidates) {
+    try {
+      const value: unknown = JSON.parse(candidate);
+      if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+    } catch {
+      // try the next candidate
     }
-  } catch {
-    // not JSON: look for a bare number
   }
-  const match = /(?<![\d.])(0(?:\.\d+)?|1(?:\.0+)?)(?![\d.])/u.exec(trimmed);
-  return match ? Number(match[1]) : undefined;
+  return undefined;
+}
+
+function toBoolean(value: unknown): boolean | undefined {
+  if (typeof value === 'boolean') return value;
+  if (typeof value === 'string' && /^(true|false)$/iu.test(value.trim())) return value.trim().toLowerCase() === 'true';
+  return undefined;
+}
+
+function excerpt(text: string): string {
+  const flat = text.replace(/\s+/gu, ' ').trim();
+  return JSON.stringify(flat.length > 120 ? `${flat.slice(0, 120)}…` : flat);
 }

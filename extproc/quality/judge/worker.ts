@@ -5,7 +5,8 @@ import type { Logger } from '../../../common/logger.js';
 import { startAdminServer } from '../../admin.js';
 import { parseSampleFields, type JudgeSample } from '../judge-queue.js';
 import { ScoreWindow } from '../score-window.js';
-import { askJudge, type JudgeEndpoint } from './judge-client.js';
+import { askJudge, JudgeOutputError, type JudgeEndpoint } from './judge-client.js';
+import type { JudgeVerdict } from './rubric.js';
 import { RateLimiter } from './rate-limiter.js';
 
 export interface JudgeWorkerOptions {
@@ -44,8 +45,11 @@ export class JudgeWorker {
   private readonly limiter: RateLimiter;
   private readonly abort = new AbortController();
   private readonly scores: ScoreWindow<'service' | 'version' | 'rollout_hash' | 'evaluator'>;
-  private readonly samples = new Counter({ name: 'fledge_judge_samples_total', help: 'Samples the judge worker finished, by result (scored, expired, invalid).', labelNames: ['result'] as const, registers: [this.registry] });
-  private readonly calls = new Counter({ name: 'fledge_judge_calls_total', help: 'Calls to the judge endpoint, by result (ok, error).', labelNames: ['result'] as const, registers: [this.registry] });
+  private readonly samples = new Counter({ name: 'fledge_judge_samples_total', help: 'Samples the judge worker finished, by result (scored, judge-error, expired, invalid).', labelNames: ['result'] as const, registers: [this.registry] });
+  private readonly calls = new Counter({ name: 'fledge_judge_calls_total', help: 'Calls to the judge endpoint, by result (ok, error: endpoint failed, no-verdict: answered but not with a verdict).', labelNames: ['result'] as const, registers: [this.registry] });
+  private readonly errors = new Counter({ name: 'fledge_judge_errors_total', help: 'Judge replies that were no verdict (unparseable, off-scale, no-hallucination); the sample gets no score.', labelNames: ['service', 'version', 'rollout_hash', 'problem'] as const, registers: [this.registry] });
+  private readonly verdicts = new Counter({ name: 'fledge_judge_verdicts_total', help: 'Verdicts the judge gave, by hallucination (true, false): the judged samples behind the judge metrics.', labelNames: ['service', 'version', 'rollout_hash', 'hallucination'] as const, registers: [this.registry] });
+  private readonly hallucinations = new Counter({ name: 'inference_hallucination_total', help: 'Estimated hallucinated responses by the judge\'s verdict (evaluator="judge"); each verdict counts 1 / (sampling rate × judge rate).', labelNames: ['service', 'version', 'rollout_hash', 'evaluator'] as const, registers: [this.registry] });
   private loop: Promise<void> | undefined;
   private admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   private connected = false;
@@ -122,12 +126,21 @@ export class JudgeWorker {
       }
       await this.limiter.take(this.abort.signal);
       try {
-        const score = await askJudge(this.options.endpoint, sample.prompt, sample.answer);
+        const verdict = await askJudge(this.options.endpoint, sample.prompt, sample.answer);
         this.calls.inc({ result: 'ok' });
-        this.record(sample, score);
+        this.record(sample, verdict);
         await this.ack(id);
         return;
       } catch (err) {
+        if (err instanceof JudgeOutputError) {
+          // The judge works but said nothing usable; asking again at temperature 0 would not help.
+          this.calls.inc({ result: 'no-verdict' });
+          this.errors.inc({ service: sample.service, version: sample.version, rollout_hash: sample.rollout_hash, problem: err.problem });
+          this.samples.inc({ result: 'judge-error' });
+          this.logger.warn({ problem: err.problem, err: err.message, id, service: sample.service, version: sample.version }, 'judge reply is no verdict; sample not scored');
+          await this.ack(id);
+          return;
+        }
         this.calls.inc({ result: 'error' });
         this.logger.warn({ err: (err as Error).message, attempt, id }, 'judge call failed; the sample waits');
         await sleep(Math.min(5000, 250 * 2 ** Math.min(attempt, 5)), this.abort.signal);
@@ -139,12 +152,15 @@ export class JudgeWorker {
     return Date.now() - Number(sample.enqueued_at) > this.options.ttlSeconds * 1000;
   }
 
-  private record(sample: JudgeSample, score: number): void {
+  private record(sample: JudgeSample, verdict: JudgeVerdict): void {
     const labels = { service: sample.service, version: sample.version, rollout_hash: sample.rollout_hash };
-    this.scores.add({ ...labels, evaluator: 'judge' }, score);
+    this.scores.add({ ...labels, evaluator: 'judge' }, verdict.score);
+    // Created at 0 with the first verdict, so a rate over it starts from the first sample.
+    this.hallucinations.inc({ ...labels, evaluator: 'judge' }, verdict.hallucination ? Number(sample.weight) : 0);
+    this.verdicts.inc({ ...labels, hallucination: String(verdict.hallucination) });
     this.samples.inc({ result: 'scored' });
     this.redis
-      .xadd(this.options.scoresStream, 'MAXLEN', '~', '10000', '*', 'service', labels.service, 'version', labels.version, 'rollout_hash', labels.rollout_hash, 'score', String(score), 'judged_at', String(Date.now()))
+      .xadd(this.options.scoresStream, 'MAXLEN', '~', '10000', '*', 'service', labels.service, 'version', labels.version, 'rollout_hash', labels.rollout_hash, 'score', String(verdict.score), 'hallucination', String(verdict.hallucination), 'reason', verdict.reason, 'judged_at', String(Date.now()))
       .catch((err: Error) => this.logger.warn({ err: err.message }, 'judge worker: publishing a score failed'));
   }
 
