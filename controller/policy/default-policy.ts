@@ -9,14 +9,19 @@
  *   It aggregates buckets by `le` so several pods give one quantile, not one per series.
  * - Error and hallucination counts use `or vector(0)`: a healthy canary may never have
  *   incremented those counters, and an absent series must read as 0, not as "no data".
- * - Every metric needs 50 canary requests in the window; fewer is Inconclusive, never a pass.
+ * - Every metric needs 50 samples in the window; fewer is Inconclusive, never a pass. For
+ *   error, latency and cost a sample is a user request; for quality and hallucination it is
+ *   an answer an evaluator judged (golden probes, by default: docs/quality.md).
  * - Cost per request (new metric) pauses for review instead of rolling back, as the table says.
  */
+import { evaluatedSamplesQuery, requestSamplesQuery } from '../analysis/samples.js';
 import type { PolicySource } from './load.js';
 
 const CANARY = '{{args.canary-hash}}';
 const requests = `sum(rate(inference_requests_total{rollout_hash="${CANARY}"}[10m]))`;
-const samples = `sum(increase(inference_requests_total{rollout_hash="${CANARY}"}[10m]))`;
+const samples = requestSamplesQuery(CANARY);
+/** Quality and hallucination count answers an evaluator judged (golden probes included), not requests. */
+const evaluated = evaluatedSamplesQuery(CANARY);
 
 export const DEFAULT_POLICY_NAME = 'default';
 export const DEFAULT_MIN_SAMPLES = 50;
@@ -84,7 +89,7 @@ spec:
             successCondition: result[0] >= 0.85
             action: rollback
             minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${samples}
+            samplesQuery: ${evaluated}
           - name: hallucination-rate
             provider:
               prometheus:
@@ -95,7 +100,7 @@ spec:
             successCondition: result[0] <= 0.05
             action: rollback
             minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${samples}
+            samplesQuery: ${evaluated}
           - name: cost-per-request
             provider:
               prometheus:

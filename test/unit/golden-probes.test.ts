@@ -148,3 +148,23 @@ describe('recording probe verdicts', () => {
     expect(text).toContain(`fledge_quality_signals_total{${labels},signal="json-invalid"} 1`);
   });
 });
+
+describe('n: evaluated samples behind a measurement', () => {
+  it('derives the count from the seed queries: judged answers for quality, requests for the rest', async () => {
+    const { derivedSamplesQuery } = await import('../../controller/analysis/samples.js');
+    expect(derivedSamplesQuery('avg(inference_quality_score{rollout_hash="abc"})')).toBe('sum(increase(fledge_quality_evaluated_total{rollout_hash="abc"}[10m]))');
+    expect(derivedSamplesQuery('sum(rate(inference_hallucination_total{rollout_hash="abc"}[5m])) / sum(rate(inference_requests_total{rollout_hash="abc"}[5m]))')).toBe(
+      'sum(increase(fledge_quality_evaluated_total{rollout_hash="abc"}[5m]))',
+    );
+    expect(derivedSamplesQuery('histogram_quantile(0.95, rate(inference_latency_seconds_bucket{rollout_hash="abc"}[10m]))')).toBe('sum(increase(inference_requests_total{rollout_hash="abc"}[10m]))');
+    expect(derivedSamplesQuery('up')).toBeUndefined();
+  });
+
+  it('puts n on a measurement of a metric without samplesQuery', async () => {
+    const { takeMeasurement } = await import('../../controller/analysis/take-measurement.js');
+    const metric = { name: 'quality-score', provider: { prometheus: { query: 'avg(inference_quality_score{rollout_hash="{{args.canary-hash}}"})' } }, successCondition: 'result[0] > 0.85', failureLimit: 0, inconclusiveLimit: 0, consecutiveErrorLimit: 4, action: 'rollback' as const };
+    const provider = { measure: async (q: string) => (q.includes('fledge_quality_evaluated_total') ? [37] : [0.9]) };
+    const m = await takeMeasurement(metric, { canary: { 'canary-hash': 'h2' }, baseline: { 'canary-hash': 'h1' } }, provider, () => T0);
+    expect(m).toMatchObject({ phase: 'Successful', value: [0.9], n: 37 });
+  });
+});
