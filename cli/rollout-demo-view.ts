@@ -65,10 +65,10 @@ export function renderDemoSummary(rollouts: readonly RolloutSummary[], wallSecon
     for (const step of r.analysisSteps) {
       lines.push(`  analysis at ${step.weight}%: ${step.phase}`);
       for (const a of step.analyses) {
-        lines.push(`    ${a.passed ? 'pass' : 'FAIL'}  ${a.metric.padEnd(width)}  ${(a.value === null ? 'no data' : formatNumber(a.value)).padStart(10)}  against ${a.threshold}`);
+        lines.push(`    ${a.passed ? 'pass' : 'FAIL'}  ${a.metric.padEnd(width)}  ${(a.value === null ? 'no data' : formatNumber(a.value)).padStart(10)}  against ${a.threshold}  (n=${a.n ?? '-'})`);
       }
     }
-    if (r.breach) lines.push(`  breach: ${r.breach.metric} = ${r.breach.value === null ? 'no data' : formatNumber(r.breach.value)} (condition ${r.breach.threshold})`);
+    if (r.breach) lines.push(`  breach: ${r.breach.metric} = ${r.breach.value === null ? 'no data' : formatNumber(r.breach.value)} (condition ${r.breach.threshold}, n=${r.breach.n ?? '-'})`);
     if (r.rollbackSeconds !== undefined) {
       lines.push(`  rollback: ${r.rollbackSeconds} s from the fault injected to Envoy giving the canary 0% of traffic`);
       lines.push('            (the policy analyses at the end of each pause: most of it is the rest of the pause)');

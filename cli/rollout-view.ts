@@ -40,9 +40,15 @@ export function viewOfStatus(namespace: string, rollout: string, text: string | 
 export function summarizeAnalysis(run: AnalysisRunState | undefined): string {
   if (!run) return '-';
   const notable = run.metrics.find((m) => m.phase === 'Failed') ?? run.metrics.find((m) => m.phase === 'Error' || m.phase === 'Inconclusive');
-  if (!notable) return run.phase;
-  const last = notable.measurements.at(-1)?.value;
-  return `${run.phase}: ${notable.name}${last?.length ? `=${last.map(formatNumber).join(',')}` : ''}`;
+  if (!notable) {
+    // The smallest n across the metrics: how much evidence the weakest measurement had.
+    const counts = run.metrics.map((m) => m.measurements.at(-1)?.n).filter((n): n is number => n !== undefined);
+    return counts.length ? `${run.phase} (n>=${formatNumber(Math.min(...counts))})` : run.phase;
+  }
+  const measurement = notable.measurements.at(-1);
+  const last = measurement?.value;
+  const n = measurement?.n === undefined ? '' : ` (n=${formatNumber(measurement.n)})`;
+  return `${run.phase}: ${notable.name}${last?.length ? `=${last.map(formatNumber).join(',')}` : ''}${n}`;
 }
 
 /** A text progress bar of the rollout's steps: "[######----]" (a promoted rollout is full). */

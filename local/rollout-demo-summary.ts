@@ -13,6 +13,8 @@ export interface AnalysisEntry {
   /** The condition the value was judged by, as the template writes it. */
   threshold: string;
   passed: boolean;
+  /** The evaluated samples behind the value (answers judged, or requests); null when not counted. */
+  n: number | null;
 }
 
 export interface RolloutSummary {
@@ -25,7 +27,7 @@ export interface RolloutSummary {
   /** The same, by analysis step: the canary weight it judged and the run's phase. */
   analysisSteps: { weight: number; phase: string; analyses: AnalysisEntry[] }[];
   /** The metric that rolled the candidate back. */
-  breach?: { metric: string; value: number | null; threshold: string };
+  breach?: { metric: string; value: number | null; threshold: string; n: number | null };
   /** From breach onset (the fault injected) to no traffic weight left on the canary. */
   rollbackSeconds?: number;
   /** User-facing requests of this service that failed (5xx, no answer, or shed by the generator). */
@@ -72,8 +74,8 @@ export function summarizeRollout(r: RecordedRollout): RolloutSummary {
   if (outcome === 'rolled-back') {
     const failed = r.runs.at(-1)?.metrics.find((m) => m.phase === 'Failed');
     if (failed) {
-      const { metric, value, threshold } = analysisEntry(failed, conditions);
-      summary.breach = { metric, value, threshold };
+      const { metric, value, threshold, n } = analysisEntry(failed, conditions);
+      summary.breach = { metric, value, threshold, n };
     }
     if (r.faultAt !== undefined && r.trafficOffAt !== undefined) summary.rollbackSeconds = Math.round((r.trafficOffAt - r.faultAt) / 10) / 100;
   }
@@ -88,6 +90,7 @@ function analysisEntry(m: MetricRunState, conditions: Map<string, string>): Anal
     value: raw === undefined || !Number.isFinite(raw) ? null : raw,
     threshold: last.threshold ?? conditions.get(m.name) ?? 'none',
     passed: m.phase === 'Successful',
+    n: last.n === undefined || !Number.isFinite(last.n) ? null : Math.round(last.n),
   };
 }
 

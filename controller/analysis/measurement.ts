@@ -25,7 +25,8 @@ export interface Measurement {
   value?: number[];
   /** The same query for the stable version, when a condition uses `stable`. */
   stable?: number[];
-  samples?: number;
+  /** n: the evaluated samples behind this measurement (answers with a verdict, or requests), when counted. */
+  n?: number;
   /** The condition that decided a Failed measurement, as written in the template. */
   threshold?: string;
   message?: string;
@@ -50,7 +51,7 @@ export function metricUsesStable(metric: Metric): boolean {
 export function judgeMeasurement(metric: Metric, input: MeasurementInput, times: MeasurementTimes): Measurement {
   const base: Measurement = { phase: 'Successful', ...times, value: [...input.result] };
   if (input.stable) base.stable = [...input.stable];
-  if (input.samples !== undefined) base.samples = input.samples;
+  if (input.samples !== undefined) base.n = input.samples;
   const verdict = (phase: MeasurementPhase, message?: string, threshold?: string): Measurement => ({
     ...base,
     phase,

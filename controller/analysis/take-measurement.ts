@@ -8,6 +8,7 @@ import type { Metric } from '../policy/schema.js';
 import { substituteArgs, UnknownArgError, type ResolvedArgs } from './args.js';
 import { errorMeasurement, judgeMeasurement, metricUsesStable, type Measurement } from './measurement.js';
 import type { MetricsProvider } from './prometheus.js';
+import { derivedSamplesQuery } from './samples.js';
 
 export interface RenderedQueries {
   query: string;
@@ -19,7 +20,9 @@ export interface RenderedQueries {
 export function renderQueries(metric: Metric, args: ResolvedArgs): RenderedQueries {
   const rendered: RenderedQueries = { query: substituteArgs(metric.provider.prometheus.query, args.canary, `metric ${metric.name}'s query`) };
   if (metricUsesStable(metric)) rendered.baselineQuery = substituteArgs(metric.provider.prometheus.query, args.baseline, `metric ${metric.name}'s query`);
-  if (metric.samplesQuery !== undefined) rendered.samplesQuery = substituteArgs(metric.samplesQuery, args.canary, `metric ${metric.name}'s samplesQuery`);
+  // n for every measurement: the metric's own count, or one derived from its query.
+  const samplesQuery = metric.samplesQuery !== undefined ? substituteArgs(metric.samplesQuery, args.canary, `metric ${metric.name}'s samplesQuery`) : derivedSamplesQuery(rendered.query);
+  if (samplesQuery !== undefined) rendered.samplesQuery = samplesQuery;
   return rendered;
 }
 
@@ -45,7 +48,7 @@ export async function takeMeasurement(
     const [result, stable, samples] = await Promise.all([
       provider.measure(queries.query, signal, startedAt),
       queries.baselineQuery === undefined ? undefined : provider.measure(queries.baselineQuery, signal, startedAt),
-      queries.samplesQuery === undefined ? undefined : provider.measure(queries.samplesQuery, signal, startedAt),
+      queries.samplesQuery === undefined ? undefined : countSamples(provider, queries.samplesQuery, metric, signal, startedAt),
     ]);
     const input = {
       result,
@@ -57,4 +60,10 @@ export async function takeMeasurement(
   } catch (err) {
     return errorMeasurement((err as Error).message, { startedAt, finishedAt: clock() });
   }
+}
+
+/** A derived count that fails (n is informational there) leaves n out rather than failing the measurement. */
+async function countSamples(provider: MetricsProvider, query: string, metric: Metric, signal: AbortSignal | undefined, at: number): Promise<number[] | undefined> {
+  if (metric.samplesQuery !== undefined) return provider.measure(query, signal, at);
+  return provider.measure(query, signal, at).catch(() => undefined);
 }

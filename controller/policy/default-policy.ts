@@ -9,7 +9,9 @@
  *   It aggregates buckets by `le` so several pods give one quantile, not one per series.
  * - Error and hallucination counts use `or vector(0)`: a healthy canary may never have
  *   incremented those counters, and an absent series must read as 0, not as "no data".
- * - Every metric needs 50 canary requests in the window; fewer is Inconclusive, never a pass.
+ * - Every metric needs 50 samples in the window; fewer is Inconclusive, never a pass. For
+ *   error, latency and cost a sample is a user request; for quality and hallucination it is
+ *   an answer an evaluator judged (golden probes, by default: docs/quality.md).
  * - Cost per request (new metric) pauses for review instead of rolling back, as the table says.
  * - Background analysis (Argo's canary.analysis) from the first pause on: the four rollback
  *   metrics every minute, so a breach that starts at the beginning of a 15m stage rolls back
@@ -18,11 +20,14 @@
  *   (60: more one-minute measurements than the steps' 40 minutes of pauses take); the
  *   step analyses still decide when evidence is lacking. Cost only gates the steps.
  */
+import { evaluatedSamplesQuery, requestSamplesQuery } from '../analysis/samples.js';
 import type { PolicySource } from './load.js';
 
 const CANARY = '{{args.canary-hash}}';
 const requests = `sum(rate(inference_requests_total{rollout_hash="${CANARY}"}[10m]))`;
-const samples = `sum(increase(inference_requests_total{rollout_hash="${CANARY}"}[10m]))`;
+const samples = requestSamplesQuery(CANARY);
+/** Quality and hallucination count answers an evaluator judged (golden probes included), not requests. */
+const evaluated = evaluatedSamplesQuery(CANARY);
 /** How often the background analysis measures. */
 export const DEFAULT_BACKGROUND_INTERVAL = '1m';
 export const DEFAULT_BACKGROUND_INCONCLUSIVE_LIMIT = 60;
@@ -58,7 +63,7 @@ function rollbackMetrics(extra: string): string {
             successCondition: result[0] >= 0.85
             action: rollback
             minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${samples}${extra}
+            samplesQuery: ${evaluated}${extra}
           - name: hallucination-rate
             provider:
               prometheus:
@@ -69,7 +74,7 @@ function rollbackMetrics(extra: string): string {
             successCondition: result[0] <= 0.05
             action: rollback
             minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${samples}${extra}
+            samplesQuery: ${evaluated}${extra}
 `;
 }
 

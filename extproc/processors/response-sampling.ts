@@ -1,6 +1,7 @@
 import { headerText, type HttpHeaders, type ProcessingMode, type ProcessingResponse } from '../../proto/ext-proc.js';
 import { emptyObservation } from '../quality/observation.js';
 import { ResponseObserver } from '../quality/openai-response.js';
+import type { InferenceLabels } from '../quality/metrics.js';
 import type { QualityPipeline } from '../quality/pipeline.js';
 import type { RequestContext } from '../request-context.js';
 
@@ -22,7 +23,7 @@ export function sampleResponseHeaders(ctx: RequestContext, msg: HttpHeaders, res
   if (!q?.config.enabled || !ctx.service || !ctx.version) return;
   const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
   q.metrics.touch(labels);
-  if (!ctx.probe) q.probeWeights.countUserRequest(labels);
+  if (!ctx.probe) creditProbeRate(q, labels);
   const sample = ctx.sample;
   if (!sample || sample.reason === 'none') return;
   q.metrics.sampled.inc({ ...labels, reason: sample.reason });
@@ -55,4 +56,13 @@ export function finishSample(ctx: RequestContext, q: QualityPipeline | undefined
     probability: sample.probability,
     probe: ctx.probe,
   });
+}
+
+/**
+ * A user request of a probed version is credited with the probes' current hallucination
+ * rate, so the seed's hallucinations-per-request ratio reads the probes' figure (docs/quality.md).
+ */
+function creditProbeRate(q: QualityPipeline, labels: InferenceLabels): void {
+  const rate = q.probeRates.rate(labels);
+  if (rate !== undefined && rate > 0) q.metrics.hallucinations.inc(labels, rate);
 }

@@ -8,16 +8,16 @@ import { modelReportedEvaluator } from './evaluators/model-reported.js';
 import type { Evaluator } from './evaluators/types.js';
 import { JudgeQueue } from './judge-queue.js';
 import { QualityMetrics } from './metrics.js';
-import { ProbeWeights } from './probe-weights.js';
-import { SampleRecorder, type FinishedSample } from './recorder.js';
+import { ProbeRates } from './probe-rates.js';
+import { PROBE_RATE_WINDOW_MS, SampleRecorder, type FinishedSample } from './recorder.js';
 
 /** Everything the quality processors share: config, golden set, metrics, and the off-path recorder. */
 export interface QualityPipeline {
   config: QualityConfig;
   golden: GoldenSet;
   metrics: QualityMetrics;
-  /** User requests per version since its last golden-probe verdict (the probes' weights). */
-  probeWeights: ProbeWeights;
+  /** Each version's golden-probe hallucination rate, credited to its user requests. */
+  probeRates: ProbeRates;
   /** Records a finished sample on a later turn of the event loop: never on the response's path. */
   submit(sample: FinishedSample): void;
   close(): Promise<void>;
@@ -33,13 +33,13 @@ export function startQualityPipeline(config: QualityConfig, registry: Registry, 
   const judge = config.judge.redisUrl
     ? new JudgeQueue(config.judge.redisUrl, config.judge.stream, config.judge.maxLength, log, (result) => metrics.judgeQueue.inc({ result }))
     : undefined;
-  const probeWeights = new ProbeWeights(config.scoreWindowSeconds * 1000);
-  const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log, Math.random, probeWeights);
+  const probeRates = new ProbeRates(PROBE_RATE_WINDOW_MS);
+  const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log, Math.random, probeRates);
   return {
     config,
     golden,
     metrics,
-    probeWeights,
+    probeRates,
     submit(sample) {
       setImmediate(() => {
         try {

@@ -5,11 +5,13 @@ import { checkGoldenAnswer } from './evaluators/golden-set.js';
 import type { Evaluator, Sample, Verdict } from './evaluators/types.js';
 import type { JudgeQueue } from './judge-queue.js';
 import type { InferenceLabels, QualityMetrics } from './metrics.js';
-import { ProbeWeights } from './probe-weights.js';
+import { ProbeRates } from './probe-rates.js';
 import { answerSignals } from './signals.js';
 
 /** The evaluator name golden-probe verdicts are recorded under. */
 export const GOLDEN_PROBE_EVALUATOR = 'golden-probe';
+/** The window of the probe hallucination rate each user request is credited with. */
+export const PROBE_RATE_WINDOW_MS = 60_000;
 
 export interface FinishedSample extends Sample {
   /** Chance this request was sampled; each counted quantity is scaled by 1/probability. */
@@ -52,7 +54,7 @@ export class SampleRecorder {
     private readonly judge: JudgeQueue | undefined,
     private readonly logger: Logger,
     private readonly random: () => number = Math.random,
-    readonly probeWeights: ProbeWeights = new ProbeWeights(config.scoreWindowSeconds * 1000),
+    readonly probeRates: ProbeRates = new ProbeRates(PROBE_RATE_WINDOW_MS),
   ) {}
 
   record(sample: FinishedSample): void {
@@ -93,15 +95,15 @@ export class SampleRecorder {
     const merged = mergeVerdicts(verdicts);
     for (const { evaluator, score } of merged.scores) this.addScore(labels, evaluator, score);
     // A version under golden probes has its hallucination estimate from the probes (one estimator per series).
-    if (merged.hallucination && !this.probeWeights.recentlyProbed(labels)) this.metrics.hallucinations.inc(labels, weight);
+    if (merged.hallucination && !this.probeRates.probed(labels)) this.metrics.hallucinations.inc(labels, weight);
     if (merged.refusal) this.metrics.refusals.inc(labels);
     this.offerToJudge(sample);
   }
 
   /**
    * A golden probe: scored by the golden set (every probe, no sampling), never counted as
-   * user traffic (no tokens, cost, TTFT). Its hallucination verdict enters
-   * inference_hallucination_total weighted by the user requests it stands for.
+   * user traffic (no tokens, cost, TTFT). Its hallucination verdict enters the version's
+   * probe rate, which user requests carry into inference_hallucination_total.
    */
   private recordProbe(sample: FinishedSample, labels: InferenceLabels): void {
     if (!answered(sample)) return; // an error or a cut answer is no verdict (counted in fledge_probe_requests_total)
@@ -113,8 +115,7 @@ export class SampleRecorder {
     const verdict: Verdict = { score: ok ? 1 : 0, hallucination: !ok };
     this.countVerdict(labels, GOLDEN_PROBE_EVALUATOR, verdict);
     this.addScore(labels, GOLDEN_PROBE_EVALUATOR, verdict.score!);
-    const weight = this.probeWeights.takeWeight(labels);
-    if (!ok) this.metrics.hallucinations.inc(labels, weight);
+    this.probeRates.recordVerdict(labels, !ok);
   }
 
   private countVerdict(labels: InferenceLabels, evaluator: string, verdict: Verdict): void {

@@ -10,7 +10,7 @@ import { GoldenSet, checkGoldenAnswer, numbersIn } from '../../extproc/quality/e
 import { QualityMetrics } from '../../extproc/quality/metrics.js';
 import { emptyObservation } from '../../extproc/quality/observation.js';
 import { EVALUATORS } from '../../extproc/quality/pipeline.js';
-import { ProbeWeights } from '../../extproc/quality/probe-weights.js';
+import { ProbeRates } from '../../extproc/quality/probe-rates.js';
 import { SampleRecorder, type FinishedSample } from '../../extproc/quality/recorder.js';
 import type { ServiceRouting } from '../../extproc/routing/state.js';
 
@@ -98,44 +98,35 @@ describe('recording probe verdicts', () => {
     return { service: 'chat', version: 'v1.3', rolloutHash: 'h3', status: 200, request: undefined, responseHeaders: new Map(), observation, golden: entry, probability: 1, ...over };
   }
 
-  it('scores every probe as golden-probe, weighs hallucinations by the user requests they stand for, and counts no user quantity', async () => {
+  it('scores every probe as golden-probe into the version\'s probe rate, and counts no user quantity', async () => {
     const registry = new Registry();
     const metrics = new QualityMetrics(registry, 300);
     let now = T0;
-    const weights = new ProbeWeights(300_000, () => now);
+    const rates = new ProbeRates(60_000, () => now);
     const config = qualityConfigSchema.parse({ prices: { 'v1.3': { inputPerMillion: 1e6, outputPerMillion: 1e6 } } });
-    const recorder = new SampleRecorder(config, metrics, EVALUATORS, undefined, createLogger('t', 'silent'), Math.random, weights);
+    const recorder = new SampleRecorder(config, metrics, EVALUATORS, undefined, createLogger('t', 'silent'), Math.random, rates);
     const user = { service: 'chat', version: 'v1.3', rollout_hash: 'h3' };
-    // 4 user requests, then a wrong probe; 6 more, then a right one: 4 of 10 requests estimated hallucinated.
-    for (let i = 0; i < 4; i++) weights.countUserRequest(user);
-    now += 1000;
-    recorder.record(finished('Lyon', { probe: true }));
-    for (let i = 0; i < 6; i++) weights.countUserRequest(user);
-    now += 1000;
-    recorder.record(finished('Paris', { probe: true }));
+    metrics.touch(user);
+    expect(rates.rate(user)).toBeUndefined();
+    for (const answer of ['Paris', 'Lyon', 'Paris', 'Lyon']) recorder.record(finished(answer, { probe: true }));
+    expect(rates.rate(user)).toBe(0.5);
     const text = await registry.metrics();
-    expect(text).toContain(`inference_hallucination_total{${labels}} 4`);
     expect(text).toContain(`inference_quality_score{${labels},evaluator="golden-probe"} 0.5`);
-    expect(text).toContain(`fledge_quality_evaluated_total{${labels},evaluator="golden-probe"} 2`);
-    expect(text).toContain(`fledge_quality_hallucination_verdicts_total{${labels},evaluator="golden-probe"} 1`);
-    expect(text).not.toMatch(/inference_tokens_total\{/);
-    expect(text).not.toMatch(/inference_cost_total\{/);
+    expect(text).toContain(`fledge_quality_evaluated_total{${labels},evaluator="golden-probe"} 4`);
+    expect(text).toContain(`fledge_quality_hallucination_verdicts_total{${labels},evaluator="golden-probe"} 2`);
+    // Probe verdicts alone add nothing per request: user requests carry the rate (response-sampling.ts).
+    expect(text).toContain(`inference_hallucination_total{${labels}} 0`);
+    expect(text).not.toMatch(/inference_tokens_total\{[^}]*\} [1-9]/);
+    expect(text).not.toMatch(/inference_cost_total\{[^}]*\} [1-9]/);
     // A user-traffic golden verdict for a probed version stays out of the counter (the probes own it).
     recorder.record(finished('Lyon'));
-    expect(await registry.metrics()).toContain(`inference_hallucination_total{${labels}} 4`);
+    expect(await registry.metrics()).toContain(`inference_hallucination_total{${labels}} 0`);
     expect(await registry.metrics()).toContain(`fledge_quality_evaluated_total{${labels},evaluator="golden"} 1`);
-  });
-
-  it('pro-rates the first verdict after a long gap to the horizon', () => {
-    let now = T0;
-    const weights = new ProbeWeights(10_000, () => now);
-    const l = { service: 'chat', version: 'v1', rollout_hash: 'h' };
-    for (let i = 0; i < 100; i++) weights.countUserRequest(l);
-    now += 100_000;
-    expect(weights.takeWeight(l)).toBe(10);
-    expect(weights.recentlyProbed(l)).toBe(true);
-    now += 20_000;
-    expect(weights.recentlyProbed(l)).toBe(false);
+    // Once the verdicts leave the window, the version is no longer probed.
+    now += 61_000;
+    expect(rates.rate(user)).toBeUndefined();
+    recorder.record(finished('Lyon'));
+    expect(await registry.metrics()).toContain(`inference_hallucination_total{${labels}} 1`);
   });
 
   it('ignores self-reported headers unless the service opted in, and counts reference-free signals', async () => {
@@ -155,5 +146,25 @@ describe('recording probe verdicts', () => {
     expect(text).toContain(`fledge_quality_signals_total{${labels},signal="empty"} 1`);
     expect(text).toContain(`fledge_quality_signals_total{${labels},signal="cut-off"} 1`);
     expect(text).toContain(`fledge_quality_signals_total{${labels},signal="json-invalid"} 1`);
+  });
+});
+
+describe('n: evaluated samples behind a measurement', () => {
+  it('derives the count from the seed queries: judged answers for quality, requests for the rest', async () => {
+    const { derivedSamplesQuery } = await import('../../controller/analysis/samples.js');
+    expect(derivedSamplesQuery('avg(inference_quality_score{rollout_hash="abc"})')).toBe('sum(increase(fledge_quality_evaluated_total{rollout_hash="abc"}[10m]))');
+    expect(derivedSamplesQuery('sum(rate(inference_hallucination_total{rollout_hash="abc"}[5m])) / sum(rate(inference_requests_total{rollout_hash="abc"}[5m]))')).toBe(
+      'sum(increase(fledge_quality_evaluated_total{rollout_hash="abc"}[5m]))',
+    );
+    expect(derivedSamplesQuery('histogram_quantile(0.95, rate(inference_latency_seconds_bucket{rollout_hash="abc"}[10m]))')).toBe('sum(increase(inference_requests_total{rollout_hash="abc"}[10m]))');
+    expect(derivedSamplesQuery('up')).toBeUndefined();
+  });
+
+  it('puts n on a measurement of a metric without samplesQuery', async () => {
+    const { takeMeasurement } = await import('../../controller/analysis/take-measurement.js');
+    const metric = { name: 'quality-score', provider: { prometheus: { query: 'avg(inference_quality_score{rollout_hash="{{args.canary-hash}}"})' } }, successCondition: 'result[0] > 0.85', failureLimit: 0, inconclusiveLimit: 0, consecutiveErrorLimit: 4, action: 'rollback' as const };
+    const provider = { measure: async (q: string) => (q.includes('fledge_quality_evaluated_total') ? [37] : [0.9]) };
+    const m = await takeMeasurement(metric, { canary: { 'canary-hash': 'h2' }, baseline: { 'canary-hash': 'h1' } }, provider, () => T0);
+    expect(m).toMatchObject({ phase: 'Successful', value: [0.9], n: 37 });
   });
 });

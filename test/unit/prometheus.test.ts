@@ -77,7 +77,7 @@ describe('takeMeasurement', () => {
       ['lat{h="old"}', 5000],
       ['n{h="new"}', 5000],
     ]);
-    expect(result).toMatchObject({ phase: 'Failed', value: [3], stable: [1], samples: 25, threshold: 'result[0] <= 2 * stable[0]' });
+    expect(result).toMatchObject({ phase: 'Failed', value: [3], stable: [1], n: 25, threshold: 'result[0] <= 2 * stable[0]' });
   });
 
   it('a provider failure is an Error measurement with the reason', async () => {

@@ -10,14 +10,14 @@ import { qualityConfigSchema } from '../../extproc/quality/config.js';
 import { GoldenSet } from '../../extproc/quality/evaluators/golden-set.js';
 import { QualityMetrics } from '../../extproc/quality/metrics.js';
 import type { QualityPipeline } from '../../extproc/quality/pipeline.js';
-import { ProbeWeights } from '../../extproc/quality/probe-weights.js';
+import { ProbeRates } from '../../extproc/quality/probe-rates.js';
 import type { FinishedSample } from '../../extproc/quality/recorder.js';
 import { sampledByRate } from '../../extproc/quality/sampling.js';
 import { newRequestContext, type RequestContext } from '../../extproc/request-context.js';
 
 function pipeline(config: unknown, golden = new GoldenSet([])): QualityPipeline & { submitted: FinishedSample[] } {
   const submitted: FinishedSample[] = [];
-  return { config: qualityConfigSchema.parse(config), golden, metrics: new QualityMetrics(new Registry(), 300), probeWeights: new ProbeWeights(300_000), submit: (s) => submitted.push(s), close: async () => {}, submitted };
+  return { config: qualityConfigSchema.parse(config), golden, metrics: new QualityMetrics(new Registry(), 300), probeRates: new ProbeRates(60_000), submit: (s) => submitted.push(s), close: async () => {}, submitted };
 }
 
 function ctxFor(service = 'chat'): RequestContext {

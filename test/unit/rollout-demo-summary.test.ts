@@ -21,7 +21,7 @@ function run(startedAt: number, failing?: { metric: string; value: number }): An
       inconclusive: 0,
       error: 0,
       consecutiveError: 0,
-      measurements: [{ phase: failed ? 'Failed' : 'Successful', startedAt, finishedAt: startedAt + 5, value: [value], ...(failed ? { threshold: 'result[0] <= 0.05' } : {}) }],
+      measurements: [{ phase: failed ? 'Failed' : 'Successful', startedAt, finishedAt: startedAt + 5, value: [value], n: 120, ...(failed ? { threshold: 'result[0] <= 0.05' } : {}) }],
     };
   });
   return { startedAt, phase: failing ? 'Failed' : 'Successful', metrics };
@@ -43,7 +43,7 @@ describe('rollout demo summary', () => {
     expect(s.outcome).toBe('promoted');
     expect(s.analysisSteps.map((a) => a.weight)).toEqual([5, 25, 50]);
     expect(s.analyses).toHaveLength(15);
-    expect(s.analyses[0]).toEqual({ metric: 'error-rate', value: 0.01, threshold: 'result[0] <= 0.01', passed: true });
+    expect(s.analyses[0]).toEqual({ metric: 'error-rate', value: 0.01, threshold: 'result[0] <= 0.01', passed: true, n: 120 });
     expect(s.steps).toHaveLength(policy.steps.length + 1);
     expect(s.breach).toBeUndefined();
   });
@@ -56,7 +56,7 @@ describe('rollout demo summary', () => {
       name: 'assistant-v2', policy, final: recorder.status, runs: recorder.analysisRuns(), lastStepIndex: recorder.lastStepIndex(), requests: 10, failedRequests: 1, faultAt: 1_000, trafficOffAt: 31_234,
     });
     expect(s.outcome).toBe('rolled-back');
-    expect(s.breach).toEqual({ metric: 'hallucination-rate', value: 0.27, threshold: 'result[0] <= 0.05' });
+    expect(s.breach).toEqual({ metric: 'hallucination-rate', value: 0.27, threshold: 'result[0] <= 0.05', n: 120 });
     expect(s.rollbackSeconds).toBe(30.23);
     expect(s.failedRequests).toBe(1);
     // Up to the analysis that failed, then the verdict.

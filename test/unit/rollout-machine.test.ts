@@ -32,7 +32,7 @@ function metrics(canary: Partial<Values> = {}, stable: Partial<Values> = {}): Me
     async measure(query) {
       queries.push(query);
       const v = { ...healthy, ...(query.includes('"new"') ? canary : stable) };
-      if (query.includes('increase(inference_requests_total')) return [v.samples];
+      if (query.includes('increase(inference_requests_total') || query.includes('fledge_quality_evaluated_total')) return [v.samples];
       if (query.includes('inference_errors_total')) return [v.errors];
       if (query.includes('inference_latency_seconds_bucket')) return [v.p95];
       if (query.includes('inference_quality_score')) return [v.quality];
