@@ -19,7 +19,7 @@ include test/harness/k8s/k8s.mk
 help:
 	@echo "make demo   set up, then run two model rollouts on the local stack (one promoted, one rolled back)"
 	@echo "make test   set up, then run every test (unit and integration, real Envoy)"
-	@echo "make bench  set up, then benchmark extproc through Envoy (writes bench/results/)"
+	@echo "make bench  set up, then benchmark extproc through Envoy, the controller and the evidence statistics (writes bench/results/)"
 	@echo "make deps   install npm packages and the pinned Envoy (no tests)"
 	@echo "make model-deps  install the real model (SmolLM2-135M GGUF) and node-llama-cpp into $(FLEDGE_CACHE)"
 
@@ -86,11 +86,19 @@ bench: deps vegeta build
 	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-bench.js
 	$(MAKE) bench-controller
 	$(MAKE) bench-model
+	$(MAKE) bench-evidence
 
 # The real model: answers/s and latency at 1 and 2 threads, golden accuracy per
 # configuration with Wilson 95% intervals (writes bench/results/model.json).
 bench-model: model-deps build
 	node dist/bench/model-bench.js
+
+# Evidence-based stages by seeded simulation (no servers, ~1 min): A/A false rollbacks,
+# samples to detect 5% -> 10% hallucination, time to promotion vs the fixed timer
+# (writes bench/results/evidence.json).
+.PHONY: bench-evidence
+bench-evidence: build
+	node dist/bench/evidence-bench.js
 
 # Controller against a real kube-apiserver and Prometheus: rollback actuation, reconcile p99
 # with 100 concurrent rollouts, RSS (writes bench/results/controller.json).

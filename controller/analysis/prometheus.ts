@@ -44,6 +44,14 @@ export class PrometheusProvider implements MetricsProvider {
   }
 
   async measure(query: string, signal?: AbortSignal, at?: number): Promise<number[]> {
+    return (await this.measureSeries(query, signal, at)).map((sample) => sample.value);
+  }
+
+  /**
+   * The same instant query, keeping each series' labels (a histogram's `le`, for the
+   * evidence tests); a scalar is one sample without labels.
+   */
+  async measureSeries(query: string, signal?: AbortSignal, at?: number): Promise<Sample[]> {
     const timeout = AbortSignal.timeout(this.timeoutMs);
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
     const form = new URLSearchParams({ query });
@@ -75,8 +83,13 @@ export class PrometheusProvider implements MetricsProvider {
     if (!response.ok || parsed.status !== 'success') {
       throw new MetricsQueryError(query, `HTTP ${response.status}${parsed.errorType ? ` ${parsed.errorType}` : ''}: ${parsed.error ?? text.slice(0, 200)}`);
     }
-    return valuesOf(query, parsed.data?.resultType, parsed.data?.result);
+    return samplesOf(query, parsed.data?.resultType, parsed.data?.result);
   }
+}
+
+export interface Sample {
+  labels: Record<string, string>;
+  value: number;
 }
 
 /** Prometheus sends sample values as strings, including "NaN", "+Inf" and "-Inf". */
@@ -88,14 +101,17 @@ export function parseSampleValue(text: unknown): number {
   return n;
 }
 
-function valuesOf(query: string, resultType: string | undefined, result: unknown): number[] {
+function samplesOf(query: string, resultType: string | undefined, result: unknown): Sample[] {
   switch (resultType) {
     case 'vector':
       if (!Array.isArray(result)) break;
-      return result.map((sample) => parseSampleValue((sample as { value?: [number, string] }).value?.[1]));
+      return result.map((sample) => {
+        const s = sample as { metric?: Record<string, string>; value?: [number, string] };
+        return { labels: { ...(s.metric ?? {}) }, value: parseSampleValue(s.value?.[1]) };
+      });
     case 'scalar':
       if (!Array.isArray(result)) break;
-      return [parseSampleValue(result[1])];
+      return [{ labels: {}, value: parseSampleValue(result[1]) }];
     case 'matrix':
       throw new MetricsQueryError(query, 'the query returns a range vector; analysis needs an instant vector or a scalar');
     case 'string':

@@ -26,6 +26,16 @@ describe('PrometheusProvider', () => {
     expect(seen[0]!.form!.get('time')).toBe('1700000000.123');
   });
 
+  it('measureSeries keeps each series\' labels (a histogram\'s le)', async () => {
+    const body = { status: 'success', data: { resultType: 'vector', result: [{ metric: { le: '0.5' }, value: [1, '12'] }, { metric: { le: '+Inf' }, value: [1, '20'] }] } };
+    const p = new PrometheusProvider({ address: 'http://p', fetch: replying(200, body) });
+    expect(await p.measureSeries('sum by (le) (x_bucket)')).toEqual([
+      { labels: { le: '0.5' }, value: 12 },
+      { labels: { le: '+Inf' }, value: 20 },
+    ]);
+    expect(await p.measure('sum by (le) (x_bucket)')).toEqual([12, 20]);
+  });
+
   it('a scalar gives one number, an empty vector none', async () => {
     expect(await new PrometheusProvider({ address: 'http://p', fetch: replying(200, { status: 'success', data: { resultType: 'scalar', result: [1, '3'] } }) }).measure('scalar(1)')).toEqual([3]);
     expect(await new PrometheusProvider({ address: 'http://p', fetch: replying(200, { status: 'success', data: { resultType: 'vector', result: [] } }) }).measure('nothing')).toEqual([]);

@@ -11,7 +11,7 @@
  * make p̂ skewed, and each estimate alone fails on one side: with the observed rates, a
  * canary that happens to show few events early looks precise as well as good and is
  * called not-worse too often; with the constrained rates, one that happens to show many
- * is called worse too often (10% instead of 5% in the A/A bench). The seeded simulations
+ * is called worse too often (9% instead of at most 5% in an A/A bench run). The seeded simulations
  * in test/unit/evidence-stats.test.ts check both sides. Counts are shrunk by ½ event per
  * arm ((x + ½)/(n + 1)) so that zero events never reads as zero variance.
  *
