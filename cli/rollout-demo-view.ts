@@ -68,10 +68,16 @@ export function renderDemoSummary(rollouts: readonly RolloutSummary[], wallSecon
         lines.push(`    ${a.passed ? 'pass' : 'FAIL'}  ${a.metric.padEnd(width)}  ${(a.value === null ? 'no data' : formatNumber(a.value)).padStart(10)}  against ${a.threshold}  (n=${a.n ?? '-'})`);
       }
     }
+    if (r.background) {
+      lines.push(`  background analysis: ${r.background.phase}`);
+      for (const a of r.background.analyses) {
+        lines.push(`    ${a.passed ? 'pass' : 'FAIL'}  ${a.metric.padEnd(width)}  ${(a.value === null ? 'no data' : formatNumber(a.value)).padStart(10)}  against ${a.threshold}  (n=${a.n ?? '-'})`);
+      }
+    }
     if (r.breach) lines.push(`  breach: ${r.breach.metric} = ${r.breach.value === null ? 'no data' : formatNumber(r.breach.value)} (condition ${r.breach.threshold}, n=${r.breach.n ?? '-'})`);
     if (r.rollbackSeconds !== undefined) {
       lines.push(`  rollback: ${r.rollbackSeconds} s from the fault injected to Envoy giving the canary 0% of traffic`);
-      lines.push('            (the policy analyses at the end of each pause: most of it is the rest of the pause)');
+      lines.push(r.background ? '            (background analysis measures every minute of policy time, between step boundaries)' : '            (the policy analyses at the end of each pause: most of it is the rest of the pause)');
     }
     lines.push('');
   }
@@ -86,6 +92,7 @@ export function demoJson(rollouts: readonly RolloutSummary[]): object {
       outcome: r.outcome,
       steps: r.steps,
       analyses: r.analyses,
+      ...(r.background ? { background: r.background } : {}),
       ...(r.breach ? { breach: r.breach } : {}),
       ...(r.rollbackSeconds === undefined ? {} : { rollbackSeconds: r.rollbackSeconds }),
       failedRequests: r.failedRequests,

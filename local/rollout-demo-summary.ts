@@ -26,6 +26,8 @@ export interface RolloutSummary {
   analyses: AnalysisEntry[];
   /** The same, by analysis step: the canary weight it judged and the run's phase. */
   analysisSteps: { weight: number; phase: string; analyses: AnalysisEntry[] }[];
+  /** The background analysis run (the policy's `analysis`), as it ended: each metric's last measurement; passed = not Failed. */
+  background?: { phase: string; analyses: AnalysisEntry[] };
   /** The metric that rolled the candidate back. */
   breach?: { metric: string; value: number | null; threshold: string; n: number | null };
   /** From breach onset (the fault injected) to no traffic weight left on the canary. */
@@ -71,8 +73,14 @@ export function summarizeRollout(r: RecordedRollout): RolloutSummary {
     phase: r.final?.phase ?? 'Pending',
     message: r.final?.message ?? 'no status written',
   };
+  const background = r.final?.background;
+  if (background) {
+    summary.background = { phase: background.phase, analyses: background.metrics.filter((m) => m.measurements.length > 0).map((m) => ({ ...analysisEntry(m, conditions), passed: m.phase !== 'Failed' })) };
+  }
   if (outcome === 'rolled-back') {
-    const failed = r.runs.at(-1)?.metrics.find((m) => m.phase === 'Failed');
+    // The run that stopped the rollout: the background run when it failed, else the last step's.
+    const stopper = background?.phase === 'Failed' ? background : r.runs.at(-1);
+    const failed = stopper?.metrics.find((m) => m.phase === 'Failed');
     if (failed) {
       const { metric, value, threshold, n } = analysisEntry(failed, conditions);
       summary.breach = { metric, value, threshold, n };
@@ -107,9 +115,9 @@ function analysisWeights(policy: Policy): number[] {
 
 function metricConditions(policy: Policy): Map<string, string> {
   const out = new Map<string, string>();
-  for (const step of policy.steps) {
-    if (step.kind !== 'analysis') continue;
-    for (const m of step.analysis.metrics) {
+  const analyses = [...(policy.background ? [policy.background.analysis] : []), ...policy.steps.flatMap((step) => (step.kind === 'analysis' ? [step.analysis] : []))];
+  for (const analysis of analyses) {
+    for (const m of analysis.metrics) {
       const conditions = [m.successCondition && `success: ${m.successCondition}`, m.failureCondition && `failure: ${m.failureCondition}`].filter(Boolean);
       out.set(m.name, m.successCondition && !m.failureCondition ? m.successCondition : conditions.join('; '));
     }

@@ -40,6 +40,9 @@ export class LocalRolloutRunner {
   private actionWatcher: FSWatcher | undefined;
   private actionPoll: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Rollouts of the first file version not yet reconciled once (successfully or not). */
+  private firstPass: Set<string> | undefined;
+  private firstPassDone: (() => void) | undefined;
   /** True once every rollout of the first file version was reconciled once. */
   synced = false;
 
@@ -75,7 +78,9 @@ export class LocalRolloutRunner {
       o.logger.warn({ err: (err as Error).message, dir: o.actions.dir }, 'cannot watch the actions dir; polling only');
     }
     this.actionPoll = setInterval(() => this.kickPendingActions(), o.actionPollMs ?? 500);
-    await this.queue.whenIdle();
+    // Ready once each rollout had its first reconcile, even if that one failed and is retried.
+    const pending = this.firstPass ?? new Set<string>();
+    if (pending.size) await new Promise<void>((resolve) => (this.firstPassDone = resolve));
     this.synced = true;
   }
 
@@ -92,11 +97,13 @@ export class LocalRolloutRunner {
     for (const name of this.specs.keys()) {
       if (next.has(name)) continue;
       this.queue.cancel(name);
+      this.firstReconcileDone(name);
       this.phases.delete(name);
       this.o.metrics.setPhase(name, undefined);
       this.o.logger.info({ rollout: name }, 'rollout removed from the rollouts file; its state stays in the state dir');
     }
     this.specs = next;
+    this.firstPass ??= new Set(next.keys());
     // Every entry is looked at again: its policy, target or candidate may have changed.
     for (const name of next.keys()) this.queue.enqueue(name);
   }
@@ -118,7 +125,7 @@ export class LocalRolloutRunner {
     const { o } = this;
     const started = performance.now();
     try {
-      const outcome = await o.reconciler.reconcile(spec);
+      const outcome = await o.reconciler.reconcile(spec).finally(() => this.firstReconcileDone(name));
       o.metrics.reconcileSeconds.observe({ result: 'ok' }, (performance.now() - started) / 1000);
       o.metrics.setPhase(name, outcome.phase);
       if (this.phases.get(name) !== outcome.phase) o.logger.info({ rollout: name, phase: outcome.phase }, 'rollout phase');
@@ -128,5 +135,10 @@ export class LocalRolloutRunner {
       o.metrics.reconcileSeconds.observe({ result: 'error' }, (performance.now() - started) / 1000);
       throw err;
     }
+  }
+
+  private firstReconcileDone(name: string): void {
+    if (!this.firstPass?.delete(name) || this.firstPass.size) return;
+    this.firstPassDone?.();
   }
 }

@@ -14,7 +14,7 @@
  *   an answer an evaluator judged (golden probes, by default: docs/quality.md).
  * - Cost per request (new metric) pauses for review instead of rolling back, as the table says.
  * - Background analysis (Argo's canary.analysis) from the first pause on: the four rollback
- *   metrics every minute, so a breach that starts at the beginning of a 15m stage rolls back
+ *   metrics every minute (the first one minute in: the canary has barely served before), so a breach that starts at the beginning of a 15m stage rolls back
  *   within about a minute, not at the stage's end (the seed promises a rollback within 2
  *   minutes). Too few samples early in a stage is normal, so its inconclusiveLimit is high
  *   (60: more one-minute measurements than the steps' 40 minutes of pauses take); the
@@ -141,6 +141,7 @@ ${rollbackMetrics('')}          - name: cost-per-request
       spec:
         metrics:
 ${rollbackMetrics(`
+            initialDelay: ${DEFAULT_BACKGROUND_INTERVAL}
             interval: ${DEFAULT_BACKGROUND_INTERVAL}
             inconclusiveLimit: ${DEFAULT_BACKGROUND_INCONCLUSIVE_LIMIT}`)}`;
 

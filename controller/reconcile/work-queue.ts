@@ -77,12 +77,6 @@ export class ReconcileQueue<R> {
     if (this.running.size) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Resolves once nothing is queued or running (e.g. after the first pass over every key). */
-  whenIdle(): Promise<void> {
-    if (this.size === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => this.idleWaiters.push(resolve));
-  }
-
   get size(): number {
     return this.pending.length + this.running.size;
   }
@@ -112,8 +106,8 @@ export class ReconcileQueue<R> {
     } finally {
       this.running.delete(key);
       if (this.dirty.delete(key)) this.enqueue(key);
+      if (this.running.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
       this.pump();
-      if (this.running.size === 0 && (this.stopped || this.pending.length === 0)) for (const resolve of this.idleWaiters.splice(0)) resolve();
     }
   }
 }

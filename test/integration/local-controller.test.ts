@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freeStackPorts } from '../harness/stack-ports.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify as toYaml } from 'yaml';
+import { parse, stringify as toYaml } from 'yaml';
 import { LocalTrafficRouter } from '../../controller/local/local-router.js';
 import { LocalStateStore } from '../../controller/local/state-store.js';
 import { readTrafficState } from '../../controller/local/traffic-state.js';
@@ -24,6 +24,9 @@ const seedDir = join(import.meta.dirname, '../fixtures/seed');
 // The seed's pauses are 10m and 15m: 120x makes them 5 s and 7.5 s, long enough for
 // Prometheus (scraping every 1 s) to hold several scrapes of the canary's series.
 const TIME_SCALE = 120;
+/** The background analysis's interval: 0.5 s at TIME_SCALE. */
+const GUARD_INTERVAL = '1m';
+const GUARD_INTERVAL_MS = 60_000 / TIME_SCALE;
 
 describe('local-mode controller and CLI on the real local stack', () => {
   const dir = mkdtempSync(join(tmpdir(), 'fledge-local-controller-'));
@@ -51,7 +54,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
     writeFileSync(
       rolloutsFile,
       toYaml({
-        policies: [join(seedDir, 'rollout.yaml'), join(seedDir, 'analysis-template.yaml'), 'manual.yaml'],
+        policies: [join(seedDir, 'rollout.yaml'), join(seedDir, 'analysis-template.yaml'), 'manual.yaml', 'guarded.yaml'],
         rollouts: [
           { name: 'chat-v2', service: 'chat', candidate: 'v2', policy: 'inference-service' },
           { name: 'embed-v2', service: 'embed', candidate: 'v2', policy: 'manual' },
@@ -93,6 +96,38 @@ describe('local-mode controller and CLI on the real local stack', () => {
     writeFileSync(
       join(dir, 'manual.yaml'),
       toYaml({ apiVersion: 'fledge.dev/v1alpha1', kind: 'Policy', metadata: { name: 'manual' }, spec: { steps: [{ setWeight: 10 }, { pause: {} }, { setWeight: 40 }, { pause: {} }, { setWeight: 100 }] } }),
+    );
+    // The seed's steps and step analyses, plus background analysis (Argo's canary.analysis) of
+    // the hallucination rate every minute from the first pause.
+    const seedSteps = (parse(readFileSync(join(seedDir, 'rollout.yaml'), 'utf8')) as { spec: { strategy: { canary: { steps: unknown[] } } } }).spec.strategy.canary.steps;
+    writeFileSync(
+      join(dir, 'guarded.yaml'),
+      [
+        toYaml({
+          apiVersion: 'argoproj.io/v1alpha1',
+          kind: 'Rollout',
+          metadata: { name: 'guarded' },
+          spec: { strategy: { canary: { steps: seedSteps, analysis: { templates: [{ templateName: 'hallucination-guard' }], args: [{ name: 'canary-hash', valueFrom: { podTemplateHashValue: 'Latest' } }], startingStep: 1 } } } },
+        }),
+        toYaml({
+          apiVersion: 'argoproj.io/v1alpha1',
+          kind: 'AnalysisTemplate',
+          metadata: { name: 'hallucination-guard' },
+          spec: {
+            metrics: [
+              {
+                name: 'hallucination-rate',
+                // As the default policy's guard: the canary has no series in its first moments.
+                initialDelay: GUARD_INTERVAL,
+                interval: GUARD_INTERVAL,
+                inconclusiveLimit: 60,
+                successCondition: 'result[0] < 0.05',
+                provider: { prometheus: { query: '(sum(rate(inference_hallucination_total{rollout_hash="{{args.canary-hash}}"}[10m])) or vector(0)) / sum(rate(inference_requests_total{rollout_hash="{{args.canary-hash}}"}[10m]))' } },
+              },
+            ],
+          },
+        }),
+      ].join('---\n'),
     );
     writeRollouts([]);
     stack = new LocalStack(config, { stateDir });
@@ -154,17 +189,32 @@ describe('local-mode controller and CLI on the real local stack', () => {
     expect(traffic.chat!.failures()).toEqual([]);
   });
 
-  it('rolls back a candidate that starts hallucinating mid-rollout, naming the metric, with no failed request', async () => {
+  it('background analysis rolls back a candidate that starts hallucinating at the start of the 15m stage, within the stage, with no failed request', async () => {
     // A new entry in the (watched) rollouts file starts a rollout.
-    writeRollouts([{ service: 'summarize', candidate: 'v2', policy: 'inference-service' }]);
+    writeRollouts([{ service: 'summarize', candidate: 'v2', policy: 'guarded' }]);
     const atQuarter = await waitFor('summarize-v2', 'weight 25 after a passed analysis', (s) => s.stepIndex >= 3);
     expect(atQuarter.phase).toBe('Progressing');
+    expect(atQuarter.stepIndex).toBe(4);
     const v2 = modelServers(stack.config).find((m) => m.service === 'summarize' && m.version === 'v2')!;
+    const faultAt = Date.now();
     const res = await fetch(`http://127.0.0.1:${v2.port}/admin/knobs`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ hallucinationRate: 0.3 }) });
     expect(res.status).toBe(200);
 
     const done = await waitFor('summarize-v2', 'a verdict', (s) => ['Promoted', 'RolledBack', 'Paused', 'Invalid'].includes(s.phase));
     expect(done.phase, done.message).toBe('RolledBack');
+    // Caught by the background run between step boundaries: still in the 15m pause (7.5 s here),
+    // before the stage's own analysis.
+    expect(done.stepIndex).toBe(4);
+    expect(done.message).toContain('background analysis hallucination-guard: metric hallucination-rate failed');
+    const measurements = done.background!.metrics[0]!.measurements;
+    const failed = measurements.at(-1)!;
+    expect(failed.phase).toBe('Failed');
+    expect(failed.finishedAt).toBeGreaterThan(faultAt);
+    // The breach was caught by the first measurement after the last healthy one, one interval later.
+    const before = measurements.at(-2)!;
+    expect(before.phase).toBe('Successful');
+    expect(failed.startedAt - before.finishedAt).toBeGreaterThanOrEqual(GUARD_INTERVAL_MS);
+    expect(failed.startedAt - before.finishedAt).toBeLessThan(GUARD_INTERVAL_MS + 1000);
     expect(done.message).toContain('hallucination-rate');
     expect(done.weight).toBe(0);
     expect(await envoyWeight('summarize', 'v2')).toBe(0);
@@ -182,7 +232,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
     expect(readTrafficState(stack.trafficFile).services.chat!.canary).not.toBe('v9');
     expect(store.readEvents('typo').map((e) => e.reason)).toEqual(['Invalid']);
     const unknownPolicy = await waitFor('no-policy', 'Invalid', (s) => s.phase === 'Invalid');
-    expect(unknownPolicy.message).toBe('policy "nope" not found (known: inference-service, manual, default)');
+    expect(unknownPolicy.message).toBe('policy "nope" not found (known: inference-service, manual, guarded, default)');
   });
 
   it('CLI: status (table and JSON, state dir found from the working directory), promote and abort through action files', async () => {

@@ -15,6 +15,7 @@ interface DemoJson {
     outcome: string;
     steps: string[];
     analyses: { metric: string; value: number | null; threshold: string; passed: boolean }[];
+    background?: { phase: string; analyses: { metric: string; value: number | null; threshold: string; passed: boolean }[] };
     breach?: { metric: string; value: number | null; threshold: string };
     rollbackSeconds?: number;
     failedRequests: number;
@@ -49,7 +50,14 @@ describe('fledge demo (rollouts)', () => {
     expect(assistant.breach?.value).toBeGreaterThan(0.05);
     expect(assistant.breach?.threshold).toBe('result[0] <= 0.05');
     expect(assistant.steps).not.toContain('setWeight 50');
-    expect(assistant.analyses.filter((a) => !a.passed).map((a) => a.metric)).toEqual(['hallucination-rate']);
+    // Caught by the default policy's background analysis during the 15m stage at 25%, before
+    // that stage's own analysis: the step analyses that ran all passed.
+    expect(assistant.steps.at(-2)).toBe('pause 15m');
+    expect(assistant.analyses.every((a) => a.passed)).toBe(true);
+    expect(assistant.background?.phase).toBe('Failed');
+    expect(assistant.background?.analyses.filter((a) => !a.passed).map((a) => a.metric)).toEqual(['hallucination-rate']);
+    expect(chat.background?.analyses.map((a) => a.metric)).toEqual(['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate']);
+    expect(chat.background?.analyses.every((a) => a.passed)).toBe(true);
     expect(typeof assistant.rollbackSeconds).toBe('number');
     expect(assistant.rollbackSeconds).toBeGreaterThan(0);
 

@@ -63,6 +63,22 @@ describe('rollout demo summary', () => {
     expect(s.steps.slice(-2)).toEqual(['analysis ai-quality-check: Failed', 'rolled back to 0%: metric hallucination-rate failed']);
   });
 
+  it('names the background analysis breach that stopped the rollout mid-stage', () => {
+    const recorder = new RolloutRecorder();
+    const background = run(50, { metric: 'hallucination-rate', value: 0.3 });
+    background.metrics = background.metrics.filter((m) => m.name !== 'cost-per-request');
+    background.metrics[0]!.phase = 'Running';
+    recorder.observe(status({ stepIndex: 4, weight: 25, lastAnalysis: run(100) }));
+    recorder.observe(status({ stepIndex: 4, weight: 0, phase: 'RolledBack', message: 'background analysis ai-quality-guard: metric hallucination-rate failed', lastAnalysis: run(100), background }));
+    const s = summarizeRollout({ name: 'assistant-v2', policy, final: recorder.status, runs: recorder.analysisRuns(), lastStepIndex: recorder.lastStepIndex(), requests: 10, failedRequests: 0, faultAt: 1_000, trafficOffAt: 4_000 });
+    expect(s.breach).toEqual({ metric: 'hallucination-rate', value: 0.3, threshold: 'result[0] <= 0.05' });
+    expect(s.background?.phase).toBe('Failed');
+    expect(s.background?.analyses.map((a) => [a.metric, a.passed])).toEqual([['error-rate', true], ['p95-latency', true], ['quality-score', true], ['hallucination-rate', false]]);
+    expect(s.analyses.every((a) => a.passed)).toBe(true);
+    expect(s.rollbackSeconds).toBe(3);
+    expect(s.steps.slice(-2)).toEqual(['pause 15m', 'rolled back to 0%: background analysis ai-quality-guard: metric hallucination-rate failed']);
+  });
+
   it('reports a rollout that never settled as unfinished, and NaN as null', () => {
     const nan = run(100);
     nan.metrics[0]!.measurements[0]!.value = [Number.NaN];
