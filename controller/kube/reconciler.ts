@@ -162,12 +162,21 @@ export class Reconciler {
     return { phase: t.state.phase, trafficUpdates: 0 };
   }
 
-  /** Applies only the last weight (and mirror) of this reconcile: one VirtualService write per kind. */
+  /**
+   * Applies only the last weight (and mirror) of this reconcile: one VirtualService write per
+   * kind. A retired candidate (retire-candidate after the last set-weight) is one write that
+   * covers weight 0 and the mirror too.
+   */
   private async applyTraffic(namespace: string, target: RolloutTarget, effects: RolloutEffect[], log: Logger): Promise<number> {
     const weight = effects.findLast((e) => e.type === 'set-weight');
     const mirror = effects.findLast((e) => e.type === 'set-mirror');
     if (!weight && !mirror) return 0;
     const router = this.deps.routerFor(namespace, target);
+    if (effects.findLast((e) => e.type === 'set-weight' || e.type === 'retire-candidate')?.type === 'retire-candidate') {
+      await router.retireCandidate();
+      log.info({ virtualService: target.virtualService, canary: target.canarySubset, stable: target.stableSubset }, 'candidate retired: weight 0, no canary route');
+      return 1;
+    }
     let writes = 0;
     if (mirror?.type === 'set-mirror') {
       await router.setMirror(mirror.percent);

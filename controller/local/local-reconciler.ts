@@ -26,6 +26,7 @@ export interface LocalRouter {
   setWeight(weight: number): Promise<void>;
   setMirror(percent: number): Promise<void>;
   promoteCandidate(): Promise<void>;
+  retireCandidate(): Promise<void>;
 }
 
 export interface LocalReconcilerDeps {
@@ -100,6 +101,7 @@ export class LocalReconciler {
     if (drift) {
       log.warn({ service: target.virtualService, inForce: drift.inForce, expected: advanced.state.weight }, 'the stack routes a different canary weight than the rollout set (a restarted stack?); setting it again');
       effects.push({ type: 'set-weight', weight: advanced.state.weight });
+      if (!ACTIVE_PHASES.includes(advanced.state.phase)) effects.push({ type: 'retire-candidate' });
     }
     await this.applyTraffic(target, effects, log);
     this.persist(spec.name, toStatus(advanced.state, policy.steps.length, target), previousText, effects, log);
@@ -111,7 +113,7 @@ export class LocalReconciler {
    * Whether the traffic state disagrees with the weight this rollout stands at (e.g. `fledge up`
    * was restarted and began all-stable), when this reconcile does not set a weight anyway.
    * Only rollouts that own their service's canary are checked: active ones, and rolled-back
-   * ones whose candidate is still the canary; Invalid and Promoted ones change nothing.
+   * ones whose candidate is still the canary (retired again); Invalid and Promoted ones change nothing.
    */
   private weightDrift(target: RolloutTarget, phase: RolloutPhase, weight: number, effects: RolloutEffect[]): { inForce: number } | undefined {
     if (effects.some((e) => e.type === 'set-weight' || e.type === 'promote-candidate')) return undefined;
@@ -120,7 +122,8 @@ export class LocalReconciler {
     const inForce = service.canary === target.canarySubset ? service.canaryWeight : 0;
     const active = ACTIVE_PHASES.includes(phase);
     const rolledBack = (phase === 'RolledBack' || phase === 'Failed') && service.canary === target.canarySubset;
-    return (active || rolledBack) && inForce !== weight ? { inForce } : undefined;
+    // A rolled-back candidate that is still the canary is reachable by flag: retire it, whatever its weight.
+    return (active && inForce !== weight) || rolledBack ? { inForce } : undefined;
   }
 
   private applyTraffic(target: RolloutTarget, effects: RolloutEffect[], log: Logger): Promise<void> {
@@ -135,6 +138,12 @@ export class LocalReconciler {
     const promote = effects.some((e) => e.type === 'promote-candidate');
     if (!mirror && !weight && !promote) return;
     const router = this.deps.routerFor(target);
+    if (effects.findLast((e) => e.type === 'set-weight' || e.type === 'retire-candidate')?.type === 'retire-candidate') {
+      // Weight 0, no mirror, and the candidate is no longer the service's canary.
+      await router.retireCandidate();
+      log.info({ service: target.virtualService, canary: target.canarySubset, stable: target.stableSubset }, 'candidate retired: weight 0, not the canary any more');
+      return;
+    }
     if (mirror?.type === 'set-mirror') await router.setMirror(mirror.percent);
     if (weight?.type === 'set-weight') {
       await router.setWeight(weight.weight);
