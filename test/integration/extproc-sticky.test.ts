@@ -206,9 +206,12 @@ describe('/metrics counts what each model served', () => {
   it('counts 5xx answers as errors of the version that gave them', async () => {
     dp.sim('chat', 'v2').patchKnobs({ errorRate: 1, errorStatus: 503 });
     const before = metricValue(await dp.metricsText(), 'inference_errors_total', { version: 'v2' });
-    const answers = await mapLimit(Array.from({ length: 200 }, (_, i) => `e-${i}`), 8, (user) => dp.request({ host: 'chat', user }));
+    const { answers, decided } = await dp.decided(Array.from({ length: 200 }, (_, i) => `e-${i}`), (user) => dp.request({ host: 'chat', user }), 4);
     const failed = answers.filter((a) => a.status === 503).length;
     expect(failed).toBeGreaterThan(0);
-    expect(metricValue(await dp.metricsText(), 'inference_errors_total', { version: 'v2' }) - before).toBe(failed);
+    // Every 503 extproc saw answered is counted, none that did not happen (equal on an idle machine).
+    const counted = metricValue(await dp.metricsText(), 'inference_errors_total', { version: 'v2' }) - before;
+    expect(counted).toBeGreaterThanOrEqual(answers.filter((a, i) => decided[i] && a.status === 503).length);
+    expect(counted).toBeLessThanOrEqual(failed);
   });
 });
