@@ -15,7 +15,7 @@ import { DOCUMENT_KINDS } from '../controller/policy/schema.js';
 import { namedRollouts, rolloutsFileSchema } from '../controller/local/rollouts-file.js';
 import { stackConfigSchema } from '../local/stack-config.js';
 import { extprocConfigSchema } from '../extproc/config.js';
-import { routingFileSchema } from '../extproc/routing/state.js';
+import { parseRoutingFile } from '../extproc/routing/state.js';
 import { validateFlagdText } from '../extproc/flags/flagd-file-provider.js';
 
 export const FILE_KINDS = ['policy', 'rollouts', 'flags', 'stack', 'extproc', 'routing'] as const;
@@ -172,7 +172,7 @@ function validateExtproc(text: string, file: string): string {
 }
 
 function validateRouting(text: string, file: string): string {
-  const routing = parseStructured(text, routingFileSchema, file);
+  const routing = parseRoutingFile(text, file);
   return count(Object.keys(routing.services).length, 'service');
 }
 

@@ -12,6 +12,12 @@ export const VS_ANNOTATIONS = {
   killed: 'fledge.dev/killed',
   /** JSON object subset → rollout hash (pod-template-hash), e.g. {"v1":"abc","v2":"def"}. */
   rolloutHashes: 'fledge.dev/rollout-hashes',
+  /**
+   * The secret the controller's per-version routes (fledge-<subset>) match besides
+   * x-fledge-version: random hex (>= 128 bits), written once and kept. Its presence marks
+   * the VirtualService as managed by fledge: then only canary-subset names a canary.
+   */
+  routeToken: 'fledge.dev/route-token',
   /** The service name extproc reports; default: the first DNS label of spec.hosts[0]. */
   service: 'fledge.dev/service',
 } as const;

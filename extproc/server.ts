@@ -35,7 +35,8 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   if (config.flags.file) {
     flagProvider = new FlagdFileProvider(config.flags.file, logger);
     await OpenFeature.setProviderAndWait(OPENFEATURE_DOMAIN, flagProvider);
-    flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN);
+    const provider = flagProvider;
+    flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN, (key) => provider.defaultVariant(key));
   }
 
   if (probeSecret !== undefined) logger.info('golden probes: probe headers are verified with the configured secret');

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { pino } from 'pino';
 import { startSim } from '../sim/server.js';
+import { newRouteToken } from '../common/route-token.js';
 import { startProcess, waitForHttp, type ManagedProcess } from './child-process.js';
 import { fledgeCli, packageFile } from './package-paths.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
@@ -55,8 +56,10 @@ export async function runDataPlaneDemo(ports: DemoPorts, progress: Progress): Pr
   const routingFile = join(dir, 'routing.yaml');
   const flagsFile = join(dir, 'flags.json');
   const seedFlags = readFileSync(packageFile('examples/flags.json'), 'utf8');
+  // The per-version routes' secret, shared by extproc's routing file and Envoy's routes only.
+  const routeToken = newRouteToken();
   const writeRouting = (canaryWeight: number, killed = false) =>
-    writeFileSync(routingFile, toYaml({ services: { [SERVICE]: { stable: STABLE, canary: CANARY, canaryWeight, killed, rolloutHashes: { [STABLE]: '6f9c7d', [CANARY]: '84b21a' } } } }));
+    writeFileSync(routingFile, toYaml({ services: { [SERVICE]: { stable: STABLE, canary: CANARY, canaryWeight, killed, routeToken, rolloutHashes: { [STABLE]: '6f9c7d', [CANARY]: '84b21a' } } } }));
   writeRouting(0);
   writeFileSync(flagsFile, seedFlags);
 
@@ -76,7 +79,7 @@ export async function runDataPlaneDemo(ports: DemoPorts, progress: Progress): Pr
         listenPort: ports.envoy,
         adminPort: ports.envoyAdmin,
         extprocPort: ports.extproc,
-        services: [{ name: SERVICE, stable: STABLE, canary: CANARY, upstreams: { [STABLE]: { host: '127.0.0.1', port: stable.port }, [CANARY]: { host: '127.0.0.1', port: canary.port } } }],
+        services: [{ name: SERVICE, stable: STABLE, canary: CANARY, routeToken, upstreams: { [STABLE]: { host: '127.0.0.1', port: stable.port }, [CANARY]: { host: '127.0.0.1', port: canary.port } } }],
       },
       dir,
     );
@@ -111,10 +114,10 @@ export async function runDataPlaneDemo(ports: DemoPorts, progress: Progress): Pr
     await waitForExtproc((s) => s.services[0]?.killed === true);
     phases.push((await runPhase('kill-switch', 'routing state killed: everyone → stable, internal users too', population, send, progress)).summary);
 
-    // 4. extproc gone: Envoy fails open to the stable-only fallback route.
+    // 4. extproc gone: Envoy fails open to the weighted route (this demo's static Envoy keeps it at 0% canary).
     writeRouting(50);
     await extproc.kill();
-    phases.push((await runPhase('extproc-down', 'extproc killed: Envoy fails open, the fallback route serves stable', population.slice(0, 200), send, progress)).summary);
+    phases.push((await runPhase('extproc-down', 'extproc killed: Envoy fails open to the weighted route (0% canary in this demo), no request fails', population.slice(0, 200), send, progress)).summary);
 
     return { service: SERVICE, stable: STABLE, canary: CANARY, phases, metrics: { [`served by ${STABLE}`]: stable.stats().requests, [`served by ${CANARY}`]: canary.stats().requests } };
   } finally {

@@ -2,17 +2,28 @@ import { dirname } from 'node:path';
 
 /**
  * Envoy bootstrap for the local stack and the tests: one listener whose HTTP filter chain
- * is ext_proc → router, a route per model version matching x-fledge-version, then a
- * weighted fallback route (what serves when extproc is down or silent).
+ * is ext_proc → router, a route per serving version matching x-fledge-version and the
+ * service's route token (which only extproc sends), then the weighted route (what serves
+ * every request extproc did not decide: extproc down, hung or slower than message_timeout).
  */
+
+/** The header extproc sends with the service's secret token; the per-version routes match it. */
+export const ROUTE_TOKEN_HEADER = 'x-fledge-route-token';
+export const VERSION_HEADER = 'x-fledge-version';
 
 export interface LocalService {
   /** The service name; also its host (authority) on the listener. */
   name: string;
   stable: string;
+  /** The candidate while it may serve; absent when nothing rolls out or it was rolled back. */
   canary?: string;
-  /** Percent for the canary on the fallback route; 0 keeps stable at 100 when extproc is down. */
+  /** The canary's percent on the weighted route (the rollout's weight): what serves when extproc does not decide. */
   fallbackCanaryWeight?: number;
+  /**
+   * The secret the per-version routes match (x-fledge-route-token), shared with extproc's
+   * routing state. Without it there are no per-version routes: the weights decide everything.
+   */
+  routeToken?: string;
   /** Shadow: copy this percent of the stable version's requests to the candidate (answers discarded). */
   mirrorPercent?: number;
   /** version → upstream address. */
@@ -88,7 +99,11 @@ function rdsFromFile(file: string) {
   };
 }
 
-/** The ingress routes: one per version on x-fledge-version, then the weighted fallback. */
+/**
+ * The ingress routes: one per serving version (stable, and the canary while it may serve)
+ * matching x-fledge-version AND the route token, which is removed before the upstream; then
+ * the weighted route. A client's own x-fledge-version, without the token, selects nothing.
+ */
 export function routeConfig(services: LocalService[]) {
   return {
     name: ROUTE_CONFIG_NAME,
@@ -96,15 +111,28 @@ export function routeConfig(services: LocalService[]) {
       name: s.name,
       domains: [s.name, `${s.name}:*`],
       routes: [
-        ...Object.keys(s.upstreams).map((version) => ({
+        ...servingVersions(s).map((version) => ({
           name: `${s.name}-${version}`,
-          match: { prefix: '/', headers: [{ name: 'x-fledge-version', string_match: { exact: version } }] },
+          match: {
+            prefix: '/',
+            headers: [
+              { name: VERSION_HEADER, string_match: { exact: version } },
+              { name: ROUTE_TOKEN_HEADER, string_match: { exact: s.routeToken } },
+            ],
+          },
+          request_headers_to_remove: [ROUTE_TOKEN_HEADER],
           route: { cluster: clusterName(s.name, version), timeout: '120s', ...(version === s.stable ? mirror(s) : {}) },
         })),
         { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s', ...mirror(s) } },
       ],
     })),
   };
+}
+
+/** Versions that get a per-version route: none without a token; never a version that must not serve. */
+function servingVersions(s: LocalService): string[] {
+  if (!s.routeToken) return [];
+  return [s.stable, ...(s.canary && s.canary !== s.stable ? [s.canary] : [])].filter((v) => v in s.upstreams);
 }
 
 /** Envoy sends the copy with "-shadow" appended to the host, which extproc recognises. */
@@ -156,7 +184,8 @@ export function extprocFilter(messageTimeoutMs: number, failOpen = true) {
     typed_config: {
       '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
       grpc_service: { envoy_grpc: { cluster_name: 'fledge_extproc' } },
-      // Fail open: if extproc is down or slow the request goes on, and the fallback route serves it.
+      // Fail open: if extproc is down or slow the request goes on with the client's own
+      // headers; lacking the route token, it can only match the weighted route.
       failure_mode_allow: failOpen,
       allow_mode_override: true,
       message_timeout: `${messageTimeoutMs / 1000}s`,

@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { renderEnvoyServices, renderRoutingFile, writeAtomically, writeTrafficState, type TrafficState } from '../controller/local/traffic-state.js';
+import { newRouteToken } from '../common/route-token.js';
 import { startProcess, waitForHttp, type ManagedProcess } from './child-process.js';
 import { fledgeCli } from './package-paths.js';
 import { EnvoyRouteFile } from './envoy-routes.js';
@@ -94,8 +95,14 @@ export class LocalStack {
         upstreams.set(model.service, { ...upstreams.get(model.service), [model.version]: { host: '127.0.0.1', port: model.port } });
       }
 
-      // Traffic starts all-stable; from here on only the controller changes it.
-      const traffic: TrafficState = { services: Object.fromEntries(Object.entries(this.config.services).map(([name, s]) => [name, { stable: s.stable, canaryWeight: 0, mirrorPercent: 0, killed: false, upstreams: upstreams.get(name)! }])) };
+      // Traffic starts all-stable; from here on only the controller changes it. A new route
+      // token per stack: Envoy's per-version routes and extproc share it, clients never see it.
+      const routeToken = newRouteToken();
+      const traffic: TrafficState = {
+        services: Object.fromEntries(
+          Object.entries(this.config.services).map(([name, s]) => [name, { stable: s.stable, canaryWeight: 0, mirrorPercent: 0, killed: false, routeToken, upstreams: upstreams.get(name)! }]),
+        ),
+      };
       writeTrafficState(this.trafficFile, traffic);
       writeAtomically(this.routingFile, renderRoutingFile(traffic));
       const services = renderEnvoyServices(traffic);

@@ -7,14 +7,15 @@
  * - setWeight sets the canary weight and moves on in the same transition.
  * - pause {duration} waits (durations divided by timeScale); pause {} waits for promote/resume.
  * - analysis runs the step's AnalysisTemplates (measurements come in through `measured`).
- *   Successful → next step. Failed with action rollback → weight 0 in the same transition,
+ *   Successful → next step. Failed with action rollback → weight 0 and the candidate retired
+ *   (retire-candidate: no flag, sticky bucket or header reaches it) in the same transition,
  *   RolledBack. Failed with action pause-for-review → AwaitingReview, weight kept.
  *   Inconclusive → Paused (never promoted). Error (consecutiveErrorLimit exceeded, e.g. the
  *   metrics backend is down) → Paused: unlike Argo, which aborts; an outage of the metrics
  *   backend says nothing about the model, and the canary's weight stays where it was.
  * - After the last step: Promoted (weight 100, the candidate becomes stable).
  * - Actions: promote skips the current step (from Paused/AwaitingReview it is the human
- *   go-ahead); abort → weight 0, RolledBack; pause/resume; resume after an inconclusive,
+ *   go-ahead); abort → weight 0 + retire-candidate, RolledBack; pause/resume; resume after an inconclusive,
  *   errored or review pause re-runs the analysis; retry from RolledBack/Failed/Invalid
  *   starts again at step 0.
  * - shadow steps make the rollout Invalid unless options.shadowSupported.
@@ -57,6 +58,12 @@ export type RolloutEffect =
   | { type: 'set-mirror'; percent: number }
   /** The candidate is now the stable version. */
   | { type: 'promote-candidate' }
+  /**
+   * The candidate must not serve any request (rolled back, aborted, failed): it stops being
+   * the routing state's canary, so flags, sticky buckets and header routes cannot reach it.
+   * Always comes with set-weight 0; the next set-weight (retry, new revision) undoes it.
+   */
+  | { type: 'retire-candidate' }
   | { type: 'event'; severity: 'Normal' | 'Warning'; reason: string; message: string };
 
 export interface MachineOptions {
@@ -383,8 +390,10 @@ function availabilityTimeout(options: MachineOptions): number {
 
 function stopTraffic(policy: Policy, s: RolloutState, now: number, phase: 'RolledBack' | 'Failed', reason: string, message: string, effects: RolloutEffect[]): RolloutState {
   // Traffic first, in this same transition: nothing else has to happen before stable serves all.
-  // Always emitted (idempotent), even at weight 0: the route may have drifted.
+  // Always emitted (idempotent), even at weight 0: the route may have drifted. The candidate
+  // is retired too: weight 0 alone would leave it reachable by flag or header.
   effects.push({ type: 'set-weight', weight: 0 });
+  effects.push({ type: 'retire-candidate' });
   if (policy.steps[s.stepIndex]?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: 0 });
   effects.push(event('Warning', reason, message));
   return { ...s, phase, weight: 0, pause: undefined, message, updatedAt: now };

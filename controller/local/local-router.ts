@@ -43,6 +43,15 @@ export class LocalTrafficRouter implements TrafficRouter {
     });
   }
 
+  /** The candidate must not serve: not the canary any more (so no header route, no flag reaches it), weight 0, no mirror. */
+  retireCandidate(): Promise<void> {
+    return this.update((s) => {
+      if (s.canary === this.candidate) delete s.canary;
+      s.canaryWeight = 0;
+      s.mirrorPercent = 0;
+    });
+  }
+
   /** The candidate becomes the stable version; nothing is rolling out afterwards. */
   promoteCandidate(): Promise<void> {
     return this.update((s) => {

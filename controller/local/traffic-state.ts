@@ -3,6 +3,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { stringify as toYaml } from 'yaml';
 import { z } from 'zod';
 import type { LocalService } from '../../local/envoy-config.js';
+import { routeTokenSchema } from '../../extproc/routing/state.js';
 
 /**
  * Local mode's single source of truth for traffic: per service, which version is stable,
@@ -18,6 +19,8 @@ export const trafficStateSchema = z.strictObject({
       canaryWeight: z.number().min(0).max(100).default(0),
       mirrorPercent: z.number().min(0).max(100).default(0),
       killed: z.boolean().default(false),
+      /** The stack's secret for the per-version routes (common/route-token.ts); extproc and Envoy both get it. */
+      routeToken: routeTokenSchema,
       upstreams: z.record(z.string(), z.strictObject({ host: z.string(), port: z.number().int() })),
     }),
   ),
@@ -54,6 +57,7 @@ export function renderRoutingFile(state: TrafficState): string {
         stable: s.stable,
         ...(s.canary ? { canary: s.canary, canaryWeight: s.canaryWeight } : {}),
         killed: s.killed,
+        routeToken: s.routeToken,
         rolloutHashes: Object.fromEntries(Object.keys(s.upstreams).map((v) => [v, localRolloutHash(name, v)])),
       },
     ]),
@@ -61,7 +65,10 @@ export function renderRoutingFile(state: TrafficState): string {
   return toYaml({ services });
 }
 
-/** Envoy's view: header routes per version, the weighted route at the rollout's weight, the mirror. */
+/**
+ * Envoy's view: a token-matched header route per serving version (stable, and the canary
+ * while the traffic state has one), the weighted route at the rollout's weight, the mirror.
+ */
 export function renderEnvoyServices(state: TrafficState): LocalService[] {
   return Object.entries(state.services).map(([name, s]) => ({
     name,
@@ -69,6 +76,7 @@ export function renderEnvoyServices(state: TrafficState): LocalService[] {
     canary: s.canary,
     fallbackCanaryWeight: s.killed ? 0 : s.canaryWeight,
     mirrorPercent: s.mirrorPercent,
+    routeToken: s.routeToken,
     upstreams: s.upstreams,
   }));
 }

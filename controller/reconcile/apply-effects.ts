@@ -13,15 +13,21 @@ import type { TrafficRouter } from '../traffic/router.js';
 export interface TrafficPlan {
   mirrorPercent?: number;
   weight?: number;
+  /** The candidate must not serve: one router call covers weight 0, the mirror and its routes. */
+  retire: boolean;
   promote: boolean;
 }
 
 export function trafficPlan(effects: readonly RolloutEffect[]): TrafficPlan {
-  const plan: TrafficPlan = { promote: false };
+  const plan: TrafficPlan = { retire: false, promote: false };
   for (const effect of effects) {
     switch (effect.type) {
       case 'set-weight':
         plan.weight = effect.weight;
+        plan.retire = false;
+        break;
+      case 'retire-candidate':
+        plan.retire = true;
         break;
       case 'set-mirror':
         plan.mirrorPercent = effect.percent;
@@ -39,11 +45,16 @@ export function trafficPlan(effects: readonly RolloutEffect[]): TrafficPlan {
 }
 
 export function planIsEmpty(plan: TrafficPlan): boolean {
-  return plan.mirrorPercent === undefined && plan.weight === undefined && !plan.promote;
+  return plan.mirrorPercent === undefined && plan.weight === undefined && !plan.retire && !plan.promote;
 }
 
-/** Applies the plan in order (mirror, weight, promotion); returns the router calls made. */
+/** Applies the plan in order (a retirement alone; else mirror, weight, promotion); returns the router calls made. */
 export async function applyTraffic(router: TrafficRouter, target: RolloutTarget, plan: TrafficPlan, log: Logger): Promise<number> {
+  if (plan.retire) {
+    await router.retireCandidate();
+    log.info({ route: target.virtualService, canary: target.canarySubset, stable: target.stableSubset }, 'candidate retired: weight 0, no mirror, not the canary any more');
+    return 1;
+  }
   let calls = 0;
   if (plan.mirrorPercent !== undefined) {
     await router.setMirror(plan.mirrorPercent);

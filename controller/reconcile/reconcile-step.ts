@@ -80,7 +80,8 @@ export async function reconcileStep(inputs: RolloutInputs, host: ReconcileHost, 
   const drift = weightDrift(host, target, state.phase, state.weight, effects);
   if (drift !== undefined) {
     log.warn({ route: target.virtualService, inForce: drift, expected: state.weight }, 'the route carries a different canary weight than the rollout set (a restarted stack?); setting it again');
-    effects.push({ type: 'set-weight', weight: state.weight });
+    // An active rollout gets its weight back; a rolled-back candidate still in the routing state is retired again.
+    effects.push(ACTIVE_PHASES.includes(state.phase) ? { type: 'set-weight', weight: state.weight } : { type: 'retire-candidate' });
   }
   lap('advance');
 
@@ -119,12 +120,13 @@ async function persist(host: ReconcileHost, log: Logger, status: RolloutStatus, 
  * checked: active ones, and rolled-back ones whose candidate is still the canary.
  */
 function weightDrift(host: ReconcileHost, target: RolloutTarget, phase: RolloutPhase, weight: number, effects: readonly RolloutEffect[]): number | undefined {
-  if (!host.weightInForce || effects.some((e) => e.type === 'set-weight' || e.type === 'promote-candidate')) return undefined;
+  if (!host.weightInForce || effects.some((e) => e.type === 'set-weight' || e.type === 'retire-candidate' || e.type === 'promote-candidate')) return undefined;
   const seen = host.weightInForce(target);
   if (!seen) return undefined;
   const inForce = seen.candidateIsCanary ? seen.weight : 0;
-  const owns = ACTIVE_PHASES.includes(phase) || ((phase === 'RolledBack' || phase === 'Failed') && seen.candidateIsCanary);
-  return owns && inForce !== weight ? inForce : undefined;
+  if (ACTIVE_PHASES.includes(phase)) return inForce !== weight ? inForce : undefined;
+  // A rolled-back candidate that is still the canary is reachable by flag: retire it, whatever its weight.
+  return (phase === 'RolledBack' || phase === 'Failed') && seen.candidateIsCanary ? inForce : undefined;
 }
 
 function describeRevisionChange(previous: RolloutTarget, next: RolloutTarget): string {

@@ -16,6 +16,13 @@ export interface TrafficRouter {
    * rolling out afterwards.
    */
   promoteCandidate(): Promise<void>;
+  /**
+   * The candidate must not serve (rolled back, aborted, failed): weight 0, no mirror, and
+   * no way left to reach it — it is no longer the routing state's canary and its
+   * per-version route is gone, so no flag, sticky bucket or header selects it. The next
+   * setWeight (retry, new revision) makes it the canary again.
+   */
+  retireCandidate(): Promise<void>;
   /** Whether the route currently carries exactly this canary weight. */
   verifyWeight?(weight: number): Promise<boolean>;
 }

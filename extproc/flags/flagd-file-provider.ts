@@ -102,6 +102,14 @@ export class FlagdFileProvider implements Provider {
     return this.storage.getFlag(key) !== undefined;
   }
 
+  /** The flag's default variant and its value, from the flags in force (undefined: no such flag or no default). */
+  defaultVariant(key: string): { variant: string; value: unknown } | undefined {
+    const flag = this.storage.getFlag(key);
+    const variant = flag?.defaultVariant;
+    if (!flag || variant === undefined) return undefined;
+    return { variant, value: flag.variants.get(variant) };
+  }
+
   async initialize(): Promise<void> {
     await this.watched.start();
   }

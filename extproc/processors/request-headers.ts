@@ -9,6 +9,8 @@ import { parseAuthority, type RequestContext } from '../request-context.js';
 
 export const VERSION_HEADER = 'x-fledge-version';
 export const REASON_HEADER = 'x-fledge-reason';
+/** Matched by the per-version routes with the service's secret token; removed before the upstream. */
+export const ROUTE_TOKEN_HEADER = 'x-fledge-route-token';
 const FLEDGE_PREFIX = 'x-fledge-';
 
 export interface RequestHeadersDeps {
@@ -27,7 +29,8 @@ const NO_FLAGS: FlagOutcome = { flagVersion: undefined, killSwitch: false };
 
 /**
  * Request headers: strip client-sent x-fledge-* headers, pick the version, and route by
- * setting x-fledge-version and clearing the route cache.
+ * setting x-fledge-version and the service's route token (the per-version routes match
+ * both, so a client's own x-fledge-version selects nothing) and clearing the route cache.
  */
 export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeaders, deps: RequestHeadersDeps): Promise<ProcessingResponse> {
   const spoofed: string[] = [];
@@ -66,7 +69,7 @@ export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeader
     decision = { version: state?.stable, reason: 'error' };
   }
   remember(ctx, state, decision);
-  return { request_headers: { response: routeTo(decision.version, spoofed) } };
+  return { request_headers: { response: routeTo(decision.version, state?.routeToken, spoofed) } };
 }
 
 function needsFlags(state: ServiceRouting | undefined, shadow: boolean): boolean {
@@ -80,14 +83,14 @@ export function remember(ctx: RequestContext, state: ServiceRouting | undefined,
   ctx.rolloutHash = state && decision.version ? hashFor(state, decision.version) : undefined;
 }
 
-function routeTo(version: string | undefined, spoofed: string[]) {
-  const removeHeaders = version === undefined ? spoofed : spoofed.filter((k) => k !== VERSION_HEADER);
+function routeTo(version: string | undefined, routeToken: string | undefined, spoofed: string[]) {
+  const set = version === undefined ? [] : [setHeader(VERSION_HEADER, version), ...(routeToken ? [setHeader(ROUTE_TOKEN_HEADER, routeToken)] : [])];
+  const setKeys = new Set(set.map((h) => h.header.key));
+  // A set header overwrites every client value of it; every other client x-fledge-* goes.
+  const removeHeaders = [...new Set(spoofed)].filter((k) => !setKeys.has(k));
   return {
     status: 'CONTINUE' as const,
-    header_mutation: {
-      set_headers: version === undefined ? [] : [setHeader(VERSION_HEADER, version)],
-      remove_headers: removeHeaders,
-    },
+    header_mutation: { set_headers: set, remove_headers: removeHeaders },
     // The route was chosen before extproc ran; make Envoy pick it again on our header.
     clear_route_cache: true,
   };

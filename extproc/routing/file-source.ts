@@ -1,8 +1,7 @@
 import type { Logger } from '../../common/logger.js';
-import { parseStructured } from '../../common/structured-file.js';
 import { WatchedFile } from '../../common/watched-file.js';
 import { HostIndex } from './host-index.js';
-import { routingFileSchema, type RoutingFile, type RoutingStateSource } from './state.js';
+import { parseRoutingFile, type RoutingFile, type RoutingStateSource } from './state.js';
 
 /** Routing state from a YAML/JSON file, reloaded on change; a bad edit keeps the last good state. */
 export class FileRoutingSource implements RoutingStateSource {
@@ -10,11 +9,14 @@ export class FileRoutingSource implements RoutingStateSource {
   private readonly watched: WatchedFile<RoutingFile>;
   private loaded = false;
 
-  constructor(file: string, logger: Logger) {
+  constructor(
+    private readonly file: string,
+    logger: Logger,
+  ) {
     this.watched = new WatchedFile({
       file,
       logger: logger.child({ source: 'routing-file' }),
-      parse: (text) => parseStructured(text, routingFileSchema, file),
+      parse: (text) => parseRoutingFile(text, file),
       onValue: (value) => {
         this.index.replace(
           Object.entries(value.services).map(([service, s]) => ({
@@ -26,6 +28,7 @@ export class FileRoutingSource implements RoutingStateSource {
               canaryWeight: s.canaryWeight,
               killed: s.killed,
               rolloutHashes: s.rolloutHashes,
+              ...(s.routeToken ? { routeToken: s.routeToken } : {}),
             },
           })),
         );
@@ -56,5 +59,10 @@ export class FileRoutingSource implements RoutingStateSource {
 
   get generation(): number {
     return this.watched.generation;
+  }
+
+  /** For /debug/state: the file and why its last version was rejected (null: in force). */
+  diagnostics(): Record<string, unknown> {
+    return { source: 'file', file: this.file, generation: this.watched.generation, lastError: this.watched.lastError ?? null };
   }
 }

@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { ConfigError } from '../../common/config-error.js';
+import { ROUTE_TOKEN_PATTERN } from '../../common/route-token.js';
+import { parseStructured } from '../../common/structured-file.js';
 
 /** What extproc must know about one service to route a request. */
 export interface ServiceRouting {
@@ -11,6 +14,12 @@ export interface ServiceRouting {
   killed: boolean;
   /** Each version's rollout hash (pod-template-hash); the version name when unknown. */
   rolloutHashes: Record<string, string>;
+  /**
+   * The secret the per-version routes match besides x-fledge-version (sent as
+   * x-fledge-route-token): only extproc knows it, so a client cannot pick a version.
+   * Without it extproc's choice cannot select a per-version route (the weights serve).
+   */
+  routeToken?: string;
 }
 
 /** The routing state source: a file (local mode) or a VirtualService watch (cluster mode). */
@@ -30,6 +39,8 @@ export interface RoutingStateSource {
   diagnostics?(): Record<string, unknown>;
 }
 
+export const routeTokenSchema = z.string().regex(ROUTE_TOKEN_PATTERN, 'a route token is at least 32 lower-case hex digits (128 bits)');
+
 const version = z.string().min(1).regex(/^[A-Za-z0-9._-]+$/, 'a version is letters, digits, dot, dash or underscore');
 
 export const serviceRoutingSchema = z
@@ -40,15 +51,38 @@ export const serviceRoutingSchema = z
     killed: z.boolean().default(false),
     hosts: z.array(z.string().min(1)).default([]),
     rolloutHashes: z.record(z.string(), z.string().min(1)).default({}),
+    routeToken: routeTokenSchema.optional(),
   })
   .strict()
   .refine((s) => s.canary === undefined || s.canary !== s.stable, { message: 'canary must differ from stable', path: ['canary'] });
 
+/**
+ * A routing file must list its services: an empty or services-less file is what a
+ * half-finished write or a broken config tool leaves, and is rejected like a malformed one
+ * (the last good state stays). A file meant to route nothing says so: `empty: true`.
+ */
 export const routingFileSchema = z
-  .object({ services: z.record(z.string().min(1), serviceRoutingSchema).default({}) })
-  .strict();
+  .object({
+    services: z.record(z.string().min(1), serviceRoutingSchema).optional(),
+    empty: z.boolean().optional(),
+  })
+  .strict()
+  .superRefine((file, ctx) => {
+    const count = Object.keys(file.services ?? {}).length;
+    if (file.empty === true && count > 0) ctx.addIssue({ code: 'custom', path: ['empty'], message: `empty: true but ${count} service(s) listed; remove one or the other` });
+    if (file.empty !== true && count === 0) {
+      ctx.addIssue({ code: 'custom', path: ['services'], message: 'no services: a routing file that routes nothing must say `empty: true` (an empty file is taken for a half-finished write)' });
+    }
+  })
+  .transform((file) => ({ services: file.services ?? {}, empty: file.empty === true }));
 
 export type RoutingFile = z.output<typeof routingFileSchema>;
+
+/** Parses a routing file's text; a zero-byte (or blank) file is an error, not "no services". */
+export function parseRoutingFile(text: string, source: string): RoutingFile {
+  if (text.trim() === '') throw new ConfigError(source, [{ path: '', message: 'the file is empty (a half-finished write?); a routing file that routes nothing says `empty: true`' }]);
+  return parseStructured(text, routingFileSchema, source);
+}
 
 export function hashFor(state: ServiceRouting, version: string): string {
   return state.rolloutHashes[version] ?? version;

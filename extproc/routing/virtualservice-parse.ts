@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { VS_ANNOTATIONS } from '../../common/virtualservice-annotations.js';
 import { formatPath } from '../../common/config-error.js';
+import { ROUTE_TOKEN_PATTERN } from '../../common/route-token.js';
 import type { ServiceRouting } from './state.js';
 
 /**
@@ -14,6 +15,10 @@ import type { ServiceRouting } from './state.js';
  * - Which subset is the canary: fledge.dev/canary-subset, else the other one than
  *   fledge.dev/stable-subset, else the destination with the smaller weight (on a tie, the
  *   second listed). canaryWeight is the canary's share of the route's total weight, in percent.
+ *   On a VirtualService the controller manages (it carries fledge.dev/route-token) only
+ *   fledge.dev/canary-subset names a canary: without it nothing rolls out (a rolled-back
+ *   candidate keeps its 0-weight destination but serves no one).
+ * - routeToken: fledge.dev/route-token, which the per-version routes match.
  * - Hosts: spec.hosts (wildcards skipped); short names also under <name>.<ns>,
  *   <name>.<ns>.svc and <name>.<ns>.svc.cluster.local, and those FQDN forms also under
  *   their shorter forms within the namespace.
@@ -67,7 +72,8 @@ export function parseVirtualService(object: unknown): ParsedVirtualService {
   const namespace = vs.metadata.namespace ?? 'default';
   try {
     const split = weightedSplit(vs.spec.http ?? []);
-    const { stable, canary } = pickCanary(split, annotations);
+    const token = routeToken(annotations);
+    const { stable, canary } = pickCanary(split, annotations, token !== undefined);
     const hosts = expandHosts(vs.spec.hosts, namespace);
     return {
       ok: true,
@@ -79,6 +85,7 @@ export function parseVirtualService(object: unknown): ParsedVirtualService {
         canaryWeight: canary ? canaryPercent(canary.weight, stable.weight) : 0,
         killed: killed(annotations),
         rolloutHashes: rolloutHashes(annotations),
+        ...(token ? { routeToken: token } : {}),
       },
     };
   } catch (err) {
@@ -120,7 +127,7 @@ function checkedSubset(subset: string): string {
   return subset;
 }
 
-function pickCanary(sides: Side[], annotations: Record<string, string>): { stable: Side; canary: Side | undefined } {
+function pickCanary(sides: Side[], annotations: Record<string, string>, managed: boolean): { stable: Side; canary: Side | undefined } {
   const canaryName = annotations[VS_ANNOTATIONS.canarySubset];
   const stableName = annotations[VS_ANNOTATIONS.stableSubset];
   const find = (name: string, key: string): Side => {
@@ -145,14 +152,21 @@ function pickCanary(sides: Side[], annotations: Record<string, string>): { stabl
   }
   if (stableName !== undefined) {
     const stable = find(stableName, VS_ANNOTATIONS.stableSubset);
-    return { stable, canary: other(stable) };
+    return { stable, canary: managed ? undefined : other(stable) };
   }
   const canary = first.weight < second.weight ? first : second;
-  return { stable: other(canary), canary };
+  return { stable: other(canary), canary: managed ? undefined : canary };
 }
 
 function canaryPercent(canary: number, stable: number): number {
   return Math.round((10_000 * canary) / (canary + stable)) / 100;
+}
+
+function routeToken(annotations: Record<string, string>): string | undefined {
+  const value = annotations[VS_ANNOTATIONS.routeToken];
+  if (value === undefined) return undefined;
+  if (!ROUTE_TOKEN_PATTERN.test(value)) throw new Unusable(`${VS_ANNOTATIONS.routeToken} is not at least 32 lower-case hex digits (128 bits)`);
+  return value;
 }
 
 function killed(annotations: Record<string, string>): boolean {

@@ -1,15 +1,19 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
 import { fledgeCli } from '../../local/package-paths.js';
 import { startEnvoy, type RunningEnvoy } from '../../local/envoy.js';
+import type { LocalService } from '../../local/envoy-config.js';
+import { EnvoyRouteFile } from '../../local/envoy-routes.js';
+import { newRouteToken } from '../../common/route-token.js';
 import { freePort } from '../../local/ports.js';
 import type { ServiceRouting } from '../../extproc/routing/state.js';
 import type { KnobsInput } from '../../sim/knobs.js';
 import { startSim } from '../../sim/server.js';
-import { chat, type ModelResponse } from './http-client.js';
+import { chat, mapLimit, type ModelResponse } from './http-client.js';
+import { TcpProxy } from './tcp-proxy.js';
 
 export const CLI = fledgeCli();
 
@@ -20,6 +24,10 @@ export interface ServiceSpec {
   canaryWeight?: number;
   killed?: boolean;
   rolloutHashes?: Record<string, string>;
+  /** The per-version routes' secret; a fresh random one per data plane when absent. */
+  routeToken?: string;
+  /** More versions to run a simulated model for (e.g. a candidate that is not the canary now). */
+  extraVersions?: string[];
 }
 
 type Sim = Awaited<ReturnType<typeof startSim>>;
@@ -37,11 +45,16 @@ export interface DataPlaneOptions {
   knobs?: Record<string, KnobsInput>;
   /** Point Envoy's ext_proc cluster here instead of at extproc (e.g. a dead port: Envoy then fails open). */
   envoyExtprocPort?: number;
+  /** Put a TCP proxy between Envoy and extproc (`dp.extprocProxy`), e.g. to make extproc slow. */
+  extprocProxy?: boolean;
 }
 
 /**
  * A real data plane on loopback: simulated models, `fledge extproc` as a child process
- * and a real Envoy in front, on free ports in a temp dir.
+ * and a real Envoy in front, on free ports in a temp dir, at the production settings:
+ * message_timeout 200 ms, failure_mode_allow, the weighted route at the canary's weight,
+ * per-version routes matched on the route token. Envoy's routes come by file-based RDS,
+ * so `applyRouting` moves extproc's state and Envoy's weights together, as local mode does.
  */
 export class DataPlane {
   readonly dir = mkdtempSync(join(tmpdir(), 'fledge-dp-'));
@@ -52,7 +65,13 @@ export class DataPlane {
   envoy!: RunningEnvoy;
   grpcPort = 0;
   adminPort = 0;
+  /** Every service's route token (the one its spec gave, or a fresh one). */
+  readonly routeTokens = new Map<string, string>();
+  envoyRoutes!: EnvoyRouteFile;
+  /** Between Envoy and extproc when the `extprocProxy` option is set. */
+  extprocProxy: TcpProxy | undefined;
   private services: ServiceSpec[] = [];
+  private readonly upstreams: Record<string, Record<string, { host: string; port: number }>> = {};
 
   constructor(private options: DataPlaneOptions = {}) {}
 
@@ -61,34 +80,66 @@ export class DataPlane {
     if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'make build' first`);
     this.services = services;
     this.options = { ...this.options, ...options };
+    for (const s of services) this.routeTokens.set(s.name, s.routeToken ?? newRouteToken());
     if (!this.options.virtualService) this.writeRouting(services);
     if (flags !== undefined) writeFileSync(this.flagsFile, flags);
-    const upstreams: Record<string, Record<string, { host: string; port: number }>> = {};
     for (const s of services) {
-      upstreams[s.name] = {};
-      for (const version of [s.stable, ...(s.canary ? [s.canary] : [])]) {
+      this.upstreams[s.name] = {};
+      for (const version of new Set([s.stable, ...(s.canary ? [s.canary] : []), ...(s.extraVersions ?? [])])) {
         const knobs = this.options.knobs?.[`${s.name}/${version}`] ?? { latency: { kind: 'fixed', ms: 1 } };
         const sim = await startSim({ host: '127.0.0.1', port: 0, version, knobs });
         this.sims.set(`${s.name}/${version}`, sim);
-        upstreams[s.name]![version] = { host: '127.0.0.1', port: sim.port };
+        this.upstreams[s.name]![version] = { host: '127.0.0.1', port: sim.port };
       }
     }
     this.grpcPort = await freePort();
     this.adminPort = await freePort();
     this.startExtproc(flags !== undefined);
     await waitForHttp(this.extproc, `http://127.0.0.1:${this.adminPort}/readyz`);
+    if (this.options.extprocProxy) this.extprocProxy = await new TcpProxy('127.0.0.1', this.grpcPort).start();
+    const envoyAdminPort = await freePort();
+    mkdirSync(join(this.dir, 'envoy-routes'));
+    this.envoyRoutes = new EnvoyRouteFile(join(this.dir, 'envoy-routes', 'routes.json'), `http://127.0.0.1:${envoyAdminPort}`);
+    const first = this.envoyRoutes.write(this.envoyServices(services));
+    // message_timeout is left at the production default (200 ms), as deployed.
     this.envoy = await startEnvoy(
-      {
-        listenPort: await freePort(),
-        adminPort: await freePort(),
-        extprocPort: this.options.envoyExtprocPort ?? this.grpcPort,
-        // Generous, so a busy 2-core CI machine does not turn slow answers into fallbacks.
-        messageTimeoutMs: 1000,
-        services: services.map((s) => ({ name: s.name, stable: s.stable, canary: s.canary, upstreams: upstreams[s.name]! })),
-      },
+      { listenPort: await freePort(), adminPort: envoyAdminPort, extprocPort: this.options.envoyExtprocPort ?? this.extprocProxy?.port ?? this.grpcPort, services: this.envoyServices(services), routesFile: this.envoyRoutes.file },
       this.dir,
     );
+    await this.envoyRoutes.waitApplied(first);
     return this;
+  }
+
+  /** Envoy's view of the services, as local mode renders it from the same state extproc reads. */
+  envoyServices(services: ServiceSpec[] = this.services): LocalService[] {
+    return services.map((s) => ({
+      name: s.name,
+      stable: s.stable,
+      canary: s.canary,
+      fallbackCanaryWeight: s.killed ? 0 : (s.canaryWeight ?? 0),
+      routeToken: this.routeTokens.get(s.name) ?? s.routeToken,
+      upstreams: this.upstreams[s.name] ?? {},
+    }));
+  }
+
+  /** Moves Envoy's routes (weights, per-version routes) and waits until Envoy runs them. */
+  async applyEnvoyRoutes(services: ServiceSpec[]): Promise<void> {
+    await this.envoyRoutes.apply(this.envoyServices(services));
+  }
+
+  /**
+   * Moves routing as local mode does: extproc's routing file and Envoy's routes from the same
+   * state; resolves once Envoy runs the routes and extproc's /debug/state shows the services.
+   */
+  async applyRouting(services: ServiceSpec[]): Promise<void> {
+    this.writeRouting(services);
+    await this.applyEnvoyRoutes(services);
+    await this.waitForState((st) =>
+      services.every((s) => {
+        const got = st.services.find((x) => x.service === s.name);
+        return got !== undefined && got.stable === s.stable && got.canary === s.canary && got.canaryWeight === (s.canary ? (s.canaryWeight ?? 0) : got.canaryWeight) && got.killed === (s.killed ?? false);
+      }),
+    );
   }
 
   startExtproc(withFlags = existsSync(this.flagsFile)): ManagedProcess {
@@ -120,13 +171,16 @@ export class DataPlane {
     return chat(this.listenPort, opts);
   }
 
+  /** Writes extproc's routing file only (with each service's route token); Envoy is not touched. */
   writeRouting(services: ServiceSpec[] = this.services): void {
     this.services = services;
-    const doc = { services: Object.fromEntries(services.map(({ name, ...rest }) => [name, rest])) };
+    const doc = {
+      services: Object.fromEntries(services.map(({ name, extraVersions: _extra, ...rest }) => [name, { ...rest, routeToken: this.routeTokens.get(name) ?? rest.routeToken }])),
+    };
     writeFileSync(this.routingFile, toYaml(doc));
   }
 
-  async debugState(): Promise<{ routingGeneration: number; services: ServiceRouting[]; flags: { generation: number; lastError: string | null } | null }> {
+  async debugState(): Promise<{ routingGeneration: number; services: ServiceRouting[]; routing: Record<string, unknown>; flags: { generation: number; lastError: string | null } | null }> {
     const res = await fetch(`http://127.0.0.1:${this.adminPort}/debug/state`);
     return (await res.json()) as never;
   }
@@ -153,6 +207,31 @@ export class DataPlane {
     }
   }
 
+  /**
+   * How many ext_proc streams Envoy let through without extproc's answer (down, hung, or
+   * past the 200 ms message_timeout): the documented fail-open. A test that checks extproc's
+   * decisions counts undecided answers against it, so that a busy machine's timeouts are
+   * told apart from a wrong decision (extproc's latency is the benchmark's business).
+   */
+  async failOpens(): Promise<number> {
+    const text = await (await fetch(`${this.envoy.adminUrl}/stats?filter=ext_proc.failure_mode_allowed$`)).text();
+    return text.split('\n').reduce((n, line) => n + (Number(line.split(':')[1] ?? 0) || 0), 0);
+  }
+
+  /**
+   * Sends requests and splits the answers: decided (extproc's x-fledge-reason on the answer)
+   * and undecided, checking that every undecided one is one Envoy counted as failed open.
+   */
+  async decided<T>(items: readonly T[], send: (item: T, index: number) => Promise<ModelResponse>, limit = 8): Promise<{ answers: ModelResponse[]; decided: boolean[] }> {
+    const before = await this.failOpens();
+    const answers = await mapLimit(items, limit, send);
+    const decided = answers.map((a) => a.headers['x-fledge-reason'] !== undefined);
+    const undecided = decided.filter((d) => !d).length;
+    const failedOpen = (await this.failOpens()) - before;
+    if (undecided > failedOpen) throw new Error(`${undecided} answers carry no x-fledge-reason but Envoy failed open only ${failedOpen} times: extproc answered without deciding`);
+    return { answers, decided };
+  }
+
   async metricsText(): Promise<string> {
     return (await fetch(`http://127.0.0.1:${this.adminPort}/metrics`)).text();
   }
@@ -166,6 +245,7 @@ export class DataPlane {
   async stop(): Promise<void> {
     await this.envoy?.process.stop();
     await this.extproc?.stop();
+    await this.extprocProxy?.stop();
     for (const sim of this.sims.values()) await sim.close();
     if (!process.env.FLEDGE_KEEP_TMP) rmSync(this.dir, { recursive: true, force: true });
   }

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 
 export interface ModelResponse {
   status: number;
@@ -43,4 +44,25 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, task: (
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
+}
+
+/**
+ * A chat completion over a raw HTTP/1.1 connection, with header lines sent byte for byte
+ * (any case, repeated, odd whitespace), which Node's HTTP client would normalise.
+ */
+export function rawChat(port: number, host: string, headerLines: string[]): Promise<{ status: number; servedBy: string | undefined; reason: string | undefined }> {
+  const body = JSON.stringify({ model: host, messages: [{ role: 'user', content: 'hello' }] });
+  const head = [`POST /v1/chat/completions HTTP/1.1`, `Host: ${host}`, 'Content-Type: application/json', `Content-Length: ${Buffer.byteLength(body)}`, 'Connection: close', ...headerLines];
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(`${head.join('\r\n')}\r\n\r\n${body}`));
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const [statusLine = '', ...lines] = text.slice(0, text.indexOf('\r\n\r\n')).split('\r\n');
+      const header = (name: string) => lines.find((l) => l.toLowerCase().startsWith(`${name}:`))?.slice(name.length + 1).trim();
+      resolve({ status: Number(statusLine.split(' ')[1] ?? 0), servedBy: header('x-model-version'), reason: header('x-fledge-reason') });
+    });
+  });
 }

@@ -3,13 +3,16 @@ import type { AddressInfo } from 'node:net';
 
 /**
  * A plain TCP forwarder on loopback, to put a breakable network between a client and a
- * real server: cut() drops every connection and refuses new ones until restore().
+ * real server: cut() drops every connection and refuses new ones until restore();
+ * `delayMs` holds every byte from the server back that long (a slow server), in order.
  */
 export class TcpProxy {
   private readonly sockets = new Set<net.Socket>();
   private readonly server: net.Server;
   private refusing = false;
   port = 0;
+  /** Added to every server → client byte's trip; 0 forwards at once. */
+  delayMs = 0;
 
   constructor(
     private readonly targetHost: string,
@@ -27,7 +30,16 @@ export class TcpProxy {
         s.on('error', () => undefined);
       }
       client.pipe(upstream);
-      upstream.pipe(client);
+      // Each chunk leaves at (its arrival + delayMs), never before the chunk ahead of it.
+      let previous: Promise<void> = Promise.resolve();
+      upstream.on('data', (chunk: Buffer) => {
+        const due = Date.now() + this.delayMs;
+        previous = previous.then(async () => {
+          const wait = due - Date.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          if (!client.destroyed) client.write(chunk);
+        });
+      });
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
     });

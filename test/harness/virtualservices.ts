@@ -1,6 +1,7 @@
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { VIRTUAL_SERVICE } from '../../extproc/routing/virtualservice-source.js';
 import type { KubeHarness } from './kube.js';
+import { applyHeaderRoutes, ensureRouteToken, type VirtualService } from '../../controller/traffic/istio/virtual-service.js';
 
 export interface VsSpec {
   name: string;
@@ -10,13 +11,34 @@ export interface VsSpec {
   canary?: string;
   canaryWeight: number;
   annotations?: Record<string, string>;
+  /**
+   * Lay it out as the controller writes it (controller/traffic/istio/virtual-service.ts):
+   * this route token, token-matched fledge-<subset> routes first (the canary's only when
+   * `canaryServes` is not false). Without it: the old user-written layout.
+   */
+  routeToken?: string;
+  canaryServes?: boolean;
 }
 
 /**
  * A VirtualService laid out as fledge expects: one route per subset matching
- * x-fledge-version, then the weighted route (stable first, canary second).
+ * x-fledge-version (and, in the controller's layout, the route token), then the weighted
+ * route (stable first, canary second).
  */
 export function fledgeVirtualService(s: VsSpec) {
+  if (s.routeToken !== undefined) return controllerLayout(s, s.routeToken);
+  return userLayout(s);
+}
+
+function controllerLayout(s: VsSpec, routeToken: string) {
+  const vs = userLayout(s) as unknown as VirtualService;
+  const subsets = { stable: s.stable ?? 'v1', canary: s.canary ?? 'v2' };
+  ensureRouteToken(vs, () => routeToken);
+  applyHeaderRoutes(vs, subsets, s.canaryServes !== false);
+  return vs;
+}
+
+function userLayout(s: VsSpec) {
   const host = s.host ?? s.name;
   const stable = s.stable ?? 'v1';
   const canary = s.canary ?? 'v2';

@@ -10,6 +10,7 @@ import { createLogger } from '../../common/logger.js';
 import { startControllerApp, type ControllerApp } from '../../controller/kube/controller-app.js';
 import { TrafficGenerator } from '../../local/traffic.js';
 import { DataPlane } from '../harness/dataplane.js';
+import { followVirtualService } from '../harness/istio-standin.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
 import { annotate, createModelService, freshNamespace, readVirtualService, waitForStatus, weightsOf } from '../harness/rollout-fixture.js';
@@ -62,6 +63,9 @@ describe('controller and extproc meet on the VirtualService (real kube-apiserver
     });
     await dp.start([{ name: 'model', stable: 'v1', canary: 'v2' }]);
     cleanups.push(() => dp.stop());
+    // Envoy follows the VirtualService the controller writes (token, header routes, weights), as istiod would push it.
+    const follower = followVirtualService(dp, admin, namespace, 'model', 'model');
+    cleanups.push(() => follower.stop());
     await dp.waitForState((s) => s.services.some((x) => x.service === 'model'));
 
     const prometheus: RunningPrometheus = await startPrometheus([`127.0.0.1:${dp.adminPort}`], 500);

@@ -94,9 +94,17 @@ describe('the seed rollout, verbatim', () => {
     expect(vs.metadata?.annotations).not.toHaveProperty('fledge.dev/canary-subset');
     expect(JSON.parse(vs.metadata?.annotations?.['fledge.dev/rollout-hashes'] ?? '{}')).toEqual({ v2: svc.canaryHash });
     expect(vs.spec.http?.find((h) => h.name === 'weighted')?.mirror).toBeUndefined();
-    // The header-match routes per subset are untouched.
-    expect(vs.spec.http?.map((h) => h.name)).toEqual(['pinned-v1', 'pinned-v2', 'weighted']);
-    expect(vs.spec.http?.[0]?.route).toEqual([{ destination: { host: 'model', subset: 'v1' } }]);
+    // The user's x-fledge-version routes are replaced by the controller's token-matched ones,
+    // first; after the promotion only the new stable's is left.
+    const token = vs.metadata?.annotations?.['fledge.dev/route-token'];
+    expect(token).toMatch(/^[0-9a-f]{32}$/);
+    expect(vs.spec.http?.map((h) => h.name)).toEqual(['fledge-v2', 'weighted']);
+    expect(vs.spec.http?.[0]).toEqual({
+      name: 'fledge-v2',
+      match: [{ headers: { 'x-fledge-version': { exact: 'v2' }, 'x-fledge-route-token': { exact: token } } }],
+      route: [{ destination: { host: 'model', subset: 'v2' } }],
+      headers: { request: { remove: ['x-fledge-route-token'] } },
+    });
 
     const events = await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'RolloutCompleted');
     const weights = events.filter((e) => e.reason === 'WeightChanged').map((e) => /→ (\d+)%/.exec(e.message)?.[1]);

@@ -3,6 +3,7 @@
 // kube-apiserver, in front of a real Envoy. Patching the VirtualService moves users.
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newRouteToken } from '../../common/route-token.js';
 import { DataPlane } from '../harness/dataplane.js';
 import { mapLimit } from '../harness/http-client.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
@@ -10,6 +11,7 @@ import { applyVirtualService, ensureNamespace } from '../harness/virtualservices
 
 const users = Array.from({ length: 1000 }, (_, i) => `user-${i}`);
 const hashes = '{"v1":"stablehash","v2":"canaryhash"}';
+const routeToken = newRouteToken();
 
 describe('sticky assignment follows the VirtualService (real kube-apiserver, extproc, Envoy)', () => {
   let kube: KubeHarness;
@@ -18,25 +20,29 @@ describe('sticky assignment follows the VirtualService (real kube-apiserver, ext
   async function setVirtualService(canaryWeight: number, killed = false) {
     const annotations: Record<string, string> = { 'fledge.dev/canary-subset': 'v2', 'fledge.dev/rollout-hashes': hashes };
     if (killed) annotations['fledge.dev/killed'] = 'true';
-    await applyVirtualService(kube, { name: 'chat', namespace: 'models', canaryWeight, annotations });
+    await applyVirtualService(kube, { name: 'chat', namespace: 'models', canaryWeight, annotations, routeToken });
+    // Envoy stands in for Istio's translation of the VirtualService: the same weights and token.
+    await dp.applyEnvoyRoutes([{ name: 'chat', stable: 'v1', canary: 'v2', canaryWeight, killed, routeToken }]);
     // Readiness check: extproc's own view of the routing state.
-    await dp.waitForState((s) => s.services.some((x) => x.service === 'chat' && x.canaryWeight === canaryWeight && x.killed === killed));
+    await dp.waitForState((s) => s.services.some((x) => x.service === 'chat' && x.canaryWeight === canaryWeight && x.killed === killed && x.routeToken === routeToken));
   }
 
   async function route(): Promise<{ servedBy: (string | undefined)[]; reasons: Set<unknown> }> {
-    const answers = await mapLimit(users, 32, (user) => dp.request({ host: 'chat', user }));
+    const { answers, decided } = await dp.decided(users, (user) => dp.request({ host: 'chat', user }));
     expect(answers.filter((a) => a.status !== 200).map((a) => a.status)).toEqual([]);
-    return { servedBy: answers.map((a) => a.servedBy), reasons: new Set(answers.map((a) => a.headers['x-fledge-reason'])) };
+    expect(decided.filter((d) => d).length).toBeGreaterThan(users.length / 2);
+    // Undecided answers (Envoy failed open past 200 ms, accounted for by dp.decided) are left out: undefined.
+    return { servedBy: answers.map((a, i) => (decided[i] ? a.servedBy : undefined)), reasons: new Set(answers.filter((_, i) => decided[i]).map((a) => a.headers['x-fledge-reason'])) };
   }
 
   beforeAll(async () => {
     kube = await startKube();
     await kube.apply(await readFile(new URL('../../manifests/rbac.yaml', import.meta.url), 'utf8'));
     await ensureNamespace(kube, 'models');
-    await applyVirtualService(kube, { name: 'chat', namespace: 'models', canaryWeight: 0, annotations: { 'fledge.dev/canary-subset': 'v2', 'fledge.dev/rollout-hashes': hashes } });
+    await applyVirtualService(kube, { name: 'chat', namespace: 'models', canaryWeight: 0, annotations: { 'fledge.dev/canary-subset': 'v2', 'fledge.dev/rollout-hashes': hashes }, routeToken });
     const kubeconfig = await kube.writeKubeconfig(await kube.kubeconfigFor('fledge-extproc', 'fledge-system'), 'fledge-extproc');
     dp = new DataPlane({ virtualService: { kubeconfig } });
-    await dp.start([{ name: 'chat', stable: 'v1', canary: 'v2' }]);
+    await dp.start([{ name: 'chat', stable: 'v1', canary: 'v2', routeToken }]);
   });
   afterAll(async () => {
     await dp?.stop();
@@ -46,19 +52,22 @@ describe('sticky assignment follows the VirtualService (real kube-apiserver, ext
   it('routes by the VirtualService weight 0 → 50 → 100, each user keeping one version at a weight', async () => {
     await setVirtualService(0);
     const at0 = await route();
-    expect(at0.servedBy.filter((v) => v !== 'v1')).toEqual([]);
+    expect(at0.servedBy.filter((v) => v !== 'v1' && v !== undefined)).toEqual([]);
 
     await setVirtualService(50);
     const at50 = await route();
     expect([...at50.reasons]).toEqual(['sticky']);
-    const canaryShare = (100 * at50.servedBy.filter((v) => v === 'v2').length) / users.length;
+    const decided50 = at50.servedBy.filter((v) => v !== undefined);
+    const canaryShare = (100 * decided50.filter((v) => v === 'v2').length) / decided50.length;
     expect(Math.abs(canaryShare - 50)).toBeLessThanOrEqual(3);
     // Sticky: the same users again get the same versions.
-    expect((await route()).servedBy).toEqual(at50.servedBy);
+    const again = (await route()).servedBy;
+    const both = users.map((_, i) => i).filter((i) => again[i] !== undefined && at50.servedBy[i] !== undefined);
+    expect(both.map((i) => again[i])).toEqual(both.map((i) => at50.servedBy[i]));
 
     await setVirtualService(100);
     const at100 = await route();
-    expect(at100.servedBy.filter((v) => v !== 'v2')).toEqual([]);
+    expect(at100.servedBy.filter((v) => v !== 'v2' && v !== undefined)).toEqual([]);
 
     const metrics = await dp.metricsText();
     expect(metrics).toMatch(/inference_requests_total\{[^}]*version="v2"[^}]*rollout_hash="canaryhash"/);
@@ -67,7 +76,7 @@ describe('sticky assignment follows the VirtualService (real kube-apiserver, ext
   it('sends everyone to stable once the kill annotation is set', async () => {
     await setVirtualService(100, true);
     const killed = await route();
-    expect(killed.servedBy.filter((v) => v !== 'v1')).toEqual([]);
+    expect(killed.servedBy.filter((v) => v !== 'v1' && v !== undefined)).toEqual([]);
     expect([...killed.reasons]).toEqual(['killed']);
   });
 

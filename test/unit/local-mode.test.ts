@@ -68,7 +68,7 @@ describe('local state store and action files', () => {
 
 describe('local target resolution', () => {
   const traffic: TrafficState = {
-    services: { chat: { stable: 'v1', canaryWeight: 0, mirrorPercent: 0, killed: false, upstreams: { v1: { host: 'h', port: 1 }, v2: { host: 'h', port: 2 } } } },
+    services: { chat: { stable: 'v1', canaryWeight: 0, mirrorPercent: 0, killed: false, routeToken: 'a'.repeat(32), upstreams: { v1: { host: 'h', port: 1 }, v2: { host: 'h', port: 2 } } } },
   };
   const spec = { name: 'r', service: 'chat', candidate: 'v2', policy: 'default' };
 

@@ -101,6 +101,8 @@ describe('the rollback table (default policy)', () => {
       expect(state.phase).toBe('RolledBack');
       expect(state.weight).toBe(0);
       expect(weights(effects)).toEqual([5, 0]);
+      // The candidate is retired right after its weight 0: no flag or header reaches it.
+      expect(effects.findIndex((e) => e.type === 'retire-candidate')).toBe(effects.findLastIndex((e) => e.type === 'set-weight') + 1);
       expect(state.message).toContain(`metric ${metric} failed`);
       expect(state.message).toContain(threshold);
       const value = Object.values(canary)[0]!;
@@ -186,13 +188,16 @@ describe('user actions', () => {
     expect(transition(p, s, { type: 'tick', now: T0 + 66 * MIN }).state.stepIndex).toBe(3);
   });
 
-  it('abort sets weight 0; retry starts again at step 0', () => {
+  it('abort sets weight 0 and retires the candidate; retry starts again at step 0 and its set-weight makes it serve again', () => {
     let s = startRollout(p, T0).state;
     const aborted = transition(p, s, { type: 'action', action: 'abort', now: T0 + MIN });
     expect(aborted.state).toMatchObject({ phase: 'RolledBack', weight: 0 });
     expect(weights(aborted.effects)).toEqual([0]);
-    s = transition(p, aborted.state, { type: 'action', action: 'retry', now: T0 + 2 * MIN }).state;
+    expect(aborted.effects.filter((e) => e.type !== 'event')).toEqual([{ type: 'set-weight', weight: 0 }, { type: 'retire-candidate' }]);
+    const retried = transition(p, aborted.state, { type: 'action', action: 'retry', now: T0 + 2 * MIN });
+    s = retried.state;
     expect(s).toMatchObject({ phase: 'Progressing', stepIndex: 1, weight: 10, stepStartedAt: T0 + 2 * MIN });
+    expect(retried.effects.filter((e) => e.type !== 'event')).toEqual([{ type: 'set-weight', weight: 10 }]);
   });
 
   it('actions that make no sense are ignored with an event', () => {

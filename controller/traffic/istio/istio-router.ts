@@ -8,7 +8,7 @@ import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
 import { apiErrorText, isConflict, isNotFound } from '../../kube/api-errors.js';
 import { TrafficRoutingError, type TrafficRouter } from '../router.js';
-import { applyMirror, applyPromotion, applyRoutingAnnotations, applyWeight, currentWeight, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
+import { applyHeaderRoutes, applyMirror, applyPromotion, applyRoutingAnnotations, applyWeight, ensureRouteToken, retireCanaryAnnotation, currentWeight, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
 
 const VS = { group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'virtualservices' } as const;
 export const MAX_CONFLICT_RETRIES = 8;
@@ -90,22 +90,54 @@ export class IstioVirtualServiceRouter implements TrafficRouter {
   }
 
   async setWeight(weight: number): Promise<void> {
-    await this.updater.update(this.ref, (vs) => this.annotated(vs, applyWeight(this.checked(vs), this.subsets, weight)), `canary weight ${weight}`);
+    await this.updater.update(this.ref, (vs) => this.maintained(vs, applyWeight(this.checked(vs), this.subsets, weight), true), `canary weight ${weight}`);
   }
 
   async setMirror(percent: number): Promise<void> {
-    await this.updater.update(this.ref, (vs) => this.annotated(vs, applyMirror(this.checked(vs), this.subsets, percent)), `mirror ${percent}%`);
+    await this.updater.update(this.ref, (vs) => this.maintained(vs, applyMirror(this.checked(vs), this.subsets, percent), true), `mirror ${percent}%`);
   }
 
-  /** One update: the candidate takes the weighted route and becomes the stable subset in the annotations extproc reads. */
+  /**
+   * One update: the candidate takes the weighted route and becomes the stable subset in the
+   * annotations extproc reads; only its token-matched per-version route is left.
+   */
   async promoteCandidate(): Promise<void> {
-    await this.updater.update(this.ref, (vs) => applyPromotion(this.checked(vs), this.subsets, this.hashes), `promote ${this.subsets.canary} to stable`);
+    await this.updater.update(
+      this.ref,
+      (vs) => {
+        const promoted = applyPromotion(this.checked(vs), this.subsets, this.hashes);
+        const token = ensureRouteToken(vs);
+        const routes = applyHeaderRoutes(vs, { stable: this.subsets.canary, canary: this.subsets.stable }, false);
+        return promoted || token || routes;
+      },
+      `promote ${this.subsets.canary} to stable`,
+    );
   }
 
-  /** Every write also keeps the routing annotations extproc reads; one update carries both. */
-  private annotated(vs: VirtualService, routeChanged: boolean): boolean {
-    const annotationsChanged = this.hashes ? applyRoutingAnnotations(vs, this.subsets, this.hashes) : false;
-    return routeChanged || annotationsChanged;
+  /** Weight 0, no mirror, no canary annotation, no canary header route: one write. */
+  async retireCandidate(): Promise<void> {
+    await this.updater.update(
+      this.ref,
+      (vs) => {
+        const checked = this.checked(vs);
+        const weight = applyWeight(checked, this.subsets, 0);
+        const mirror = applyMirror(checked, this.subsets, 0);
+        return this.maintained(vs, weight || mirror, false);
+      },
+      'retire the candidate',
+    );
+  }
+
+  /**
+   * Every write also keeps what extproc and the data plane rely on, in the same update: the
+   * route token, the routing annotations (the canary's only while it may serve) and the
+   * token-matched per-version routes.
+   */
+  private maintained(vs: VirtualService, routeChanged: boolean, canaryServes: boolean): boolean {
+    const token = ensureRouteToken(vs);
+    const annotations = canaryServes ? (this.hashes ? applyRoutingAnnotations(vs, this.subsets, this.hashes) : false) : retireCanaryAnnotation(vs, this.subsets);
+    const headerRoutes = applyHeaderRoutes(vs, this.subsets, canaryServes);
+    return routeChanged || token || annotations || headerRoutes;
   }
 
   async verifyWeight(weight: number): Promise<boolean> {

@@ -5,6 +5,7 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 
+import { newRouteToken, ROUTE_TOKEN_PATTERN } from '../../../common/route-token.js';
 import { VS_ANNOTATIONS } from '../../../common/virtualservice-annotations.js';
 
 export const ISTIO_GROUP = 'networking.istio.io';
@@ -18,7 +19,7 @@ export interface RouteDestination {
 
 export interface HttpRoute {
   name?: string;
-  match?: unknown[];
+  match?: { headers?: Record<string, unknown>; [other: string]: unknown }[];
   route?: RouteDestination[];
   mirror?: { host: string; subset?: string; [other: string]: unknown };
   mirrorPercentage?: { value: number };
@@ -124,6 +125,79 @@ export function applyPromotion(vs: VirtualService, subsets: SubsetPair, hashes: 
     changed = true;
   }
   return changed;
+}
+
+/**
+ * Records that the candidate must not serve: the canary-subset annotation goes (extproc then
+ * sees no canary on this VirtualService, since it carries a route token), the stable-subset
+ * annotation stays. Returns false when already so.
+ */
+export function retireCanaryAnnotation(vs: VirtualService, subsets: SubsetPair): boolean {
+  const annotations = (vs.metadata ??= {}).annotations ?? {};
+  let changed = false;
+  const next = { ...annotations };
+  if (VS_ANNOTATIONS.canarySubset in next) {
+    delete next[VS_ANNOTATIONS.canarySubset];
+    changed = true;
+  }
+  if (next[VS_ANNOTATIONS.stableSubset] !== subsets.stable) {
+    next[VS_ANNOTATIONS.stableSubset] = subsets.stable;
+    changed = true;
+  }
+  if (changed) vs.metadata.annotations = next;
+  return changed;
+}
+
+export const VERSION_HEADER = 'x-fledge-version';
+export const ROUTE_TOKEN_HEADER = 'x-fledge-route-token';
+/** The per-version routes the controller owns are named fledge-<subset>. */
+export const HEADER_ROUTE_PREFIX = 'fledge-';
+
+/**
+ * Gives the VirtualService its route token (fledge.dev/route-token) the first time fledge
+ * manages it; an existing well-formed token is kept (extproc replicas and in-flight
+ * requests rely on it). Returns false when the token was already there.
+ */
+export function ensureRouteToken(vs: VirtualService, generate: () => string = newRouteToken): boolean {
+  const annotations = (vs.metadata ??= {}).annotations ?? {};
+  const current = annotations[VS_ANNOTATIONS.routeToken];
+  if (current !== undefined && ROUTE_TOKEN_PATTERN.test(current)) return false;
+  vs.metadata.annotations = { ...annotations, [VS_ANNOTATIONS.routeToken]: generate() };
+  return true;
+}
+
+function matchesVersionHeader(route: HttpRoute): boolean {
+  return (route.match ?? []).some((m) => Object.keys(m?.headers ?? {}).some((h) => h.toLowerCase() === VERSION_HEADER));
+}
+
+/**
+ * Installs the per-version routes: `fledge-<subset>` for each subset that may serve (the
+ * stable one always, the canary only while `canaryServes`), first in spec.http, each
+ * matching x-fledge-version AND x-fledge-route-token and removing the token before the
+ * upstream. Every other route matching x-fledge-version (a user's, or an old layout's) is
+ * replaced: only extproc, which knows the token, can pick a subset. Destinations copy the
+ * weighted route's (host, port). Call ensureRouteToken first. Returns false when unchanged.
+ */
+export function applyHeaderRoutes(vs: VirtualService, subsets: SubsetPair, canaryServes: boolean): boolean {
+  const token = vs.metadata?.annotations?.[VS_ANNOTATIONS.routeToken];
+  if (token === undefined) throw new Error(`${describeVirtualService(vs)} has no ${VS_ANNOTATIONS.routeToken}; ensureRouteToken first`);
+  const weighted = weightedRoute(vs, subsets);
+  const destinationOf = (subset: string) => {
+    const d = (weighted.route ?? []).find((r) => r.destination.subset === subset)!.destination;
+    return { host: d.host, subset, ...(d.port === undefined ? {} : { port: d.port }) };
+  };
+  const serving = canaryServes ? [subsets.stable, subsets.canary] : [subsets.stable];
+  const ours: HttpRoute[] = serving.map((subset) => ({
+    name: `${HEADER_ROUTE_PREFIX}${subset}`,
+    match: [{ headers: { [VERSION_HEADER]: { exact: subset }, [ROUTE_TOKEN_HEADER]: { exact: token } } }],
+    route: [{ destination: destinationOf(subset) }],
+    headers: { request: { remove: [ROUTE_TOKEN_HEADER] } },
+  }));
+  const before = vs.spec.http ?? [];
+  const next = [...ours, ...before.filter((r) => !matchesVersionHeader(r))];
+  if (JSON.stringify(next) === JSON.stringify(before)) return false;
+  vs.spec.http = next;
+  return true;
 }
 
 /** Mirrors `percent` of the weighted route's traffic to the canary subset; 0 removes the mirror. */
