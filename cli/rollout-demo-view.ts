@@ -84,7 +84,7 @@ export function renderDemoSummary(rollouts: readonly RolloutSummary[], wallSecon
   return lines.join('\n');
 }
 
-/** The `--json` document: exactly the issue's shape, plus failedRequests. */
+/** The `--json` document: the issue's shape, plus the background analysis run and failedRequests. */
 export function demoJson(rollouts: readonly RolloutSummary[]): object {
   return {
     rollouts: rollouts.map((r) => ({

@@ -20,8 +20,6 @@ import { ANNOTATION, deploymentFingerprint, parseAction, parseStatus, serializeS
 import type { DeploymentStatusStore } from './status-store.js';
 import type { TargetResolver } from './target-resolver.js';
 
-export { NO_STABLE_HASH } from '../reconcile/reconcile-step.js';
-
 export interface ReconcilerDeps {
   store: DeploymentStatusStore;
   policies: PolicySourceReader;
@@ -53,7 +51,7 @@ export interface ReconcileOutcome {
 
 const WAITING_REQUEUE_MS = 2_000;
 /** How long a resolved target is reused for wake-ups of an unchanged Deployment. */
-export const TARGET_REUSE_MS = 30_000;
+const TARGET_REUSE_MS = 30_000;
 
 interface CachedTarget {
   fingerprint: string;
