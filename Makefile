@@ -13,6 +13,7 @@ VEGETA_VERSION := v12.12.0
 VEGETA := $(FLEDGE_CACHE)/bin/vegeta-$(VEGETA_VERSION)
 
 include test/harness/k8s/k8s.mk
+include test/harness/istio/istio.mk
 
 .PHONY: help deps node-deps envoy system-deps vegeta build typecheck test test-unit test-integration demo bench clean
 
@@ -62,14 +63,14 @@ typecheck: node-deps
 	npx tsc -p tsconfig.json --noEmit
 	npx tsc -p test/tsconfig.json --noEmit
 
-test: deps k8s-deps build
+test: deps k8s-deps istio-deps build
 	npx tsc -p test/tsconfig.json --noEmit
 	npx vitest run
 
 test-unit: build
 	npx vitest run test/unit
 
-test-integration: deps k8s-deps build
+test-integration: deps k8s-deps istio-deps build
 	npx vitest run test/integration
 
 demo: deps build
@@ -84,6 +85,7 @@ bench: deps vegeta build
 .PHONY: bench-controller
 bench-controller: system-deps k8s-deps build
 	node dist/bench/controller-bench.js
+
 
 clean:
 	rm -rf dist node_modules/.fledge-stamp .tmp
