@@ -79,6 +79,7 @@ demo: deps build
 bench: deps vegeta build
 	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-bench.js
 	$(MAKE) bench-controller
+	$(MAKE) bench-istio
 
 # Controller against a real kube-apiserver and Prometheus: rollback actuation, reconcile p99
 # with 100 concurrent rollouts, RSS (writes bench/results/controller.json).
@@ -86,6 +87,11 @@ bench: deps vegeta build
 bench-controller: system-deps k8s-deps build
 	node dist/bench/controller-bench.js
 
+# Real istiod and an Istio ingress gateway: VirtualService write -> weights live in the
+# gateway Envoy, and the stack's cold start (writes bench/results/istio.json).
+.PHONY: bench-istio
+bench-istio: envoy k8s-deps istio-deps build
+	node dist/bench/istio-bench.js
 
 clean:
 	rm -rf dist node_modules/.fledge-stamp .tmp

@@ -25,6 +25,7 @@ interface ControllerOptions {
   renewDeadline: number;
   retryPeriod: number;
   concurrency: number;
+  istiodDebugUrl?: string;
 }
 
 const positive = (what: string) => (value: string) => {
@@ -64,6 +65,7 @@ export function controllerCommand(): Command {
     .addOption(new Option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops acting (< lease duration)').default(10).argParser(positive('--renew-deadline')))
     .addOption(new Option('--retry-period <seconds>', 'how often to renew or try to acquire the Lease').default(2).argParser(positive('--retry-period')))
     .addOption(new Option('--concurrency <n>', 'rollouts reconciled at the same time (more: higher throughput, each reconcile slower on a busy API server)').default(4).argParser(positive('--concurrency')))
+    .addOption(new Option('--istiod-debug-url <url>', 'istiod\'s HTTP debug URL (e.g. http://istiod.istio-system:8080): after each weight write, confirm the proxies run it and report weightVerified in the status (off when unset)'))
     .action(async (opts: ControllerOptions) => {
       const logger = createLogger('controller');
       if (opts.local) return runLocal(opts, logger);
@@ -82,6 +84,7 @@ export function controllerCommand(): Command {
         renewDeadlineMs: opts.renewDeadline * 1000,
         retryPeriodMs: opts.retryPeriod * 1000,
         concurrency: opts.concurrency,
+        ...(opts.istiodDebugUrl ? { istiodDebugUrl: opts.istiodDebugUrl } : {}),
         logger,
         onFatal: (err) => exitOnError(err),
       }).catch(exitOnError);

@@ -5,6 +5,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../common/logger.js';
 import { PrometheusProvider } from '../analysis/prometheus.js';
+import { IstiodWeightVerifier } from '../traffic/istio/istiod-weight-verifier.js';
 import { startAdminServer } from './admin-server.js';
 import { ControllerMetrics } from './controller-metrics.js';
 import { LeaseElector } from './leader-election.js';
@@ -24,6 +25,8 @@ export interface ControllerAppOptions {
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
   concurrency?: number;
+  /** istiod's HTTP debug URL: confirm each weight write in the proxies (off when unset). */
+  istiodDebugUrl?: string;
   logger: Logger;
   /** The leader cannot start reconciling (e.g. RBAC forbids the watch); the CLI exits so the Pod restarts. */
   onFatal?: (err: Error) => void;
@@ -62,6 +65,7 @@ export async function startControllerApp(o: ControllerAppOptions): Promise<Contr
         logger: log,
         metrics,
         ...(o.concurrency === undefined ? {} : { concurrency: o.concurrency }),
+        ...(o.istiodDebugUrl === undefined ? {} : { weightVerifier: new IstiodWeightVerifier({ debugUrl: o.istiodDebugUrl, logger: log }) }),
       }).then(
         (c) => {
           running = c;

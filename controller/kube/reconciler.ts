@@ -13,6 +13,7 @@ import { prepareRollout } from '../engine/prepare.js';
 import type { RolloutPhase, RolloutState } from '../engine/rollout-state.js';
 import type { Policy } from '../policy/policy.js';
 import type { TrafficRouter } from '../traffic/router.js';
+import { verifyLiveWeight, type WeightVerification } from '../traffic/weight-verification.js';
 import type { EventRecorder, RolloutEventRecord } from './event-recorder.js';
 import type { PolicySourceReader } from './policy-source.js';
 import { ANNOTATION, deploymentFingerprint, parseAction, parseStatus, serializeStatus, toStatus, type RolloutStatus, type RolloutTarget } from './rollout-status.js';
@@ -138,14 +139,16 @@ export class Reconciler {
     lap('advance');
 
     let trafficUpdates: number;
+    let verification: WeightVerification | undefined;
     try {
-      trafficUpdates = await this.applyTraffic(namespace, target, effects, log);
+      ({ writes: trafficUpdates, verification } = await this.applyTraffic(namespace, target, effects, log));
     } catch (err) {
       this.targets.delete(cacheKey);
       throw err;
     }
     lap('traffic');
     const status = toStatus(state, policy.steps.length, target);
+    if (verification) status.weightVerified = verification;
     await this.persist(deployment, status, statusText, hasActionAnnotation, effects, log);
     lap('persist');
     return { phase: state.phase, trafficUpdates, timings, ...(advanced.wakeAt === undefined ? {} : { wakeAt: advanced.wakeAt }) };
@@ -163,10 +166,10 @@ export class Reconciler {
   }
 
   /** Applies only the last weight (and mirror) of this reconcile: one VirtualService write per kind. */
-  private async applyTraffic(namespace: string, target: RolloutTarget, effects: RolloutEffect[], log: Logger): Promise<number> {
+  private async applyTraffic(namespace: string, target: RolloutTarget, effects: RolloutEffect[], log: Logger): Promise<{ writes: number; verification?: WeightVerification }> {
     const weight = effects.findLast((e) => e.type === 'set-weight');
     const mirror = effects.findLast((e) => e.type === 'set-mirror');
-    if (!weight && !mirror) return 0;
+    if (!weight && !mirror) return { writes: 0 };
     const router = this.deps.routerFor(namespace, target);
     let writes = 0;
     if (mirror?.type === 'set-mirror') {
@@ -177,8 +180,11 @@ export class Reconciler {
       await router.setWeight(weight.weight);
       log.info({ virtualService: target.virtualService, canaryWeight: weight.weight, canary: target.canarySubset, stable: target.stableSubset }, 'canary weight set');
       writes++;
+      const verification = await verifyLiveWeight(router, weight.weight, this.deps.clock);
+      if (verification) log.info({ virtualService: target.virtualService, ...verification }, verification.verified ? 'canary weight live in the proxies' : 'canary weight not confirmed in the proxies');
+      return verification ? { writes, verification } : { writes };
     }
-    return writes;
+    return { writes };
   }
 
   private async persist(deployment: V1Deployment, status: RolloutStatus, previousText: string | undefined, consumeAction: boolean, effects: RolloutEffect[], log: Logger): Promise<void> {
