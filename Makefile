@@ -13,6 +13,7 @@ VEGETA_VERSION := v12.12.0
 VEGETA := $(FLEDGE_CACHE)/bin/vegeta-$(VEGETA_VERSION)
 
 include test/harness/k8s/k8s.mk
+include test/harness/istio/istio.mk
 
 .PHONY: help deps node-deps envoy system-deps vegeta model-deps build typecheck test test-unit test-integration demo bench bench-model clean
 
@@ -69,14 +70,14 @@ typecheck: node-deps
 	npx tsc -p tsconfig.json --noEmit
 	npx tsc -p test/tsconfig.json --noEmit
 
-test: deps k8s-deps model-deps build
+test: deps k8s-deps istio-deps model-deps build
 	npx tsc -p test/tsconfig.json --noEmit
 	npx vitest run
 
 test-unit: build
 	npx vitest run test/unit
 
-test-integration: deps k8s-deps model-deps build
+test-integration: deps k8s-deps istio-deps model-deps build
 	npx vitest run test/integration
 
 demo: deps build
@@ -87,6 +88,7 @@ bench: deps vegeta build
 	$(MAKE) bench-controller
 	$(MAKE) bench-model
 	$(MAKE) bench-evidence
+	$(MAKE) bench-istio
 
 # The real model: answers/s and latency at 1 and 2 threads, golden accuracy per
 # configuration with Wilson 95% intervals (writes bench/results/model.json).
@@ -105,6 +107,12 @@ bench-evidence: build
 .PHONY: bench-controller
 bench-controller: system-deps k8s-deps build
 	node dist/bench/controller-bench.js
+
+# Real istiod and an Istio ingress gateway: VirtualService write -> weights live in the
+# gateway Envoy, and the stack's cold start (writes bench/results/istio.json).
+.PHONY: bench-istio
+bench-istio: envoy k8s-deps istio-deps build
+	node dist/bench/istio-bench.js
 
 clean:
 	rm -rf dist node_modules/.fledge-stamp .tmp

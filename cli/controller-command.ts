@@ -32,6 +32,7 @@ interface ControllerOptions {
   decisionsQuery: string;
   decisionCheckMinRequests: number;
   decisionCheck: boolean;
+  istiodDebugUrl?: string;
 }
 
 const durationMs = (what: string) => (value: string) => {
@@ -86,6 +87,7 @@ export function controllerCommand(): Command {
     .addOption(new Option('--decisions-query <promql>', 'extproc\'s decisions for that service over the same window').default(DEFAULT_DECISIONS_QUERY, 'fledge_extproc_decisions_total over 2m'))
     .addOption(new Option('--decision-check-min-requests <n>', 'pause a rollout when at least this many requests reached its service and extproc decided none').default(DEFAULT_MIN_REQUESTS).argParser(positive('--decision-check-min-requests')))
     .addOption(new Option('--no-decision-check', 'turn the silent fail-open check off'))
+    .addOption(new Option('--istiod-debug-url <url>', 'istiod\'s HTTP debug URL (e.g. http://istiod.istio-system:8080): after each weight write, confirm the proxies run it and report weightVerified in the status (off when unset)'))
     .action(async (opts: ControllerOptions) => {
       const logger = createLogger('controller');
       if (opts.local) return runLocal(opts, logger);
@@ -106,6 +108,7 @@ export function controllerCommand(): Command {
         concurrency: opts.concurrency,
         availabilityTimeoutMs: opts.availabilityTimeout,
         decisionCheck: opts.decisionCheck ? { queries: { traffic: opts.trafficQuery, decisions: opts.decisionsQuery }, minRequests: opts.decisionCheckMinRequests } : false,
+        ...(opts.istiodDebugUrl ? { istiodDebugUrl: opts.istiodDebugUrl } : {}),
         logger,
         onFatal: (err) => exitOnError(err),
       }).catch(exitOnError);

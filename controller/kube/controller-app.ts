@@ -5,6 +5,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../common/logger.js';
 import { PrometheusProvider } from '../analysis/prometheus.js';
+import { IstiodWeightVerifier } from '../traffic/istio/istiod-weight-verifier.js';
 import { startAdminServer } from './admin-server.js';
 import { ControllerMetrics } from './controller-metrics.js';
 import type { DecisionMonitorOptions } from './decision-monitor.js';
@@ -29,6 +30,8 @@ export interface ControllerAppOptions {
   availabilityTimeoutMs?: number;
   /** Silent fail-open check: traffic and decision queries, minimum requests; false turns it off. */
   decisionCheck?: DecisionMonitorOptions | false;
+  /** istiod's HTTP debug URL: confirm each weight write in the proxies (off when unset). */
+  istiodDebugUrl?: string;
   logger: Logger;
   /** The leader cannot start reconciling (e.g. RBAC forbids the watch); the CLI exits so the Pod restarts. */
   onFatal?: (err: Error) => void;
@@ -68,6 +71,7 @@ export async function startControllerApp(o: ControllerAppOptions): Promise<Contr
         metrics,
         ...(o.concurrency === undefined ? {} : { concurrency: o.concurrency }),
         ...(o.decisionCheck === undefined ? {} : { decisionCheck: o.decisionCheck }),
+        ...(o.istiodDebugUrl === undefined ? {} : { weightVerifier: new IstiodWeightVerifier({ debugUrl: o.istiodDebugUrl, logger: log }) }),
       }).then(
         (c) => {
           running = c;

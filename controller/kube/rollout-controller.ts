@@ -8,6 +8,7 @@ import type { Logger } from '../../common/logger.js';
 import type { MetricsProvider } from '../analysis/prometheus.js';
 import type { MachineOptions } from '../engine/rollout-machine.js';
 import { IstioVirtualServiceRouter, VirtualServiceUpdater } from '../traffic/istio/istio-router.js';
+import type { IstiodWeightVerifier } from '../traffic/istio/istiod-weight-verifier.js';
 import { ISTIO_GROUP, ISTIO_VERSION, type DestinationRule } from '../traffic/istio/virtual-service.js';
 import { apiErrorText } from './api-errors.js';
 import type { ControllerMetrics } from './controller-metrics.js';
@@ -34,6 +35,8 @@ export interface RolloutControllerOptions {
   clock?: () => number;
   /** The silent fail-open check (traffic without extproc decisions pauses the rollout); false turns it off. */
   decisionCheck?: DecisionMonitorOptions | false;
+  /** Confirms each weight write in the proxies through istiod; none: not checked. */
+  weightVerifier?: IstiodWeightVerifier;
 }
 
 export interface RunningRolloutController {
@@ -56,7 +59,7 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
     store: new DeploymentStatusStore(o.kubeConfig, (namespace, name) => cache?.get(name, namespace)),
     policies: new PolicySourceReader(o.kubeConfig),
     targets: new TargetResolver(o.kubeConfig, { deployments: async (namespace) => cache!.list(namespace), destinationRules: async (namespace) => rules!.list(namespace) }),
-    routerFor: (namespace, target) => new IstioVirtualServiceRouter(updater, { namespace, name: target.virtualService }, { stable: target.stableSubset, canary: target.canarySubset }, target),
+    routerFor: (namespace, target) => new IstioVirtualServiceRouter(updater, { namespace, name: target.virtualService }, { stable: target.stableSubset, canary: target.canarySubset }, target, o.weightVerifier),
     events,
     metrics: o.metricsProvider,
     options: o.machine,

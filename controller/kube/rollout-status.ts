@@ -6,6 +6,7 @@
 import { parseRolloutState, serializeRolloutState, type RolloutState } from '../engine/rollout-state.js';
 import { USER_ACTIONS, type UserAction } from '../engine/rollout-machine.js';
 import { stableJson } from './stable-json.js';
+import type { WeightVerification } from '../traffic/weight-verification.js';
 
 export const ANNOTATION = {
   virtualService: 'fledge.dev/virtual-service',
@@ -34,6 +35,8 @@ export interface RolloutStatus extends RolloutState {
   target?: RolloutTarget;
   /** Invalid because of the cluster objects (VirtualService, subsets, policy), not the engine: fixing them resumes the rollout. */
   inputProblem?: boolean;
+  /** The last weight write checked in the proxies (controller --istiod-debug-url); absent when not checked. */
+  weightVerified?: WeightVerification;
 }
 
 export function toStatus(state: RolloutState, steps: number, target: RolloutTarget | undefined, inputProblem = false): RolloutStatus {

@@ -9,6 +9,7 @@ import type { Logger } from '../../common/logger.js';
 import type { RolloutEffect } from '../engine/rollout-machine.js';
 import type { RolloutTarget } from '../kube/rollout-status.js';
 import type { TrafficRouter } from '../traffic/router.js';
+import { verifyLiveWeight, type WeightVerification } from '../traffic/weight-verification.js';
 
 export interface TrafficPlan {
   mirrorPercent?: number;
@@ -48,13 +49,24 @@ export function planIsEmpty(plan: TrafficPlan): boolean {
   return plan.mirrorPercent === undefined && plan.weight === undefined && !plan.retire && !plan.promote;
 }
 
-/** Applies the plan in order (a retirement alone; else mirror, weight, promotion); returns the router calls made. */
-export async function applyTraffic(router: TrafficRouter, target: RolloutTarget, plan: TrafficPlan, log: Logger): Promise<number> {
+export interface TrafficApplied {
+  /** Router calls made. */
+  calls: number;
+  /** Whether the new weight is live in the proxies, when the router can tell (istiod). */
+  verification?: WeightVerification;
+}
+
+/**
+ * Applies the plan in order (a retirement alone; else mirror, weight, promotion). After a
+ * weight write, a router that can see the proxies confirms it (it never fails the reconcile).
+ */
+export async function applyTraffic(router: TrafficRouter, target: RolloutTarget, plan: TrafficPlan, log: Logger, clock: () => number = Date.now): Promise<TrafficApplied> {
   if (plan.retire) {
     await router.retireCandidate();
     log.info({ route: target.virtualService, canary: target.canarySubset, stable: target.stableSubset }, 'candidate retired: weight 0, no mirror, not the canary any more');
-    return 1;
+    return { calls: 1 };
   }
+  let verification: WeightVerification | undefined;
   let calls = 0;
   if (plan.mirrorPercent !== undefined) {
     await router.setMirror(plan.mirrorPercent);
@@ -64,13 +76,15 @@ export async function applyTraffic(router: TrafficRouter, target: RolloutTarget,
     await router.setWeight(plan.weight);
     log.info({ route: target.virtualService, canaryWeight: plan.weight, canary: target.canarySubset, stable: target.stableSubset }, 'canary weight set');
     calls++;
+    verification = await verifyLiveWeight(router, plan.weight, clock);
+    if (verification) log.info({ route: target.virtualService, ...verification }, verification.verified ? 'canary weight live in the proxies' : 'canary weight not confirmed in the proxies');
   }
   if (plan.promote) {
     await router.promoteCandidate();
     log.info({ route: target.virtualService, stable: target.canarySubset, previousStable: target.stableSubset }, 'candidate promoted to stable');
     calls++;
   }
-  return calls;
+  return verification ? { calls, verification } : { calls };
 }
 
 function unknownEffect(effect: never): never {

@@ -86,9 +86,13 @@ export async function reconcileStep(inputs: RolloutInputs, host: ReconcileHost, 
   lap('advance');
 
   const plan = trafficPlan(effects);
-  const trafficUpdates = planIsEmpty(plan) ? 0 : await applyTraffic(host.routerFor(target), target, plan, log);
+  const applied = planIsEmpty(plan) ? { calls: 0 } : await applyTraffic(host.routerFor(target), target, plan, log, host.clock);
+  const trafficUpdates = applied.calls;
   lap('traffic');
   const status = toStatus(state, policy.steps.length, target);
+  // The last confirmation stays on the status while the weight it confirmed is in force.
+  const verified = applied.verification ?? (stored?.weightVerified?.weight === state.weight ? stored.weightVerified : undefined);
+  if (verified) status.weightVerified = verified;
   await persist(host, log, status, previousText, pending !== undefined, effects);
   lap('persist');
   return { phase: state.phase, trafficUpdates, ...(wakeAt === undefined ? {} : { wakeAt }) };

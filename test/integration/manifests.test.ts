@@ -67,6 +67,10 @@ describe('manifests are accepted by a real kube-apiserver with Istio CRDs', () =
       expect(patch.patch.value.name).toBe('envoy.filters.http.ext_proc');
       const stored = patch.patch.value.typed_config;
       expect(stored.grpc_service.envoy_grpc.cluster_name).toBe(EXTPROC_CLUSTER);
+      // The cluster name is no valid :authority (Node's HTTP/2 server resets streams on its "|").
+      expect(stored.grpc_service.envoy_grpc.authority).toBe(EXTPROC_CLUSTER.split('||')[1]);
+      // A relative (INSERT_BEFORE) patch needs a priority to be ordered deterministically (IST0151).
+      expect(ef.spec.priority).toBeGreaterThan(0);
       expect({ ...stored, grpc_service: undefined }).toEqual({ ...local, grpc_service: undefined });
     }
   });

@@ -8,7 +8,8 @@ import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
 import { apiErrorText, isConflict, isNotFound } from '../../kube/api-errors.js';
 import { TrafficRoutingError, type TrafficRouter } from '../router.js';
-import { applyHeaderRoutes, applyMirror, applyPromotion, applyRoutingAnnotations, applyWeight, ensureRouteToken, retireCanaryAnnotation, currentWeight, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
+import type { IstiodWeightVerifier } from './istiod-weight-verifier.js';
+import { applyHeaderRoutes, applyMirror, applyPromotion, applyRoutingAnnotations, applyWeight, ensureRouteToken, retireCanaryAnnotation, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
 
 const VS = { group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'virtualservices' } as const;
 export const MAX_CONFLICT_RETRIES = 8;
@@ -79,14 +80,26 @@ function keyOf(ref: VirtualServiceRef): string {
 
 export class IstioVirtualServiceRouter implements TrafficRouter {
   readonly description: string;
+  /**
+   * Only with an istiod verifier: whether the proxies run `weight` (istiod pushed it and they
+   * ACKed it). Without one there is nothing beyond the VirtualService to check.
+   */
+  readonly verifyWeight?: (weight: number) => Promise<boolean>;
 
   constructor(
     private readonly updater: VirtualServiceUpdater,
     private readonly ref: VirtualServiceRef,
     private readonly subsets: SubsetPair,
     private readonly hashes?: RolloutHashes,
+    verifier?: IstiodWeightVerifier,
   ) {
     this.description = `VirtualService ${ref.namespace}/${ref.name}`;
+    if (verifier) {
+      this.verifyWeight = async (weight) => {
+        const result = await verifier.waitForWeight({ ...ref, stableSubset: subsets.stable, canarySubset: subsets.canary, weight });
+        return result.verified;
+      };
+    }
   }
 
   async setWeight(weight: number): Promise<void> {
@@ -138,10 +151,6 @@ export class IstioVirtualServiceRouter implements TrafficRouter {
     const annotations = canaryServes ? (this.hashes ? applyRoutingAnnotations(vs, this.subsets, this.hashes) : false) : retireCanaryAnnotation(vs, this.subsets);
     const headerRoutes = applyHeaderRoutes(vs, this.subsets, canaryServes);
     return routeChanged || token || annotations || headerRoutes;
-  }
-
-  async verifyWeight(weight: number): Promise<boolean> {
-    return currentWeight(await this.updater.get(this.ref), this.subsets) === weight;
   }
 
   private checked(vs: VirtualService): VirtualService {

@@ -1,0 +1,149 @@
+// fledge's parts inside the Istio harness: the project's manifests, WorkloadEntries standing
+// in for pods on loopback, and `fledge sim`/`fledge extproc`/`fledge controller` as child
+// processes (what the Deployments would run).
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { AppsV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { parse as parseYaml, parseAllDocuments, stringify as toYaml } from 'yaml';
+import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
+import { fledgeCli } from '../../local/package-paths.js';
+import { freePort } from '../../local/ports.js';
+import type { KnobsInput } from '../../sim/knobs.js';
+import type { KubeHarness } from './kube.js';
+
+// Compiled into dist/ (for the bench) the manifests stay in the source tree.
+export const MANIFESTS = [resolve(import.meta.dirname, '../../manifests'), resolve(import.meta.dirname, '../../../manifests')].find((d) => existsSync(join(d, 'envoyfilter.yaml'))) ?? resolve(import.meta.dirname, '../../manifests');
+const CLI = fledgeCli();
+
+export function manifest(file: string): string {
+  return readFileSync(join(MANIFESTS, file), 'utf8');
+}
+
+/** manifests/example/*.yaml in file order (the namespace first). */
+export function exampleManifests(): string {
+  return readdirSync(join(MANIFESTS, 'example'))
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
+    .map((f) => manifest(join('example', f)))
+    .join('\n---\n');
+}
+
+/**
+ * A second copy of the example in another namespace and gateway host, with other subset
+ * names (e.g. the seed's v1.2/v1.3): the same objects, so two rollouts run side by side.
+ */
+export function exampleCopy(namespace: string, gatewayHost: string, subsets: { v1: string; v2: string }): string {
+  return exampleManifests()
+    .replace(/^(\s*namespace:) models$/gm, `$1 ${namespace}`)
+    .replace(/^(\s*name:) models$/gm, `$1 ${namespace}`)
+    .replaceAll('chat.models.svc.cluster.local', `chat.${namespace}.svc.cluster.local`)
+    .replaceAll('chat.example.com', gatewayHost)
+    .replace(/\b(version|subset|name|fledge\.dev\/stable-subset|fledge\.dev\/canary-subset): v1\b/g, `$1: ${subsets.v1}`)
+    .replace(/\b(version|subset|name|fledge\.dev\/stable-subset|fledge\.dev\/canary-subset): v2\b/g, `$1: ${subsets.v2}`)
+    .replace(/"--version", "v1"/g, `"--version", "${subsets.v1}"`)
+    .replace(/"--version", "v2"/g, `"--version", "${subsets.v2}"`)
+    .replace(/exact: v1\b/g, `exact: ${subsets.v1}`)
+    .replace(/exact: v2\b/g, `exact: ${subsets.v2}`);
+}
+
+/** A WorkloadEntry: what istiod makes an endpoint of, for a pod that is a process on loopback. */
+export function workloadEntry(namespace: string, name: string, labels: Record<string, string>, ports: Record<string, number>, address = '127.0.0.1'): string {
+  return JSON.stringify({
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'WorkloadEntry',
+    metadata: { name, namespace },
+    spec: { address, labels, ports },
+  });
+}
+
+/**
+ * Gives each Deployment of the namespace a ReplicaSet with a pod-template-hash, a revision
+ * and an owner reference, as the Deployment controller would (the harness runs none).
+ * Returns Deployment name → hash.
+ */
+export async function replicaSetsFor(kc: KubeConfig, namespace: string): Promise<Record<string, string>> {
+  const apps = kc.makeApiClient(AppsV1Api);
+  const hashes: Record<string, string> = {};
+  for (const d of (await apps.listNamespacedDeployment({ namespace })).items) {
+    const name = d.metadata!.name!;
+    const hash = randomBytes(5).toString('hex');
+    const labels = { ...(d.spec!.template.metadata?.labels ?? {}), 'pod-template-hash': hash };
+    await apps.createNamespacedReplicaSet({
+      namespace,
+      body: {
+        metadata: {
+          name: `${name}-${hash}`,
+          labels,
+          annotations: { 'deployment.kubernetes.io/revision': '1' },
+          ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name, uid: d.metadata!.uid!, controller: true }],
+        },
+        spec: { replicas: d.spec!.replicas ?? 1, selector: { matchLabels: labels }, template: { ...d.spec!.template, metadata: { ...d.spec!.template.metadata, labels } } },
+      },
+    });
+    hashes[name] = hash;
+  }
+  return hashes;
+}
+
+export interface RunningChild {
+  process: ManagedProcess;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** `fledge sim` on a free loopback port, ready when it lists its model. */
+export async function startSimProcess(dir: string, version: string, knobs: KnobsInput): Promise<RunningChild> {
+  const port = await freePort();
+  const knobsFile = join(dir, `sim-${version}-${port}.yaml`);
+  writeFileSync(knobsFile, toYaml(knobs));
+  const proc = startProcess(`sim-${version}`, process.execPath, [CLI, 'sim', '--host', '127.0.0.1', '--port', String(port), '--version', version, '--knobs', knobsFile], join(dir, `sim-${version}-${port}.log`));
+  await waitForHttp(proc, `http://127.0.0.1:${port}/v1/models`);
+  return { process: proc, port, stop: () => proc.stop() };
+}
+
+export interface ExtprocChild extends RunningChild {
+  adminPort: number;
+  debugState(): Promise<{ services: { service: string; stable: string; canary?: string; canaryWeight: number; killed?: boolean }[] }>;
+}
+
+/**
+ * `fledge extproc` with the config of manifests/extproc.yaml's ConfigMap (routing from
+ * VirtualServices), on free loopback ports, plus `extraConfig` merged on top.
+ */
+export async function startExtprocProcess(dir: string, kubeconfig: string, flagsFile: string, extraConfig: Record<string, unknown> = {}): Promise<ExtprocChild> {
+  const configMap = parseAllDocuments(manifest('extproc.yaml'))
+    .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string }; data?: Record<string, string> })
+    .find((d) => d.kind === 'ConfigMap' && d.metadata?.name === 'fledge-extproc-config');
+  const text = configMap?.data?.['extproc.yaml'];
+  if (!text) throw new Error('manifests/extproc.yaml: ConfigMap fledge-extproc-config has no extproc.yaml');
+  const configFile = join(dir, 'extproc.yaml');
+  writeFileSync(configFile, toYaml({ ...(parseYaml(text) as Record<string, unknown>), ...extraConfig }));
+  const port = await freePort();
+  const adminPort = await freePort();
+  const proc = startProcess(
+    'extproc',
+    process.execPath,
+    [CLI, 'extproc', '--config', configFile, '--routing-source', 'virtualservice', '--kubeconfig', kubeconfig, '--flags-file', flagsFile, '--host', '127.0.0.1', '--port', String(port), '--admin-port', String(adminPort)],
+    join(dir, 'extproc.log'),
+  );
+  await waitForHttp(proc, `http://127.0.0.1:${adminPort}/readyz`);
+  return {
+    process: proc,
+    port,
+    adminPort,
+    stop: () => proc.stop(),
+    async debugState() {
+      return (await (await fetch(`http://127.0.0.1:${adminPort}/debug/state`)).json()) as never;
+    },
+  };
+}
+
+/** `fledge controller` as its ServiceAccount, all namespaces, ready when its admin port says so. */
+export async function startControllerProcess(dir: string, kube: KubeHarness, args: string[]): Promise<RunningChild> {
+  const kubeconfig = await kube.writeKubeconfig(await kube.kubeconfigFor('fledge-controller', 'fledge-system'), 'controller');
+  const port = await freePort();
+  const proc = startProcess('controller', process.execPath, [CLI, 'controller', '--kubeconfig', kubeconfig, '--admin-port', String(port), ...args], join(dir, 'controller.log'));
+  await waitForHttp(proc, `http://127.0.0.1:${port}/readyz`);
+  return { process: proc, port, stop: () => proc.stop() };
+}
