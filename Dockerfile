@@ -22,6 +22,8 @@ ENV NODE_ENV=production
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
+# The shipped golden set (the prober's and extproc's default): data, not compiled.
+COPY --from=build /app/extproc/quality/golden extproc/quality/golden
 # Non-root, matching runAsUser in manifests/.
 USER 65532:65532
 ENTRYPOINT ["node", "/app/dist/cli/main.js"]

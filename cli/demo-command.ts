@@ -16,6 +16,7 @@ interface DemoOptions {
   controllerAdminPort: number;
   prometheusPort: number;
   redisPort: number;
+  proberPort: number;
   modelPort: number;
   timeScale: number;
   rps: number;
@@ -31,6 +32,7 @@ const PORT_FLAGS: Record<keyof StackPorts, string> = {
   controllerAdmin: '--controller-admin-port',
   prometheus: '--prometheus-port',
   redis: '--redis-port',
+  prober: '--prober-port',
   models: '--model-port',
 };
 
@@ -49,6 +51,7 @@ export function demoCommand(): Command {
     .addOption(new Option('--controller-admin-port <n>', 'controller admin port').default(design.controllerAdmin).argParser(port))
     .addOption(new Option('--prometheus-port <n>', 'Prometheus port').default(design.prometheus).argParser(port))
     .addOption(new Option('--redis-port <n>', 'Redis port').default(design.redis).argParser(port))
+    .addOption(new Option('--prober-port <n>', 'golden prober admin/metrics port').default(design.prober).argParser(port))
     .addOption(new Option('--model-port <n>', 'first simulated model port (the others follow: 4 for the rollout demo, 2 with --data-plane)').default(design.models).argParser(port))
     .addOption(new Option('--time-scale <factor>', 'divide the policy\'s pauses by this factor (30: the 10m pause lasts 20 s)').default(DEFAULT_TIME_SCALE).argParser(positive))
     .addOption(new Option('--rps <n>', 'requests per second per service').default(DEFAULT_RPS).argParser(positive))
@@ -70,6 +73,7 @@ export function demoCommand(): Command {
         controllerAdmin: opts.controllerAdminPort,
         prometheus: opts.prometheusPort,
         redis: opts.redisPort,
+        prober: opts.proberPort,
         models: opts.modelPort,
       };
       const logger = pino({ name: 'fledge', level: process.env.FLEDGE_LOG_LEVEL ?? 'warn', base: { component: 'demo', pid: process.pid } }, pino.destination(2));

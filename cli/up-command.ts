@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseStructured } from '../common/structured-file.js';
 import { PreflightError } from '../local/preflight.js';
+import { exitOnError } from './exit.js';
 import { loadStackConfig, stackConfigSchema, type StackConfig } from '../local/stack-config.js';
 
 /** The stack `fledge up` runs without a file: one service, the seed's two versions. */
@@ -30,6 +31,13 @@ export function upCommand(): Command {
       // The controller always runs; without --rollouts it watches an (initially empty) rollouts
       // file in the state dir, so adding a rollout there starts it.
       const rolloutsFile = opts.rollouts ? resolve(opts.rollouts) : defaultRolloutsFile(resolve(opts.stateDir));
+      // A policy metric no evaluator can produce is an error now, not a pause for ever later.
+      const { checkEvaluatorCoverage } = await import('../local/evaluator-inventory.js');
+      try {
+        checkEvaluatorCoverage(config, rolloutsFile);
+      } catch (err) {
+        exitOnError(err);
+      }
       const stack = new LocalStack(config, { stateDir: resolve(opts.stateDir), flagsFile, controller: { rolloutsFile, timeScale: opts.timeScale } });
       let stopping = false;
       const shutdown = async (code: number) => {

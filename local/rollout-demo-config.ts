@@ -29,29 +29,52 @@ export interface DemoRolloutPlan {
 
 export const DEMO_ROLLOUTS: readonly DemoRolloutPlan[] = [
   { name: 'chat-v2', service: 'chat', stable: 'v1', candidate: 'v2', expected: 'promoted' },
-  { name: 'assistant-v2', service: 'assistant', stable: 'v1', candidate: 'v2', fault: { atWeight: 25, knobs: { hallucinationRate: 0.3 } }, expected: 'rolled-back' },
+  // The sim answers golden questions wrongly at this rate: wrong answer text, which the golden set catches.
+  { name: 'assistant-v2', service: 'assistant', stable: 'v1', candidate: 'v2', fault: { atWeight: 25, knobs: { hallucinationRate: 0.15 } }, expected: 'rolled-back' },
 ];
 
-export const GOLDEN = { prompt: 'What is the capital of France?', answer: 'Paris.' };
+/**
+ * The demo's golden questions: the golden set extproc and the prober use (written to the
+ * state dir), and what the simulated models answer to them (right, or at the
+ * hallucination knob's rate, wrong). Every quality number in the demo is these answers'
+ * text checked against the set; no model reports on itself.
+ */
+export const DEMO_GOLDEN = [
+  { id: 'capital-france', prompt: 'What is the capital of France?', answer: 'The capital of France is Paris.', wrongAnswer: 'The capital of France is Lyon.', expect: { facts: ['Paris'] } },
+  { id: 'largest-planet', prompt: 'Which planet is the largest in our solar system?', answer: 'Jupiter is the largest planet.', wrongAnswer: 'Neptune is the largest planet.', expect: { facts: ['Jupiter'] } },
+  { id: 'boiling-point', prompt: 'At how many degrees Celsius does water boil at sea level?', answer: 'Water boils at 100 °C at sea level.', wrongAnswer: 'Water boils at 90 °C at sea level.', expect: { number: { value: 100, tolerance: 0 } } },
+  { id: 'ww2-end', prompt: 'In which year did the Second World War end?', answer: 'It ended in 1945.', wrongAnswer: 'It ended in 1949.', expect: { regex: '\\b1945\\b' } },
+  { id: 'water', prompt: 'What is the chemical formula of water?', answer: 'Water is H2O.', wrongAnswer: 'Water is CO2.', expect: { anyOf: ['H2O', 'H₂O'] } },
+] as const;
+
+/** The golden file's content (docs/quality.md format). */
+export function demoGoldenFile(): { entries: { id: string; prompt: string; expect: unknown }[] } {
+  return { entries: DEMO_GOLDEN.map(({ id, prompt, expect }) => ({ id, prompt, expect })) };
+}
+
+/** Probes per second per version: the default policy wants 50 judged answers, within a 20 s pause. */
+export const DEMO_PROBE_RATE = 5;
 
 const healthyKnobs = (medianMs: number) => ({
   latency: { kind: 'lognormal', medianMs, p95Ms: medianMs * 3 },
-  qualityHeaders: true,
-  qualityScore: 0.93,
   hallucinationRate: 0,
   tokens: { completion: 48 },
-  golden: [GOLDEN],
+  golden: DEMO_GOLDEN.map(({ prompt, answer, wrongAnswer }) => ({ prompt, answer, wrongAnswer })),
 });
 
-/** The stack: both services, every response sampled for quality, prices for the cost metric. */
-export function demoStackConfig(ports: StackPorts): StackConfig {
+/** The stack: both services, every response sampled, golden probes, prices for the cost metric. */
+export function demoStackConfig(ports: StackPorts, goldenFile: string): StackConfig {
   const service = { stable: 'v1', versions: { v1: { knobs: healthyKnobs(30) }, v2: { knobs: healthyKnobs(25) } } };
   return stackConfigSchema.parse({
     ports,
     services: Object.fromEntries(DEMO_ROLLOUTS.map((r) => [r.service, service])),
+    probes: { goldenFile, rate: DEMO_PROBE_RATE },
     extproc: {
       quality: {
         sampling: { defaultRate: 1 },
+        golden: { file: goldenFile, inspect: 'sampled' },
+        // Time runs 30× faster in the demo: the probes' hallucination rate follows a fault within seconds.
+        probeRateWindowSeconds: 10,
         prices: { v1: { inputPerMillion: 0.5, outputPerMillion: 1.5 }, v2: { inputPerMillion: 0.5, outputPerMillion: 1.5 } },
       },
     },
@@ -73,7 +96,7 @@ export function demoRequest(service: string): (i: number) => TrafficRequest {
   return (i) => {
     const stream = i % 3 === 0;
     const golden = i % 10 === 0;
-    const content = golden ? GOLDEN.prompt : `question ${i % 97} for ${service}`;
+    const content = golden ? DEMO_GOLDEN[(i / 10) % DEMO_GOLDEN.length]!.prompt : `question ${i % 97} for ${service}`;
     const body: Record<string, unknown> = { model: service, messages: [{ role: 'user', content }], max_tokens: 64 };
     if (stream) Object.assign(body, { stream: true, stream_options: { include_usage: true } });
     return { kind: golden ? 'golden' : stream ? 'stream' : 'chat', body };

@@ -5,7 +5,7 @@
  * weight 25 (rolled back). It follows each rollout's status file while it runs and returns
  * one summary per rollout.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -14,7 +14,7 @@ import type { RolloutStatus } from '../controller/kube/rollout-status.js';
 import { writeAtomically } from '../controller/local/traffic-state.js';
 import { LocalStateStore } from '../controller/local/state-store.js';
 import { loadDefaultPolicy } from '../controller/policy/load.js';
-import { DEMO_ROLLOUTS, demoRequest, demoRolloutsFile, demoStackConfig, demoUsers, type DemoRolloutPlan } from './rollout-demo-config.js';
+import { DEMO_ROLLOUTS, demoGoldenFile, demoRequest, demoRolloutsFile, demoStackConfig, demoUsers, type DemoRolloutPlan } from './rollout-demo-config.js';
 import { RolloutRecorder } from './rollout-demo-recorder.js';
 import { summarizeRollout, type RolloutSummary } from './rollout-demo-summary.js';
 import { preflight, PreflightError } from './preflight.js';
@@ -55,7 +55,9 @@ const SETTLED = new Set(['Promoted', 'RolledBack', 'Failed', 'Invalid', 'Awaitin
 export async function runRolloutDemo(o: RolloutDemoOptions, events: RolloutDemoEvents = {}): Promise<RolloutDemoResult> {
   const stateDir = o.stateDir ?? mkdtempSync(join(tmpdir(), 'fledge-demo-'));
   const rolloutsFile = join(stateDir, 'rollouts.yaml');
-  const config = demoStackConfig(o.ports);
+  const goldenFile = join(stateDir, 'golden.yaml');
+  writeFileSync(goldenFile, toYaml(demoGoldenFile()));
+  const config = demoStackConfig(o.ports, goldenFile);
   const stack = new LocalStack(config, { stateDir, controller: { rolloutsFile, timeScale: o.timeScale } });
   const claims = stack.portClaims().map((c) => ({ ...c, setting: o.portFlags?.[c.setting.replace(/^ports\./, '') as keyof StackPorts] ?? c.setting }));
   const problems = await preflight(claims, { envoy: true, prometheus: true, redis: true });

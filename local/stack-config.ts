@@ -14,6 +14,8 @@ export const stackPortsSchema = z
     controllerAdmin: port.default(9102),
     prometheus: port.default(9090),
     redis: port.default(6379),
+    /** The golden prober's admin/metrics port. */
+    prober: port.default(9104),
     /** The first simulated model's port; the others follow. */
     models: port.default(8001),
   })
@@ -39,6 +41,19 @@ export const stackConfigSchema = z.strictObject({
     .refine((services) => Object.keys(services).length > 0, { message: 'declare at least one service' }),
   /** A flagd flag file, relative to the stack file. */
   flags: z.string().min(1).optional(),
+  /**
+   * Golden probes (docs/quality.md): the stack runs `fledge probe` against its Envoy with a
+   * secret it generates, and extproc scores every probe's answer with the golden set.
+   */
+  probes: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Golden set for the probes and extproc; default: extproc's quality.golden.file, else the shipped general-knowledge set. */
+      goldenFile: z.string().min(1).optional(),
+      /** Probes per second per version under rollout. */
+      rate: z.number().positive().max(1000).default(0.2),
+    })
+    .prefault({}),
   /** extproc settings (its config file's shape, e.g. quality.sampling); routing and ports are the stack's. */
   extproc: z.record(z.string(), z.unknown()).optional(),
 });

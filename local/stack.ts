@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
@@ -6,6 +7,7 @@ import { newRouteToken } from '../common/route-token.js';
 import { startProcess, waitForHttp, type ManagedProcess } from './child-process.js';
 import { fledgeCli } from './package-paths.js';
 import { EnvoyRouteFile } from './envoy-routes.js';
+import { DEFAULT_GOLDEN_FILE } from './golden-files.js';
 import { startEnvoy } from './envoy.js';
 import { preflight, PreflightError, type PortClaim } from './preflight.js';
 import { startPrometheus } from './prometheus.js';
@@ -66,6 +68,7 @@ export class LocalStack {
       { port: p.extprocAdmin, what: 'extproc admin', setting: 'ports.extprocAdmin' },
       { port: p.prometheus, what: 'Prometheus', setting: 'ports.prometheus' },
       { port: p.redis, what: 'Redis', setting: 'ports.redis' },
+      ...(this.config.probes.enabled ? [{ port: p.prober, what: 'golden prober admin', setting: 'ports.prober' }] : []),
       ...(this.paths.controller ? [{ port: p.controllerAdmin, what: 'controller admin', setting: 'ports.controllerAdmin' }] : []),
       ...modelServers(this.config).map((m) => ({ port: m.port, what: `model ${m.service}/${m.version}`, setting: 'ports.models' })),
     ];
@@ -108,9 +111,10 @@ export class LocalStack {
       const services = renderEnvoyServices(traffic);
       const extprocArgs = ['extproc', '--routing-file', this.routingFile, '--port', String(ports.extproc), '--admin-port', String(ports.extprocAdmin)];
       if (this.paths.flagsFile) extprocArgs.push('--flags-file', this.paths.flagsFile);
-      if (this.config.extproc) {
+      const extprocConfig = this.extprocConfig();
+      if (extprocConfig) {
         const configFile = join(this.paths.stateDir, 'extproc.yaml');
-        writeFileSync(configFile, toYaml(this.config.extproc));
+        writeFileSync(configFile, toYaml(extprocConfig));
         extprocArgs.push('--config', configFile);
       }
       const extproc = this.child('extproc', extprocArgs);
@@ -122,6 +126,20 @@ export class LocalStack {
       this.spawned.push(envoy.process);
       await this.routes.waitApplied(firstRoutes);
       up(this.component(envoy.process, `http://127.0.0.1:${ports.envoy} (admin :${ports.envoyAdmin})`));
+
+      if (this.config.probes.enabled) {
+        const prober = this.child('prober', [
+          'probe',
+          '--routing-file', this.routingFile,
+          '--golden-file', this.goldenFile(),
+          '--url', `http://127.0.0.1:${ports.envoy}`,
+          '--rate', String(this.config.probes.rate),
+          '--secret-file', this.probeSecretFile,
+          '--admin-port', String(ports.prober),
+        ]);
+        await waitForHttp(prober, `http://127.0.0.1:${ports.prober}/readyz`);
+        up(this.component(prober, `golden probes (${this.goldenFile()}) at ${this.config.probes.rate}/s per version, metrics http://127.0.0.1:${ports.prober}/metrics`));
+      }
 
       const prometheus = await startPrometheus({ targets: [`127.0.0.1:${ports.extprocAdmin}`], scrapeIntervalMs: 1000, port: ports.prometheus, dataDir: join(this.paths.stateDir, 'prometheus') });
       this.spawned.push(prometheus);
@@ -146,6 +164,30 @@ export class LocalStack {
       await this.stop();
       throw err;
     }
+  }
+
+  /** The golden set the probes and extproc use. */
+  goldenFile(): string {
+    const quality = this.config.extproc?.quality as { golden?: { file?: string } } | undefined;
+    return this.config.probes.goldenFile ?? quality?.golden?.file ?? DEFAULT_GOLDEN_FILE;
+  }
+
+  /**
+   * extproc's config: the stack file's `extproc` section, plus (with probes on) the probe
+   * secret, generated per stack, and the golden set (inspected among sampled requests only,
+   * unless the stack file says otherwise).
+   */
+  private extprocConfig(): Record<string, unknown> | undefined {
+    if (!this.config.probes.enabled) return this.config.extproc;
+    writeFileSync(this.probeSecretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+    const base = this.config.extproc ?? {};
+    const quality = (base.quality ?? {}) as Record<string, unknown>;
+    const golden = (quality.golden ?? {}) as Record<string, unknown>;
+    return { ...base, quality: { ...quality, golden: { inspect: 'sampled', ...golden, file: this.goldenFile() } }, probes: { secretFile: this.probeSecretFile } };
+  }
+
+  private get probeSecretFile(): string {
+    return join(this.paths.stateDir, 'probe-secret');
   }
 
   /** Resolves with the first component that exits while the stack is up. */

@@ -74,6 +74,8 @@ export const qualityConfigSchema = z
     modelReported: z.strictObject({ services: z.array(z.string().min(1)).default([]) }).prefault({}),
     /** version (or "service/version") → price; unknown versions cost nothing (and are counted). */
     prices: z.record(z.string(), price).default({}),
+    /** Window of each version's golden-probe hallucination rate, which its user requests carry into inference_hallucination_total. */
+    probeRateWindowSeconds: z.number().int().min(5).max(3600).default(60),
     /** Window of the inference_quality_score gauge (mean of the scores seen in it). */
     scoreWindowSeconds: z.number().int().min(10).max(3600).default(300),
     judge: z

@@ -9,7 +9,7 @@ import type { Evaluator } from './evaluators/types.js';
 import { JudgeQueue } from './judge-queue.js';
 import { QualityMetrics } from './metrics.js';
 import { ProbeRates } from './probe-rates.js';
-import { PROBE_RATE_WINDOW_MS, SampleRecorder, type FinishedSample } from './recorder.js';
+import { SampleRecorder, type FinishedSample } from './recorder.js';
 
 /** Everything the quality processors share: config, golden set, metrics, and the off-path recorder. */
 export interface QualityPipeline {
@@ -33,7 +33,7 @@ export function startQualityPipeline(config: QualityConfig, registry: Registry, 
   const judge = config.judge.redisUrl
     ? new JudgeQueue(config.judge.redisUrl, config.judge.stream, config.judge.maxLength, log, (result) => metrics.judgeQueue.inc({ result }))
     : undefined;
-  const probeRates = new ProbeRates(PROBE_RATE_WINDOW_MS);
+  const probeRates = new ProbeRates(config.probeRateWindowSeconds * 1000);
   const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log, Math.random, probeRates);
   return {
     config,

@@ -10,8 +10,7 @@ import { answerSignals } from './signals.js';
 
 /** The evaluator name golden-probe verdicts are recorded under. */
 export const GOLDEN_PROBE_EVALUATOR = 'golden-probe';
-/** The window of the probe hallucination rate each user request is credited with. */
-export const PROBE_RATE_WINDOW_MS = 60_000;
+
 
 export interface FinishedSample extends Sample {
   /** Chance this request was sampled; each counted quantity is scaled by 1/probability. */
@@ -54,7 +53,7 @@ export class SampleRecorder {
     private readonly judge: JudgeQueue | undefined,
     private readonly logger: Logger,
     private readonly random: () => number = Math.random,
-    readonly probeRates: ProbeRates = new ProbeRates(PROBE_RATE_WINDOW_MS),
+    readonly probeRates: ProbeRates = new ProbeRates(config.probeRateWindowSeconds * 1000),
   ) {}
 
   record(sample: FinishedSample): void {

@@ -1,6 +1,6 @@
 import { freePort, freePortRun } from '../../local/ports.js';
 
-export const STACK_PORT_KEYS = ['envoy', 'envoyAdmin', 'extproc', 'extprocAdmin', 'controllerAdmin', 'prometheus', 'redis'] as const;
+export const STACK_PORT_KEYS = ['envoy', 'envoyAdmin', 'extproc', 'extprocAdmin', 'controllerAdmin', 'prometheus', 'redis', 'prober'] as const;
 
 /**
  * Free ports for a local stack: `models` consecutive ones for the model servers (they take

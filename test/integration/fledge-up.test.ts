@@ -124,4 +124,23 @@ describe('fledge up', () => {
     expect(run.stderr()).toContain(`invalid ${file}`);
     expect(run.stderr()).toContain('services.chat.stable: stable must be one of versions');
   });
+
+  it('refuses to start a rollout whose policy reads quality no evaluator produces: no golden coverage, default policy', async () => {
+    const ports = await freeStackPorts(2);
+    const golden = join(dir, 'other-service-golden.yaml');
+    writeFileSync(golden, toYaml({ entries: [{ id: 'x', service: 'search', prompt: 'What is 2+2?', expect: { number: { value: 4 } } }] }));
+    const file = join(dir, 'uncovered.yaml');
+    const versions = { v1: { knobs: { latency: { kind: 'fixed', ms: 1 } } }, v2: { knobs: { latency: { kind: 'fixed', ms: 1 } } } };
+    writeFileSync(file, toYaml({ ports, services: { chat: { stable: 'v1', versions } }, probes: { goldenFile: golden } }));
+    const rollouts = join(dir, 'uncovered-rollouts.yaml');
+    writeFileSync(rollouts, toYaml({ rollouts: [{ service: 'chat', candidate: 'v2', policy: 'default' }] }));
+    const run = up(['--stack', file, '--rollouts', rollouts, '--state-dir', join(dir, 'uncovered-state')]);
+    expect(await run.code).toBe(2);
+    expect(run.stderr()).toContain(`invalid ${rollouts}`);
+    expect(run.stderr()).toContain('rollouts[0] (chat-v2): policy "default" metric quality-score reads inference_quality_score');
+    expect(run.stderr()).toContain('metric hallucination-rate reads inference_hallucination_total');
+    expect(run.stderr()).toContain('for service "chat"');
+    // Nothing was started: the ports are still free.
+    expect(await portInUse(ports.envoy!)).toBe(false);
+  });
 });

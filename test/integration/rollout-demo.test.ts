@@ -14,8 +14,8 @@ interface DemoJson {
     name: string;
     outcome: string;
     steps: string[];
-    analyses: { metric: string; value: number | null; threshold: string; passed: boolean }[];
-    background?: { phase: string; analyses: { metric: string; value: number | null; threshold: string; passed: boolean }[] };
+    analyses: { metric: string; value: number | null; threshold: string; passed: boolean; n: number | null }[];
+    background?: { phase: string; analyses: { metric: string; value: number | null; threshold: string; passed: boolean; n: number | null }[] };
     breach?: { metric: string; value: number | null; threshold: string };
     rollbackSeconds?: number;
     failedRequests: number;
@@ -27,7 +27,7 @@ describe('fledge demo (rollouts)', () => {
     // The four models take consecutive ports; the other components one each outside that run.
     const ports = await freeStackPorts(4);
     const args = [CLI, 'demo', '--json', '--model-port', String(ports.models)];
-    const flags = { envoy: '--envoy-port', envoyAdmin: '--envoy-admin-port', extproc: '--extproc-port', extprocAdmin: '--extproc-admin-port', controllerAdmin: '--controller-admin-port', prometheus: '--prometheus-port', redis: '--redis-port' } as const;
+    const flags = { envoy: '--envoy-port', envoyAdmin: '--envoy-admin-port', extproc: '--extproc-port', extprocAdmin: '--extproc-admin-port', controllerAdmin: '--controller-admin-port', prometheus: '--prometheus-port', redis: '--redis-port', prober: '--prober-port' } as const;
     for (const [key, flag] of Object.entries(flags)) args.push(flag, String(ports[key as keyof typeof flags]));
     const started = Date.now();
     const { stdout } = await run(process.execPath, args, { timeout: 330_000, maxBuffer: 16 * 1024 * 1024 });
@@ -64,7 +64,9 @@ describe('fledge demo (rollouts)', () => {
     for (const r of summary.rollouts) {
       expect(new Set(r.analyses.map((a) => a.metric))).toEqual(new Set(METRICS));
       for (const a of r.analyses) {
-        expect(Object.keys(a).sort()).toEqual(['metric', 'passed', 'threshold', 'value']);
+        expect(Object.keys(a).sort()).toEqual(['metric', 'n', 'passed', 'threshold', 'value']);
+        // n: the evaluated samples behind the value, at least the policy's minimum for every measurement that passed.
+        if (a.passed) expect(a.n).toBeGreaterThanOrEqual(50);
         expect(typeof a.value).toBe('number');
         expect(a.threshold).toMatch(/result\[0\]/);
         expect(typeof a.passed).toBe('boolean');
