@@ -15,6 +15,8 @@ export interface VersionMetrics {
   quality: number;
   hallucinationRatio: number;
   costPerRequest: number;
+  /** Share of requests an evaluator judged (fledge_quality_evaluated_total, the n of quality metrics). */
+  evaluatedRatio: number;
 }
 
 export const HEALTHY: Omit<VersionMetrics, 'version'> = {
@@ -24,6 +26,7 @@ export const HEALTHY: Omit<VersionMetrics, 'version'> = {
   quality: 0.93,
   hallucinationRatio: 0.01,
   costPerRequest: 0.002,
+  evaluatedRatio: 0.1,
 };
 
 export const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8];
@@ -34,6 +37,7 @@ interface Series {
   requests: number;
   errors: number;
   hallucinations: number;
+  evaluated: number;
   cost: number;
   latencySum: number;
 }
@@ -54,6 +58,7 @@ export async function startInferenceMetrics(): Promise<InferenceMetricsEndpoint>
     s.requests += n;
     s.errors += n * s.metrics.errorRatio;
     s.hallucinations += n * s.metrics.hallucinationRatio;
+    s.evaluated += n * s.metrics.evaluatedRatio;
     s.cost += n * s.metrics.costPerRequest;
     s.latencySum += n * s.metrics.latencySeconds;
     s.lastAt = now;
@@ -65,6 +70,7 @@ export async function startInferenceMetrics(): Promise<InferenceMetricsEndpoint>
       ['inference_requests_total', 'counter'],
       ['inference_errors_total', 'counter'],
       ['inference_hallucination_total', 'counter'],
+      ['fledge_quality_evaluated_total', 'counter'],
       ['inference_cost_total', 'counter'],
       ['inference_quality_score', 'gauge'],
       ['inference_latency_seconds', 'histogram'],
@@ -83,6 +89,9 @@ export async function startInferenceMetrics(): Promise<InferenceMetricsEndpoint>
             break;
           case 'inference_hallucination_total':
             lines.push(`${name}{${labels}} ${s.hallucinations}`);
+            break;
+          case 'fledge_quality_evaluated_total':
+            lines.push(`${name}{${labels},evaluator="golden-probe"} ${s.evaluated}`);
             break;
           case 'inference_cost_total':
             lines.push(`${name}{${labels}} ${s.cost}`);
@@ -115,7 +124,7 @@ export async function startInferenceMetrics(): Promise<InferenceMetricsEndpoint>
         advance(existing, now);
         existing.metrics = { ...existing.metrics, ...metrics };
       } else {
-        series.set(hash, { metrics: { ...HEALTHY, ...metrics }, lastAt: now, requests: 0, errors: 0, hallucinations: 0, cost: 0, latencySum: 0 });
+        series.set(hash, { metrics: { ...HEALTHY, ...metrics }, lastAt: now, requests: 0, errors: 0, hallucinations: 0, evaluated: 0, cost: 0, latencySum: 0 });
       }
     },
     remove(hash) {

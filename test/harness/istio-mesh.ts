@@ -11,6 +11,7 @@ import { fledgeCli } from '../../local/package-paths.js';
 import { freePort } from '../../local/ports.js';
 import type { KnobsInput } from '../../sim/knobs.js';
 import type { KubeHarness } from './kube.js';
+import { currentHash, makeDeploymentAvailable } from './pods.js';
 
 // Compiled into dist/ (for the bench) the manifests stay in the source tree.
 export const MANIFESTS = [resolve(import.meta.dirname, '../../manifests'), resolve(import.meta.dirname, '../../../manifests')].find((d) => existsSync(join(d, 'envoyfilter.yaml'))) ?? resolve(import.meta.dirname, '../../manifests');
@@ -58,29 +59,19 @@ export function workloadEntry(namespace: string, name: string, labels: Record<st
 }
 
 /**
- * Gives each Deployment of the namespace a ReplicaSet with a pod-template-hash, a revision
- * and an owner reference, as the Deployment controller would (the harness runs none).
- * Returns Deployment name → hash.
+ * The pods' part of a rollout: the real Deployment and ReplicaSet controllers (the kube
+ * harness runs kube-controller-manager) made each Deployment's ReplicaSet and Pods; the
+ * test reports the Pods Ready as a kubelet would, so the candidate counts as available.
+ * Returns each Deployment's pod-template-hash (what labels extproc's series).
  */
 export async function replicaSetsFor(kc: KubeConfig, namespace: string): Promise<Record<string, string>> {
   const apps = kc.makeApiClient(AppsV1Api);
   const hashes: Record<string, string> = {};
   for (const d of (await apps.listNamespacedDeployment({ namespace })).items) {
     const name = d.metadata!.name!;
-    const hash = randomBytes(5).toString('hex');
-    const labels = { ...(d.spec!.template.metadata?.labels ?? {}), 'pod-template-hash': hash };
-    await apps.createNamespacedReplicaSet({
-      namespace,
-      body: {
-        metadata: {
-          name: `${name}-${hash}`,
-          labels,
-          annotations: { 'deployment.kubernetes.io/revision': '1' },
-          ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name, uid: d.metadata!.uid!, controller: true }],
-        },
-        spec: { replicas: d.spec!.replicas ?? 1, selector: { matchLabels: labels }, template: { ...d.spec!.template, metadata: { ...d.spec!.template.metadata, labels } } },
-      },
-    });
+    const available = await makeDeploymentAvailable(kc, namespace, name, 60_000);
+    const hash = await currentHash(kc, available);
+    if (!hash) throw new Error(`Deployment ${namespace}/${name} has no ReplicaSet for its template`);
     hashes[name] = hash;
   }
   return hashes;
@@ -118,7 +109,15 @@ export async function startExtprocProcess(dir: string, kubeconfig: string, flags
   const text = configMap?.data?.['extproc.yaml'];
   if (!text) throw new Error('manifests/extproc.yaml: ConfigMap fledge-extproc-config has no extproc.yaml');
   const configFile = join(dir, 'extproc.yaml');
-  writeFileSync(configFile, toYaml({ ...(parseYaml(text) as Record<string, unknown>), ...extraConfig }));
+  const config = parseYaml(text) as { probes?: { secretFile?: string }; quality?: { golden?: { file?: string } } } & Record<string, unknown>;
+  // The Pod's mounted paths, on this machine: the probe Secret and the golden set in the image.
+  if (config.probes?.secretFile) {
+    const secretFile = join(dir, 'probe-secret');
+    writeFileSync(secretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+    config.probes.secretFile = secretFile;
+  }
+  if (config.quality?.golden?.file?.startsWith('/app/')) config.quality.golden.file = resolve(MANIFESTS, "..", config.quality.golden.file.slice('/app/'.length));
+  writeFileSync(configFile, toYaml({ ...config, ...extraConfig }));
   const port = await freePort();
   const adminPort = await freePort();
   const proc = startProcess(

@@ -107,7 +107,8 @@ describe('controller and extproc meet on the VirtualService (real kube-apiserver
     const done = await waitForStatus(admin, namespace, 'model-v2', 'a verdict', (s) => ['Promoted', 'RolledBack', 'Paused', 'Invalid'].includes(s.phase), 90_000);
     expect(done.phase, done.message).toBe('Promoted');
     expect(weightsOf(await readVirtualService(admin, namespace))).toEqual([0, 100]);
-    await dp.waitForState((s) => s.services.some((x) => x.service === 'model' && x.canaryWeight === 100));
+    // After the promotion the candidate is the stable version and nothing is rolling out.
+    await dp.waitForState((s) => s.services.some((x) => x.service === 'model' && x.stable === 'v2' && x.canary === undefined));
     const fullAt = Date.now();
 
     // The series the analysis read are extproc's, labelled with the canary's pod-template-hash.
@@ -117,7 +118,7 @@ describe('controller and extproc meet on the VirtualService (real kube-apiserver
     expect(stableRequests[0]).toBeGreaterThan(0);
     expect(done.lastAnalysis?.metrics.map((m) => m.phase)).toEqual(['Successful', 'Successful', 'Successful', 'Successful']);
 
-    // Once extproc runs weight 100, every user is on the candidate.
+    // Once extproc runs the promotion, every user is on the candidate.
     const after = await answersAfter(traffic, fullAt + 100);
     expect(new Set(after.map((a) => a.servedBy))).toEqual(new Set(['v2']));
     expect(traffic.failures()).toEqual([]);

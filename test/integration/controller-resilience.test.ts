@@ -234,9 +234,10 @@ describe('concurrent VirtualService edits', () => {
     await annotate(admin, ns, 'model-v2', { 'fledge.dev/action': 'promote' });
     await waitForStatus(admin, ns, 'model-v2', 'Promoted', (s) => s.phase === 'Promoted');
     const vs = await readVirtualService(admin, ns);
-    // The controller's per-version routes lead; the user's own routes keep their order after them.
-    expect(vs.spec.http?.map((h) => h.name)).toEqual(['fledge-v1', 'fledge-v2', 'debug', 'weighted']);
-    expect(vs.spec.http?.[3]?.['headers']).toEqual({ request: { set: { 'x-team': 'ml' } } });
+    // The controller's per-version route leads (after the promotion only the new stable's);
+    // the user's own routes keep their order after it.
+    expect(vs.spec.http?.map((h) => h.name)).toEqual(['fledge-v2', 'debug', 'weighted']);
+    expect(vs.spec.http?.[2]?.['headers']).toEqual({ request: { set: { 'x-team': 'ml' } } });
     expect(weightsOf(vs)).toEqual([0, 100]);
   });
 });

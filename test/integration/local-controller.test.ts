@@ -91,6 +91,9 @@ describe('local-mode controller and CLI on the real local stack', () => {
       services: { chat: service, summarize: service, embed: service },
       // Every response sampled, so the quality series have the canary's data from the first requests.
       extproc: { quality: { sampling: { defaultRate: 1 }, modelReported: { services: ['*'] } } },
+      // This test is about the controller's mechanics: quality comes from the sims' opted-in
+      // headers, so golden probes (whose questions these sims cannot answer) stay off.
+      probes: { enabled: false },
     });
     mkdirSync(dir, { recursive: true });
     writeFileSync(
@@ -121,6 +124,10 @@ describe('local-mode controller and CLI on the real local stack', () => {
                 initialDelay: GUARD_INTERVAL,
                 interval: GUARD_INTERVAL,
                 inconclusiveLimit: 60,
+                // The canary's first seconds at 5% may have a zero request rate (0/0 = NaN, a
+                // failure by Argo's rules): too few requests is inconclusive instead, as in the default policy.
+                minSamples: 20,
+                samplesQuery: 'sum(increase(inference_requests_total{rollout_hash="{{args.canary-hash}}"}[10m]))',
                 successCondition: 'result[0] < 0.05',
                 provider: { prometheus: { query: '(sum(rate(inference_hallucination_total{rollout_hash="{{args.canary-hash}}"}[10m])) or vector(0)) / sum(rate(inference_requests_total{rollout_hash="{{args.canary-hash}}"}[10m]))' } },
               },

@@ -71,7 +71,7 @@ describe('rollout demo summary', () => {
     recorder.observe(status({ stepIndex: 4, weight: 25, lastAnalysis: run(100) }));
     recorder.observe(status({ stepIndex: 4, weight: 0, phase: 'RolledBack', message: 'background analysis ai-quality-guard: metric hallucination-rate failed', lastAnalysis: run(100), background }));
     const s = summarizeRollout({ name: 'assistant-v2', policy, final: recorder.status, runs: recorder.analysisRuns(), lastStepIndex: recorder.lastStepIndex(), requests: 10, failedRequests: 0, faultAt: 1_000, trafficOffAt: 4_000 });
-    expect(s.breach).toEqual({ metric: 'hallucination-rate', value: 0.3, threshold: 'result[0] <= 0.05' });
+    expect(s.breach).toEqual({ metric: 'hallucination-rate', value: 0.3, threshold: 'result[0] <= 0.05', n: 120 });
     expect(s.background?.phase).toBe('Failed');
     expect(s.background?.analyses.map((a) => [a.metric, a.passed])).toEqual([['error-rate', true], ['p95-latency', true], ['quality-score', true], ['hallucination-rate', false]]);
     expect(s.analyses.every((a) => a.passed)).toBe(true);
