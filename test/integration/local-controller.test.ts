@@ -218,8 +218,9 @@ describe('local-mode controller and CLI on the real local stack', () => {
     expect(failed.phase).toBe('Failed');
     expect(failed.finishedAt).toBeGreaterThan(faultAt);
     // The breach was caught by the first measurement after the last healthy one, one interval later.
+    // (That one passed, or was inconclusive for too few samples: not a failure either way.)
     const before = measurements.at(-2)!;
-    expect(before.phase).toBe('Successful');
+    expect(['Successful', 'Inconclusive']).toContain(before.phase);
     expect(failed.startedAt - before.finishedAt).toBeGreaterThanOrEqual(GUARD_INTERVAL_MS);
     expect(failed.startedAt - before.finishedAt).toBeLessThan(GUARD_INTERVAL_MS + 1000);
     expect(done.message).toContain('hallucination-rate');
