@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse } from 'node:http';
+import { allow, createOpenAiServer } from '../sim/openai-server.js';
 import type { AddressInfo } from 'node:net';
 import { createLogger, type Logger } from '../common/logger.js';
 import { BodyTooLargeError, readBody, sendJson } from '../sim/http.js';
@@ -45,14 +46,7 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
   let loadError: Error | undefined;
   const inflight = new Set<AbortController>();
 
-  const server = createServer((req, res) => {
-    res.setHeader('x-model-version', opts.version);
-    route(req, res).catch((err: unknown) => {
-      logger.error({ err, method: req.method, url: req.url }, 'request handler failed');
-      if (!res.headersSent) sendJson(res, 500, errorBody(500, `internal error in fledge model: ${(err as Error).message}`));
-      else res.destroy();
-    });
-  });
+  const server = createOpenAiServer(opts.version, 'fledge model', logger, route);
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://model').pathname;
@@ -227,8 +221,3 @@ class SseWriter {
   }
 }
 
-function allow(res: ServerResponse, method: string, allowed: string[]): boolean {
-  if (allowed.includes(method)) return true;
-  sendJson(res, 405, errorBody(405, `method ${method} not allowed; use ${allowed.join(', ')}`), { allow: allowed.join(', ') });
-  return false;
-}

@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse } from 'node:http';
+import { allow, createOpenAiServer } from './openai-server.js';
 import type { AddressInfo } from 'node:net';
 import { ConfigError } from '../common/config-error.js';
 import { createLogger, type Logger } from '../common/logger.js';
@@ -71,14 +72,7 @@ export async function startSim(opts: SimOptions): Promise<SimHandle> {
   const state = new SimState(parseKnobs(opts.knobs ?? {}, 'sim knobs'));
   const inflight = new Set<AbortController>();
 
-  const server = createServer((req, res) => {
-    res.setHeader('x-model-version', opts.version);
-    route(req, res).catch((err: unknown) => {
-      logger.error({ err, method: req.method, url: req.url }, 'request handler failed');
-      if (!res.headersSent) sendJson(res, 500, errorBody(500, `internal error in fledge sim: ${(err as Error).message}`));
-      else res.destroy();
-    });
-  });
+  const server = createOpenAiServer(opts.version, 'fledge sim', logger, route);
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://sim').pathname;
@@ -201,11 +195,6 @@ export async function startSim(opts: SimOptions): Promise<SimHandle> {
   };
 }
 
-function allow(res: ServerResponse, method: string, allowed: string[]): boolean {
-  if (allowed.includes(method)) return true;
-  sendJson(res, 405, errorBody(405, `method ${method} not allowed; use ${allowed.join(', ')}`), { allow: allowed.join(', ') });
-  return false;
-}
 
 function headerValue(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
