@@ -1,8 +1,10 @@
 /**
  * Runs the silent fail-open check (analysis/decision-coverage.ts) for active rollouts, at
  * most once per interval each, and feeds a detection to the engine as a `no-decisions`
- * event (the rollout pauses). A failing query is logged and decides nothing: an outage of
- * the metrics backend is the analyses' business.
+ * event (the rollout pauses). A detection must repeat on consecutive checks before it pauses:
+ * Prometheus scrapes Envoy and extproc at different moments, so one window can hold the
+ * proxy's requests before it holds extproc's decisions. A failing query is logged and decides
+ * nothing: an outage of the metrics backend is the analyses' business.
  */
 import type { Logger } from '../../common/logger.js';
 import { DEFAULT_DECISIONS_QUERY, DEFAULT_MIN_REQUESTS, DEFAULT_TRAFFIC_QUERY, fillQuery, silentFailOpen, type DecisionCoverageQueries } from '../analysis/decision-coverage.js';
@@ -16,6 +18,8 @@ export interface DecisionMonitorOptions {
   minRequests?: number;
   /** Between two checks of one rollout (real time; default 30s). */
   intervalMs?: number;
+  /** Consecutive checks that must find traffic without decisions before the rollout pauses (default 2). */
+  confirmations?: number;
 }
 
 export interface DecisionCheckInput {
@@ -32,7 +36,10 @@ export class DecisionMonitor {
   private readonly queries: DecisionCoverageQueries;
   private readonly minRequests: number;
   private readonly intervalMs: number;
+  private readonly confirmations: number;
   private readonly nextCheck = new Map<string, number>();
+  /** Consecutive detections per rollout, reset by any check that finds decisions (or too little traffic). */
+  private readonly strikes = new Map<string, number>();
 
   constructor(
     private readonly provider: MetricsProvider,
@@ -42,6 +49,7 @@ export class DecisionMonitor {
     this.queries = { traffic: options.queries?.traffic ?? DEFAULT_TRAFFIC_QUERY, decisions: options.queries?.decisions ?? DEFAULT_DECISIONS_QUERY };
     this.minRequests = options.minRequests ?? DEFAULT_MIN_REQUESTS;
     this.intervalMs = options.intervalMs ?? 30_000;
+    this.confirmations = Math.max(1, options.confirmations ?? 2);
     // Fail at start-up on a template with an unknown placeholder, not at the first check.
     for (const q of Object.values(this.queries)) fillQuery(q, { service: 'x', namespace: 'x' });
   }
@@ -54,7 +62,7 @@ export class DecisionMonitor {
     const { key, state, now } = input;
     const unchanged = { state, effects: [] };
     if (state.phase !== 'Progressing') {
-      this.nextCheck.delete(key);
+      this.forget(key);
       return unchanged;
     }
     const due = this.nextCheck.get(key) ?? now;
@@ -71,7 +79,17 @@ export class DecisionMonitor {
       return { ...unchanged, wakeAt: next };
     }
     const problem = silentFailOpen({ service: input.service, requests, decisions, minRequests: this.minRequests });
-    if (!problem) return { ...unchanged, wakeAt: next };
+    if (!problem) {
+      this.strikes.delete(key);
+      return { ...unchanged, wakeAt: next };
+    }
+    const strikes = (this.strikes.get(key) ?? 0) + 1;
+    if (strikes < this.confirmations) {
+      this.strikes.set(key, strikes);
+      this.log.info({ rollout: key, requests, decisions, strikes }, 'traffic without extproc decisions; confirming on the next check');
+      return { ...unchanged, wakeAt: next };
+    }
+    this.strikes.delete(key);
     this.log.warn({ rollout: key, requests, decisions }, problem);
     const paused = transition(input.policy, state, { type: 'no-decisions', now, message: problem }, input.options);
     const wakeAt = nextWakeAt(input.policy, paused.state, input.options);
@@ -80,6 +98,7 @@ export class DecisionMonitor {
 
   forget(key: string): void {
     this.nextCheck.delete(key);
+    this.strikes.delete(key);
   }
 
   private async sum(query: string): Promise<number> {

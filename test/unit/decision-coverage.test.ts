@@ -36,7 +36,7 @@ describe('DecisionMonitor', () => {
 
   it('pauses a Progressing rollout with the message, at most once per interval', async () => {
     const p = provider([300], []);
-    const monitor = new DecisionMonitor(p, log, { intervalMs: 30_000 });
+    const monitor = new DecisionMonitor(p, log, { intervalMs: 30_000, confirmations: 1 });
     const out = await monitor.check(input(T0));
     expect(out.state).toMatchObject({ phase: 'Paused', pause: { reason: 'no-decisions' }, weight: 5 });
     expect(out.state.message).toContain('EnvoyFilter not applied or ext_proc cluster unreachable: 300 requests reached model but extproc decided none');
@@ -46,6 +46,21 @@ describe('DecisionMonitor', () => {
     expect(again.state.phase).toBe('Progressing');
     expect(again.wakeAt).toBe(T0 + 30_000);
     expect(p.queries).toBe(2);
+  });
+
+  it('pauses only when consecutive checks agree: one window without decisions is a scrape race, not a fail-open', async () => {
+    let decisions: number[] = [];
+    const monitor = new DecisionMonitor({ measure: async (q: string) => (q.includes('istio_requests_total') ? [300] : decisions) }, log, { intervalMs: 30_000 });
+    const first = await monitor.check(input(T0));
+    expect(first.state.phase).toBe('Progressing');
+    expect(first.wakeAt).toBe(T0 + 30_000);
+    decisions = [250];
+    expect((await monitor.check(input(T0 + 30_000))).state.phase).toBe('Progressing');
+    // The strike was reset by the healthy check: a new detection needs two in a row again.
+    decisions = [];
+    expect((await monitor.check(input(T0 + 60_000))).state.phase).toBe('Progressing');
+    const confirmed = await monitor.check(input(T0 + 90_000));
+    expect(confirmed.state).toMatchObject({ phase: 'Paused', pause: { reason: 'no-decisions' } });
   });
 
   it('keeps going when extproc decides, and when a query fails', async () => {
