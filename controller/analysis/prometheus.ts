@@ -11,6 +11,8 @@ export interface MetricsProvider {
    * canary and stable queries of one measurement see the same window.
    */
   measure(query: string, signal?: AbortSignal, at?: number): Promise<number[]>;
+  /** The same query with each series' labels (a histogram's `le`); needed by distribution comparisons. */
+  measureSeries?(query: string, signal?: AbortSignal, at?: number): Promise<Sample[]>;
 }
 
 export class MetricsQueryError extends Error {

@@ -9,6 +9,9 @@ import { substituteArgs, UnknownArgError, type ResolvedArgs } from './args.js';
 import { errorMeasurement, judgeMeasurement, metricUsesStable, type Measurement } from './measurement.js';
 import type { MetricsProvider } from './prometheus.js';
 import { derivedSamplesQuery } from './samples.js';
+import type { EvidenceDecision } from './evidence/evidence-decision.js';
+import { lookAtEvidence } from './evidence/look.js';
+import { summarise } from './evidence/stage-rule.js';
 
 export interface RenderedQueries {
   query: string;
@@ -34,7 +37,36 @@ export async function takeMeasurement(
   providerFor: ProviderFor,
   clock: () => number,
   signal?: AbortSignal,
+  /** For a compare metric: the decision its evidence stage already reached (else one look now, over the metric's own range). */
+  decided?: EvidenceDecision,
 ): Promise<Measurement> {
+  const threshold = await takeThresholdMeasurement(metric, args, providerFor, clock, signal);
+  if (!metric.compare) return threshold;
+  const decision = decided ?? (await lookAtEvidence({ metrics: [metric], args, provider: providerFor, at: threshold.startedAt, ...(signal ? { signal } : {}) }))[0]!;
+  return withComparison(metric, threshold, decision, clock());
+}
+
+/**
+ * A compare metric's measurement: the comparison with the stable and the metric's own
+ * conditions (hard limits) must both pass. Worse than the stable fails it; undecided is
+ * Inconclusive (never a pass); a failed hard limit fails it whatever the comparison says.
+ */
+export function withComparison(metric: Metric, threshold: Measurement, decision: EvidenceDecision, finishedAt: number): Measurement {
+  const compare = metric.compare!;
+  const evidence = `compared with stable: ${decision.verdict}, ${summarise(decision)}`;
+  const base: Measurement = { ...threshold, finishedAt, n: decision.n.canary };
+  const hasConditions = metric.successCondition !== undefined || metric.failureCondition !== undefined;
+  if (threshold.phase === 'Failed' || threshold.phase === 'Error') return { ...base, message: `${threshold.message ?? threshold.phase}; ${evidence}` };
+  if (decision.verdict === 'worse') {
+    return { ...base, phase: 'Failed', threshold: `compare: stable, margin ${compare.margin} (${compare.worse} is worse), confidence ${compare.confidence}`, message: `${decision.reason}; ${evidence}` };
+  }
+  if (decision.verdict === 'undecided') return { ...base, phase: 'Inconclusive', message: `not enough evidence: ${decision.reason}; ${evidence}` };
+  // not worse than the stable: the hard limits decide what is left.
+  if (hasConditions && threshold.phase !== 'Successful') return { ...base, message: `${threshold.message ?? threshold.phase}; ${evidence}` };
+  return { ...base, phase: 'Successful', message: evidence };
+}
+
+async function takeThresholdMeasurement(metric: Metric, args: ResolvedArgs, providerFor: ProviderFor, clock: () => number, signal?: AbortSignal): Promise<Measurement> {
   const startedAt = clock();
   let queries: RenderedQueries;
   try {

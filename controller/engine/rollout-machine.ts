@@ -18,6 +18,11 @@
  *   go-ahead); abort → weight 0 + retire-candidate, RolledBack; pause/resume; resume after an inconclusive,
  *   errored or review pause re-runs the analysis; retry from RolledBack/Failed/Invalid
  *   starts again at step 0.
+ * - Evidence stages (evidence-stage.ts: a timed pause followed by an analysis with compare
+ *   metrics): the host looks at the evidence every look interval (`evidence` events). Every
+ *   compared metric not worse → the pause ends now; one worse → its action at once; still
+ *   undecided when the pause is over → the stage is extended, and at the cap Paused
+ *   (not-enough-evidence; resume starts the stage's evidence again, promote skips it).
  * - shadow steps make the rollout Invalid unless options.shadowSupported.
  * - Background analysis (the policy's `analysis`, Argo's canary.analysis) starts when the
  *   rollout reaches `startingStep` and is measured at each metric's interval while the
@@ -34,7 +39,10 @@
 import { analysisVerdict, dueMetrics, isCompleted, nextRunWakeAt, recordMeasurements, scaled, startAnalysisRun, type AnalysisVerdict, type MetricMeasurement } from '../analysis/run.js';
 import { describeStep, type Policy, type PolicyStep } from '../policy/policy.js';
 import type { Metric } from '../policy/schema.js';
+import type { EvidenceDecision } from '../analysis/evidence/evidence-decision.js';
+import { stageEvidenceAction, summarise } from '../analysis/evidence/stage-rule.js';
 import { candidateLost, DEFAULT_AVAILABILITY_TIMEOUT_MS, weightGate, type CandidateAvailability } from './candidate-gate.js';
+import { evidenceStageAt, type EvidenceStage } from './evidence-stage.js';
 import { ACTIVE_PHASES, TERMINAL_PHASES, type PauseReason, type RolloutState } from './rollout-state.js';
 
 export type UserAction = 'promote' | 'abort' | 'pause' | 'resume' | 'retry';
@@ -44,6 +52,8 @@ export type RolloutEvent =
   | { type: 'tick'; now: number }
   /** Measurements of the step's analysis and of the background analysis, taken together. */
   | { type: 'measured'; now: number; measurements: MetricMeasurement[]; background?: MetricMeasurement[] }
+  /** One look at the current evidence stage's compare metrics. */
+  | { type: 'evidence'; now: number; decisions: EvidenceDecision[] }
   | { type: 'action'; now: number; action: UserAction }
   /** The policy or the routing setup is unusable: stop, change no traffic. */
   | { type: 'invalid'; now: number; message: string }
@@ -107,6 +117,8 @@ export function transition(policy: Policy, state: RolloutState, ev: RolloutEvent
       }
       case 'measured':
         return withBackground(policy, onMeasured(policy, state, ev.now, ev.measurements, ev.background ?? [], options, effects), ev.now, effects);
+      case 'evidence':
+        return withBackground(policy, onEvidence(policy, state, ev.now, ev.decisions, options, effects), ev.now, effects);
       case 'action':
         return withBackground(policy, onAction(policy, state, ev.now, ev.action, options, effects), ev.now, effects);
       case 'invalid':
@@ -157,12 +169,37 @@ function withBackground(policy: Policy, s: RolloutState, now: number, effects: R
 function stepWakeAt(policy: Policy, state: RolloutState, options: MachineOptions): number | undefined {
   if (state.phase !== 'Progressing') return undefined;
   const step = policy.steps[state.stepIndex];
+  const stage = evidenceStageAt(policy, state.stepIndex);
+  if (stage) return Math.min(nextLookAt(stage, state, options), stageEndsAt(stage, state, options));
   if (step?.kind === 'pause' && step.durationMs !== undefined) return state.stepStartedAt + scaled(step.durationMs, options);
   if (step?.kind === 'shadow') return state.stepStartedAt + scaled(step.durationMs, options);
   if (step?.kind === 'analysis' && state.analysis) return nextRunWakeAt(step.analysis, state.analysis, options);
   // Still Progressing on a weight step (or before the final 100%): it waits for the candidate.
   if (options.candidate && (step?.kind === 'setWeight' || state.stepIndex === policy.steps.length)) return state.stepStartedAt + availabilityTimeout(options);
   return undefined;
+}
+
+/** The evidence stage whose look is due now (the host then sends an `evidence` event), if any. */
+export function evidenceLookDue(policy: Policy, state: RolloutState, now: number, options: MachineOptions = {}): (EvidenceStage & { elapsedMs: number }) | undefined {
+  if (state.phase !== 'Progressing') return undefined;
+  const stage = evidenceStageAt(policy, state.stepIndex);
+  if (!stage || now < nextLookAt(stage, state, options)) return undefined;
+  return { ...stage, elapsedMs: now - state.stepStartedAt };
+}
+
+/** The current stage's evidence, if it is this step's. */
+function stageEvidence(state: RolloutState): RolloutState['evidence'] {
+  return state.evidence?.stepIndex === state.stepIndex ? state.evidence : undefined;
+}
+
+function nextLookAt(stage: EvidenceStage, state: RolloutState, options: MachineOptions): number {
+  const last = stageEvidence(state)?.lastLookAt ?? state.stepStartedAt;
+  return last + scaled(stage.lookIntervalMs, options);
+}
+
+/** When the stage must be decided: the end of the planned pause, then the cap. */
+function stageEndsAt(stage: EvidenceStage, state: RolloutState, options: MachineOptions): number {
+  return state.stepStartedAt + scaled(stageEvidence(state)?.extended ? stage.capMs : stage.plannedMs, options);
 }
 
 /** The metrics to measure now, for the current analysis step; [] when none are due. */
@@ -216,6 +253,8 @@ function progress(policy: Policy, start: RolloutState, now: number, options: Mac
           effects.push(event('Normal', 'Paused', `${label}: paused until promoted or resumed`));
           return { ...s, phase: 'Paused', pause: { reason: 'step', since: now }, message: `${label}: paused until promoted or resumed`, updatedAt: now };
         }
+        const stage = evidenceStageAt(policy, s.stepIndex);
+        if (stage) return holdEvidenceStage(stage, s, now, options, effects, label);
         const until = s.stepStartedAt + scaled(step.durationMs, options);
         if (now >= until) {
           s = advance(policy, s, now, effects);
@@ -265,6 +304,63 @@ function onMeasured(policy: Policy, before: RolloutState, now: number, measureme
     default:
       return stopFor(policy, withRun, now, verdict, label, effects);
   }
+}
+
+/** An evidence stage before its data decided: extended past the planned pause, paused at the cap. */
+function holdEvidenceStage(stage: EvidenceStage, s: RolloutState, now: number, options: MachineOptions, effects: RolloutEffect[], label: string): RolloutState {
+  const evidence = stageEvidence(s) ?? { stepIndex: s.stepIndex, looks: 0, decisions: [] };
+  const elapsed = now - s.stepStartedAt;
+  const undecided = evidence.decisions.length ? evidence.decisions.map((d) => `${d.metric}: ${d.verdict} (${d.problem ? d.reason : summarise(d)})`).join('; ') : 'no look at the evidence yet';
+  if (elapsed >= scaled(stage.capMs, options)) {
+    const message = `${label}: not enough evidence after ${formatDuration(stage.capMs)} (${EVIDENCE_CAP_NOTE}): ${undecided}; weight kept at ${s.weight}%, resume to collect evidence again or promote to go on`;
+    return pauseFor({ ...s, evidence }, 'not-enough-evidence', now, message, 'NotEnoughEvidence', effects);
+  }
+  if (elapsed >= scaled(stage.plannedMs, options)) {
+    const extended = evidence.extended ? evidence : { ...evidence, extended: true };
+    if (!evidence.extended) effects.push(event('Normal', 'StageExtended', `${label}: planned ${formatDuration(stage.plannedMs)} passed undecided (${undecided}); extended up to ${formatDuration(stage.capMs)}`));
+    return withMessage({ ...s, evidence: extended }, `${label}: extended up to ${formatDuration(stage.capMs)}, collecting evidence (${evidence.looks} looks: ${undecided})`, now);
+  }
+  return withMessage(s.evidence === evidence ? s : { ...s, evidence }, `${label}: collecting evidence, planned until ${new Date(s.stepStartedAt + scaled(stage.plannedMs, options)).toISOString()} (${evidence.looks} looks: ${undecided})`, now);
+}
+
+const EVIDENCE_CAP_NOTE = 'the cap';
+
+/** One look at the stage's compare metrics: end the stage, act on a worse metric, or go on. */
+function onEvidence(policy: Policy, s: RolloutState, now: number, decisions: EvidenceDecision[], options: MachineOptions, effects: RolloutEffect[]): RolloutState {
+  const stage = s.phase === 'Progressing' ? evidenceStageAt(policy, s.stepIndex) : undefined;
+  if (!stage) return s; // stale: the stage ended, or the rollout stopped, meanwhile
+  const previous = stageEvidence(s);
+  const evidence = { ...(previous ?? { stepIndex: s.stepIndex, looks: 0 }), looks: (previous?.looks ?? 0) + 1, lastLookAt: now, decisions };
+  const withLook: RolloutState = { ...s, evidence, updatedAt: now };
+  const label = stepLabel(policy, s.stepIndex);
+  const judged = decisions.flatMap((decision) => {
+    const metric = stage.metrics.find((m) => m.name === decision.metric);
+    return metric ? [{ decision, action: metric.action }] : [];
+  });
+  const elapsed = now - s.stepStartedAt;
+  const action = stageEvidenceAction(judged, elapsed, scaled(stage.capMs, options));
+  switch (action.kind) {
+    case 'worse':
+      if (action.action === 'rollback') return stopTraffic(policy, withLook, now, 'RolledBack', 'RolledBack', `${label}: ${action.message}; all traffic returned to stable`, effects);
+      effects.push(event('Warning', 'AwaitingReview', `${label}: ${action.message}; weight kept at ${s.weight}%, promote to continue or abort to roll back`));
+      return { ...withLook, phase: 'AwaitingReview', pause: undefined, message: `${label}: ${action.message}; awaiting review (promote or abort)` };
+    case 'end-stage': {
+      effects.push(event('Normal', 'StageDecided', `${label}: ended after ${formatDuration(elapsed * (options.timeScale ?? 1))} of ${formatDuration(stage.plannedMs)} planned: ${action.message}`));
+      const ended = advance(policy, { ...withLook, evidence: { ...evidence, concluded: true } }, now, effects);
+      return progress(policy, ended, now, options, effects);
+    }
+    case 'not-enough-evidence':
+      return holdEvidenceStage(stage, withLook, now, options, effects, label);
+    case 'continue':
+      return withLook;
+  }
+}
+
+function formatDuration(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  if (seconds >= 60 && seconds % 60 === 0) return `${seconds / 60}m`;
+  if (seconds >= 60) return `${Math.floor(seconds / 60)}m${seconds % 60}s`;
+  return `${seconds}s`;
 }
 
 function onBackgroundMeasured(policy: Policy, s: RolloutState, now: number, measurements: MetricMeasurement[], effects: RolloutEffect[]): RolloutState {
@@ -328,7 +424,7 @@ function onAction(policy: Policy, s: RolloutState, now: number, action: UserActi
       return resume(policy, s, now, options, effects) ?? ignore();
     case 'retry': {
       if (!['RolledBack', 'Failed', 'Invalid'].includes(s.phase)) return ignore();
-      const fresh: RolloutState = { ...s, phase: 'Progressing', stepIndex: 0, stepStartedAt: now, pause: undefined, analysis: undefined, background: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, updatedAt: now };
+      const fresh: RolloutState = { ...s, phase: 'Progressing', stepIndex: 0, stepStartedAt: now, pause: undefined, analysis: undefined, background: undefined, evidence: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, updatedAt: now };
       const t = begin(policy, fresh, now, options, 'Retried', `rollout restarted at step 1 by user`);
       effects.push(...t.effects);
       return t.state;
@@ -365,6 +461,9 @@ function resume(policy: Policy, s: RolloutState, now: number, options: MachineOp
     case 'analysis-error':
     case 'no-decisions':
       return rerunAnalysis('re-running the analysis');
+    case 'not-enough-evidence':
+      effects.push(event('Normal', 'Resumed', `${label}: resumed by user; collecting evidence again`));
+      return progress(policy, { ...s, phase: 'Progressing', pause: undefined, evidence: undefined, stepStartedAt: now }, now, options, effects);
     case 'candidate-unavailable':
       effects.push(event('Normal', 'Resumed', `${label}: resumed by user; waiting for the candidate again`));
       return progress(policy, { ...s, phase: 'Progressing', pause: undefined, stepStartedAt: now }, now, options, effects);
@@ -418,7 +517,9 @@ function setWeight(s: RolloutState, weight: number, effects: RolloutEffect[], la
 function advance(policy: Policy, s: RolloutState, now: number, effects: RolloutEffect[]): RolloutState {
   const leaving = policy.steps[s.stepIndex];
   if (leaving?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: 0 });
-  const next: RolloutState = { ...s, stepIndex: s.stepIndex + 1, stepStartedAt: now, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, updatedAt: now };
+  // A stage's evidence judges the analysis right after it; later steps start without it.
+  const evidence = s.evidence?.stepIndex === s.stepIndex ? s.evidence : undefined;
+  const next: RolloutState = { ...s, stepIndex: s.stepIndex + 1, stepStartedAt: now, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, evidence, updatedAt: now };
   const entering = policy.steps[next.stepIndex];
   if (entering?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: entering.percent });
   return next;
@@ -455,6 +556,6 @@ function event(severity: 'Normal' | 'Warning', reason: string, message: string):
 /** Drops undefined optional fields so the serialised status stays small and stable. */
 function clean(s: RolloutState): RolloutState {
   const out = { ...s };
-  for (const key of ['pause', 'analysis', 'lastAnalysis', 'background'] as const) if (out[key] === undefined) delete out[key];
+  for (const key of ['pause', 'analysis', 'lastAnalysis', 'background', 'evidence'] as const) if (out[key] === undefined) delete out[key];
   return out;
 }

@@ -4,12 +4,30 @@
  * restarted controller resumes a pause with the time already spent, spent.
  */
 import type { AnalysisRunState } from '../analysis/run.js';
+import type { EvidenceDecision } from '../analysis/evidence/evidence-decision.js';
 
 export const ROLLOUT_PHASES = ['Progressing', 'Paused', 'AwaitingReview', 'Promoted', 'RolledBack', 'Failed', 'Invalid'] as const;
 export type RolloutPhase = (typeof ROLLOUT_PHASES)[number];
 
 /** Why a rollout is Paused (AwaitingReview has its own phase). */
-export type PauseReason = 'step' | 'user' | 'inconclusive' | 'analysis-error' | 'candidate-unavailable' | 'no-decisions';
+export type PauseReason = 'step' | 'user' | 'inconclusive' | 'analysis-error' | 'candidate-unavailable' | 'no-decisions' | 'not-enough-evidence';
+
+/**
+ * The evidence of an evidence stage (a timed pause followed by an analysis with compare
+ * metrics): the looks taken so far and the last decision of each compared metric. Kept
+ * into the analysis step that follows, whose compare metrics the stage's decisions judge.
+ */
+export interface StageEvidence {
+  /** The pause step the evidence belongs to. */
+  stepIndex: number;
+  looks: number;
+  lastLookAt?: number;
+  decisions: EvidenceDecision[];
+  /** The planned pause has passed undecided: the stage runs on, up to its cap. */
+  extended?: boolean;
+  /** Every compared metric was not worse: the stage ended on this evidence. */
+  concluded?: boolean;
+}
 
 export interface RolloutState {
   version: 1;
@@ -37,6 +55,8 @@ export interface RolloutState {
    * the status once the rollout ends.
    */
   background?: AnalysisRunState;
+  /** The current (or just ended) evidence stage's looks and decisions. */
+  evidence?: StageEvidence;
   message: string;
   updatedAt: number;
 }

@@ -64,13 +64,14 @@ export const ESTIMATED_COUNTERS = ['inference_hallucination_total', 'inference_t
  * - `histogram_quantile(q, [sum by (le) (]rate(X_bucket[w])[)])` → buckets
  *   `sum by (le) (increase(X_bucket[w]))`.
  */
-export function countQueries(compare: Compare, metricQuery: string): CountQueries | { error: string } {
+export function countQueries(compare: Compare, metricQuery: string, window?: string): CountQueries | { error: string } {
   if (compare.buckets !== undefined) return { kind: 'distribution', buckets: compare.buckets };
   if (compare.events !== undefined && compare.trials !== undefined) return { kind: 'proportions', events: compare.events, trials: compare.trials };
-  return deriveCountQueries(metricQuery);
+  return deriveCountQueries(metricQuery, window);
 }
 
-export function deriveCountQueries(metricQuery: string): CountQueries | { error: string } {
+/** `window` (a PromQL duration) replaces the query's own range: the engine counts a stage's samples since the stage began. */
+export function deriveCountQueries(metricQuery: string, window?: string): CountQueries | { error: string } {
   const text = stripParens(metricQuery.replace(/\s+/g, ' ').trim());
   const histogram = /^histogram_quantile\s*\(/.exec(text);
   if (histogram) {
@@ -78,7 +79,7 @@ export function deriveCountQueries(metricQuery: string): CountQueries | { error:
     const inner = args.length === 2 ? unwrapSumByLe(stripParens(args[1]!.trim())) : undefined;
     const range = inner === undefined ? undefined : rangeOf(inner, 'rate');
     if (!range || !/_bucket\s*(\{|$)/.test(range.selector)) return { error: 'cannot derive histogram buckets from this histogram_quantile query; give compare.buckets' };
-    return { kind: 'distribution', buckets: `sum by (le) (increase(${range.selector}[${range.window}]))` };
+    return { kind: 'distribution', buckets: `sum by (le) (increase(${range.selector}[${window ?? range.window}]))` };
   }
   const sides = splitTopLevel(text, '/');
   if (sides.length !== 2) return { error: 'cannot derive counts: the query is not a ratio of two sums or a histogram_quantile; give compare.events and compare.trials, or compare.buckets' };
@@ -89,7 +90,7 @@ export function deriveCountQueries(metricQuery: string): CountQueries | { error:
   if (counter !== undefined && ESTIMATED_COUNTERS.includes(counter)) {
     return { error: `cannot derive counts from ${counter}: it is an estimated counter (1/p per sampled answer), not a count of answers; give compare.events and compare.trials as counts of evaluated answers` };
   }
-  return { kind: 'proportions', events: `sum(increase(${events.selector}[${events.window}]))`, trials: `sum(increase(${trials.selector}[${trials.window}]))` };
+  return { kind: 'proportions', events: `sum(increase(${events.selector}[${window ?? events.window}]))`, trials: `sum(increase(${trials.selector}[${window ?? trials.window}]))` };
 }
 
 function sumOfRate(side: string, allowOrVectorZero: boolean): { selector: string; window: string } | undefined {

@@ -71,6 +71,7 @@ export async function startInferenceMetrics(): Promise<InferenceMetricsEndpoint>
       ['inference_errors_total', 'counter'],
       ['inference_hallucination_total', 'counter'],
       ['fledge_quality_evaluated_total', 'counter'],
+      ['fledge_quality_hallucination_verdicts_total', 'counter'],
       ['inference_cost_total', 'counter'],
       ['inference_quality_score', 'gauge'],
       ['inference_latency_seconds', 'histogram'],
@@ -92,6 +93,10 @@ export async function startInferenceMetrics(): Promise<InferenceMetricsEndpoint>
             break;
           case 'fledge_quality_evaluated_total':
             lines.push(`${name}{${labels},evaluator="golden-probe"} ${s.evaluated}`);
+            break;
+          case 'fledge_quality_hallucination_verdicts_total':
+            // Unweighted verdicts: the judged answers found hallucinated.
+            lines.push(`${name}{${labels},evaluator="golden-probe"} ${s.evaluated * s.metrics.hallucinationRatio}`);
             break;
           case 'inference_cost_total':
             lines.push(`${name}{${labels}} ${s.cost}`);

@@ -212,3 +212,53 @@ describe('invalid input → Invalid, VirtualService untouched', () => {
     });
   }
 });
+
+describe('stages that end on evidence (examples/policies/evidence.yaml, verbatim)', () => {
+  const evidencePolicy = () => readFile(new URL('../../examples/policies/evidence.yaml', import.meta.url), 'utf8');
+  const stageEvents = async (ns: string, reason: string) => (await eventsOnceRecorded(admin, ns, 'model-v2', reason)).filter((e) => e.reason === reason);
+
+  it('a canary as good as the stable ends each stage on its evidence and is promoted; each decision names its n', async () => {
+    // Every answer judged (golden probes at a high rate): a few seconds of series hold enough verdicts for the 2-point margin.
+    const svc = await service('evgood', { policies: { evidence: await evidencePolicy() } }, { evaluatedRatio: 1 }, { evaluatedRatio: 1 });
+    await startController(svc.namespace);
+    await optIn(svc.namespace, { 'fledge.dev/policy': 'evidence' });
+    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict', (st) => st.phase !== 'Progressing', 60_000);
+    expect(s.phase, s.message).toBe('Promoted');
+    const decided = await stageEvents(svc.namespace, 'StageDecided');
+    expect(decided.length).toBe(3);
+    for (const e of decided) {
+      expect(e.message).toMatch(/of (10|15)m planned: every compared metric is not worse than stable/);
+      expect(e.message).toMatch(/error-rate: estimate .* n canary \d+ \/ stable \d+; p95-latency: .*; hallucination-rate: estimate .* n canary \d+/);
+    }
+    // The analysis after the last stage was judged by that stage's evidence, n and all.
+    const last = s.lastAnalysis?.metrics.find((m) => m.name === 'error-rate')?.measurements.at(-1);
+    expect(last?.phase).toBe('Successful');
+    expect(last?.message).toContain('compared with stable: not-worse');
+    expect(last?.n).toBeGreaterThan(1000);
+  });
+
+  it('a canary worse than the stable by more than the margin is rolled back at a look of the first stage', async () => {
+    // 0.9% errors is within the hard limit (1%): only the comparison with the stable's 0.05% (0.85 points > the 0.5 margin) catches it.
+    const svc = await service('evbad', { policies: { evidence: await evidencePolicy() } }, { errorRatio: 0.009 }, { errorRatio: 0.0005 });
+    await startController(svc.namespace);
+    await optIn(svc.namespace, { 'fledge.dev/policy': 'evidence' });
+    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict', (st) => st.phase !== 'Progressing', 60_000);
+    expect(s.phase, s.message).toBe('RolledBack');
+    expect(s.step).toBe(2);
+    expect(s.message).toMatch(/step 2\/10 \(pause 10m\): metric error-rate: .*estimate 0\.008.*n canary \d+ \/ stable \d+; all traffic returned to stable/);
+    expect(weightsOf(await readVirtualService(admin, svc.namespace))).toEqual([100, 0]);
+  });
+
+  it('too little canary traffic: the stage is extended past its pause, then Paused for lack of evidence, weight kept', async () => {
+    const svc = await service('evthin', { policies: { evidence: await evidencePolicy() } }, { requestsPerSecond: 0.2, evaluatedRatio: 0.1 });
+    await startController(svc.namespace);
+    await optIn(svc.namespace, { 'fledge.dev/policy': 'evidence' });
+    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a pause', (st) => st.phase !== 'Progressing', 60_000);
+    expect(s.phase, s.message).toBe('Paused');
+    expect(s.pause?.reason).toBe('not-enough-evidence');
+    expect(s.message).toMatch(/not enough evidence after 30m .*undecided/);
+    expect(s.weight).toBe(5);
+    expect(weightsOf(await readVirtualService(admin, svc.namespace))).toEqual([95, 5]);
+    expect((await stageEvents(svc.namespace, 'StageExtended'))[0]?.message).toContain('planned 10m passed undecided');
+  });
+});

@@ -41,10 +41,10 @@ function settingsOf(metric: Metric): ComparisonSettings {
   return { margin: c.margin, confidence: c.confidence, worse: c.worse, minSamples: c.minSamples };
 }
 
-/** The count queries of a compare metric (explicit or derived), unrendered. */
-export function metricCountQueries(metric: Metric): CountQueries {
+/** The count queries of a compare metric (explicit or derived; derived ones over `window` when given), unrendered. */
+export function metricCountQueries(metric: Metric, window?: string): CountQueries {
   if (!metric.compare) throw new EvidenceSpecError(`metric ${metric.name} has no compare block`);
-  const queries = countQueries(metric.compare, metric.provider.prometheus.query);
+  const queries = countQueries(metric.compare, metric.provider.prometheus.query, window);
   if ('error' in queries) throw new EvidenceSpecError(`metric ${metric.name}: compare: ${queries.error}`);
   return queries;
 }
@@ -52,8 +52,8 @@ export function metricCountQueries(metric: Metric): CountQueries {
 export type ArmQueries = { kind: 'proportions'; events: string; trials: string } | { kind: 'distribution'; buckets: string };
 
 /** The count queries rendered for each arm; throws UnknownArgError like the metric's query. */
-export function countQueriesFor(metric: Metric, args: ResolvedArgs): { canary: ArmQueries; stable: ArmQueries } {
-  const queries = metricCountQueries(metric);
+export function countQueriesFor(metric: Metric, args: ResolvedArgs, window?: string): { canary: ArmQueries; stable: ArmQueries } {
+  const queries = metricCountQueries(metric, window);
   const render = (values: Record<string, string>): ArmQueries => {
     const what = (field: string) => `metric ${metric.name}'s compare.${field}`;
     return queries.kind === 'proportions'
