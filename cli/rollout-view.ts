@@ -2,6 +2,7 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { formatNumber } from '../controller/analysis/measurement.js';
 import type { AnalysisRunState } from '../controller/analysis/run.js';
+import type { StageEvidence } from '../controller/engine/rollout-state.js';
 import { ANNOTATION, parseStatus, type RolloutStatus } from '../controller/kube/rollout-status.js';
 
 export interface RolloutView {
@@ -33,7 +34,19 @@ export function viewOfStatus(namespace: string, rollout: string, text: string | 
   } catch (err) {
     return { ...base, phase: 'Unknown', step: '-', weight: null, analysis: '-', message: `unreadable status: ${(err as Error).message}` };
   }
-  return { ...base, phase: status.phase, step: status.steps ? `${status.step}/${status.steps}` : '-', weight: status.weight, analysis: summarizeAnalysis(status.analysis ?? status.lastAnalysis), message: status.message, status };
+  const inStage = status.evidence && status.evidence.stepIndex === status.stepIndex ? status.evidence : undefined;
+  const analysis = inStage ? summarizeEvidence(inStage) : summarizeAnalysis(status.analysis ?? status.lastAnalysis);
+  return { ...base, phase: status.phase, step: status.steps ? `${status.step}/${status.steps}` : '-', weight: status.weight, analysis, message: status.message, status };
+}
+
+/** An evidence stage's last look: "evidence (4 looks): hallucination-rate undecided n=312/5930" (the least decided metric). */
+export function summarizeEvidence(evidence: StageEvidence): string {
+  const order = { worse: 0, undecided: 1, 'not-worse': 2 } as const;
+  const weakest = [...evidence.decisions].sort((a, b) => order[a.verdict] - order[b.verdict])[0];
+  const looks = `evidence (${evidence.looks} look${evidence.looks === 1 ? '' : 's'})`;
+  if (!weakest) return looks;
+  const n = (x: number) => (Number.isFinite(x) ? formatNumber(Math.round(x)) : '?');
+  return `${looks}: ${weakest.metric} ${weakest.verdict} n=${n(weakest.n.canary)}/${n(weakest.n.stable)}`;
 }
 
 /** "Failed: error-rate=0.02", "Running", "Successful", or "-". */

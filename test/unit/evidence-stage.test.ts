@@ -11,6 +11,8 @@ import { evidenceStageAt, EVIDENCE_CAP_FACTOR } from '../../controller/engine/ev
 import { startRollout, transition, type RolloutEffect } from '../../controller/engine/rollout-machine.js';
 import { parseRolloutState, serializeRolloutState, type RolloutState } from '../../controller/engine/rollout-state.js';
 import { loadPolicyText } from '../../controller/policy/load.js';
+import { viewOfStatus } from '../../cli/rollout-view.js';
+import { serializeStatus, toStatus } from '../../controller/kube/rollout-status.js';
 import type { Policy } from '../../controller/policy/policy.js';
 
 const MIN = 60_000;
@@ -133,6 +135,10 @@ describe('evidence stages', () => {
     const extended = eventOf(effects, 'StageExtended')!;
     expect(extended.message).toContain('planned 10m passed undecided');
     expect(reasons(effects).filter((r) => r === 'StageExtended')).toHaveLength(1);
+    // fledge status shows the least decided metric with n per arm.
+    const view = viewOfStatus('ml', 'model-v2', serializeStatus(toStatus(state, p.steps.length, undefined)));
+    expect(view.analysis).toMatch(/^evidence \(\d+ looks\): error-rate undecided n=\d+\/\d+$/);
+    expect(view.phase).toBe('Paused');
     // The state round-trips through its serialised form (NaN estimates included).
     expect(parseRolloutState(serializeRolloutState(state)).evidence?.decisions[0]?.verdict).toBe('undecided');
 
