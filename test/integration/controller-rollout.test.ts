@@ -216,13 +216,18 @@ describe('invalid input → Invalid, VirtualService untouched', () => {
 describe('stages that end on evidence (examples/policies/evidence.yaml, verbatim)', () => {
   const evidencePolicy = () => readFile(new URL('../../examples/policies/evidence.yaml', import.meta.url), 'utf8');
   const stageEvents = async (ns: string, reason: string) => (await eventsOnceRecorded(admin, ns, 'model-v2', reason)).filter((e) => e.reason === reason);
+  /** The example policy on a fresh service with these series; resolves with the status that left Progressing. */
+  const rollOut = async (prefix: string, canary: Partial<VersionMetrics>, stable: Partial<VersionMetrics> = {}) => {
+    const svc = await service(prefix, { policies: { evidence: await evidencePolicy() } }, canary, stable);
+    await startController(svc.namespace);
+    await optIn(svc.namespace, { 'fledge.dev/policy': 'evidence' });
+    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict or a pause', (st) => st.phase !== 'Progressing', 60_000);
+    return { svc, s };
+  };
 
   it('a canary as good as the stable ends each stage on its evidence and is promoted; each decision names its n', async () => {
     // Every answer judged (golden probes at a high rate): a few seconds of series hold enough verdicts for the 2-point margin.
-    const svc = await service('evgood', { policies: { evidence: await evidencePolicy() } }, { evaluatedRatio: 1 }, { evaluatedRatio: 1 });
-    await startController(svc.namespace);
-    await optIn(svc.namespace, { 'fledge.dev/policy': 'evidence' });
-    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict', (st) => st.phase !== 'Progressing', 60_000);
+    const { svc, s } = await rollOut('evgood', { evaluatedRatio: 1 }, { evaluatedRatio: 1 });
     expect(s.phase, s.message).toBe('Promoted');
     const decided = await stageEvents(svc.namespace, 'StageDecided');
     expect(decided.length).toBe(3);
@@ -239,10 +244,7 @@ describe('stages that end on evidence (examples/policies/evidence.yaml, verbatim
 
   it('a canary worse than the stable by more than the margin is rolled back at a look of the first stage', async () => {
     // 0.9% errors is within the hard limit (1%): only the comparison with the stable's 0.05% (0.85 points > the 0.5 margin) catches it.
-    const svc = await service('evbad', { policies: { evidence: await evidencePolicy() } }, { errorRatio: 0.009 }, { errorRatio: 0.0005 });
-    await startController(svc.namespace);
-    await optIn(svc.namespace, { 'fledge.dev/policy': 'evidence' });
-    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict', (st) => st.phase !== 'Progressing', 60_000);
+    const { svc, s } = await rollOut('evbad', { errorRatio: 0.009 }, { errorRatio: 0.0005 });
     expect(s.phase, s.message).toBe('RolledBack');
     expect(s.step).toBe(2);
     expect(s.message).toMatch(/step 2\/10 \(pause 10m\): metric error-rate: .*estimate 0\.008.*n canary \d+ \/ stable \d+; all traffic returned to stable/);
@@ -250,10 +252,7 @@ describe('stages that end on evidence (examples/policies/evidence.yaml, verbatim
   });
 
   it('too little canary traffic: the stage is extended past its pause, then Paused for lack of evidence, weight kept', async () => {
-    const svc = await service('evthin', { policies: { evidence: await evidencePolicy() } }, { requestsPerSecond: 0.2, evaluatedRatio: 0.1 });
-    await startController(svc.namespace);
-    await optIn(svc.namespace, { 'fledge.dev/policy': 'evidence' });
-    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a pause', (st) => st.phase !== 'Progressing', 60_000);
+    const { svc, s } = await rollOut('evthin', { requestsPerSecond: 0.2, evaluatedRatio: 0.1 });
     expect(s.phase, s.message).toBe('Paused');
     expect(s.pause?.reason).toBe('not-enough-evidence');
     expect(s.message).toMatch(/not enough evidence after 30m .*undecided/);

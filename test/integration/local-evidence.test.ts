@@ -5,18 +5,18 @@
 // inference_requests_total / inference_errors_total, scraped by Prometheus: the healthy
 // candidate's stage ends on its evidence and it is promoted; the failing one is rolled back
 // at a look; the one with too little traffic is extended, then paused for lack of evidence.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify as toYaml } from 'yaml';
 import { LocalStateStore } from '../../controller/local/state-store.js';
-import { parseStatus, type RolloutStatus } from '../../controller/kube/rollout-status.js';
-import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
+import type { RolloutStatus } from '../../controller/kube/rollout-status.js';
+import type { ManagedProcess } from '../../local/child-process.js';
 import { stackConfigSchema } from '../../local/stack-config.js';
 import { LocalStack } from '../../local/stack.js';
 import { TrafficGenerator } from '../../local/traffic.js';
-import { CLI } from '../harness/dataplane.js';
+import { startLocalController, waitForLocalStatus, waitForPrometheusUp } from '../harness/local-stack.js';
 import { freeStackPorts } from '../harness/stack-ports.js';
 
 // 10m pause → 10 s planned, 30 s cap; a look every 0.5 s.
@@ -58,21 +58,7 @@ describe('evidence stages in local mode (real Envoy, extproc, Prometheus, sims)'
   let controller: ManagedProcess | undefined;
   const traffic: TrafficGenerator[] = [];
 
-  const status = (name: string): RolloutStatus => parseStatus(readFileSync(store.statusFile(name), 'utf8'));
-  const waitFor = async (name: string, ok: (s: RolloutStatus) => boolean, timeoutMs = 90_000): Promise<RolloutStatus> => {
-    const deadline = Date.now() + timeoutMs;
-    let last: RolloutStatus | undefined;
-    for (;;) {
-      try {
-        last = status(name);
-        if (ok(last)) return last;
-      } catch {
-        // not written yet
-      }
-      if (Date.now() > deadline) throw new Error(`${name}: no verdict in ${timeoutMs} ms; last status ${JSON.stringify(last)}\n${controller?.logTail(20)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
+  const waitFor = (name: string, ok: (s: RolloutStatus) => boolean) => waitForLocalStatus(store, name, 'a verdict', ok, { timeoutMs: 90_000, ...(controller ? { controller } : {}) });
 
   beforeAll(async () => {
     const ports = await freeStackPorts(6);
@@ -90,14 +76,7 @@ describe('evidence stages in local mode (real Envoy, extproc, Prometheus, sims)'
     writeFileSync(join(dir, 'evidence-local.yaml'), toYaml(POLICY));
     stack = new LocalStack(config, { stateDir });
     await stack.start(() => undefined);
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const res = await fetch(`http://127.0.0.1:${ports.prometheus}/api/v1/query?query=up`);
-      const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
-      if (body.data.result.some((r) => r.value[1] === '1')) break;
-      if (Date.now() > deadline) throw new Error('Prometheus did not scrape extproc in 20 s');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitForPrometheusUp(ports.prometheus);
     for (const [host, rps] of [['good', 40], ['bad', 40], ['thin', 0.5]] as const) {
       const t = new TrafficGenerator({
         port: ports.envoy,
@@ -113,15 +92,7 @@ describe('evidence stages in local mode (real Envoy, extproc, Prometheus, sims)'
       join(dir, 'rollouts.yaml'),
       toYaml({ policies: ['evidence-local.yaml'], rollouts: ['good', 'bad', 'thin'].map((service) => ({ name: `${service}-v2`, service, candidate: 'v2', policy: 'evidence-local' })) }),
     );
-    controller = startProcess(
-      'controller',
-      process.execPath,
-      [CLI, 'controller', '--local', '--state-dir', stateDir, '--rollouts', join(dir, 'rollouts.yaml'), '--prometheus-url', `http://127.0.0.1:${ports.prometheus}`,
-        '--envoy-admin-url', `http://127.0.0.1:${ports.envoyAdmin}`, '--extproc-admin-url', `http://127.0.0.1:${ports.extprocAdmin}`,
-        '--time-scale', String(TIME_SCALE), '--admin-port', String(ports.controllerAdmin)],
-      join(dir, 'controller.log'),
-    );
-    await waitForHttp(controller, `http://127.0.0.1:${ports.controllerAdmin}/readyz`);
+    controller = await startLocalController({ stateDir, rolloutsFile: join(dir, 'rollouts.yaml'), ports, timeScale: TIME_SCALE, logFile: join(dir, 'controller.log') });
   });
 
   afterAll(async () => {
