@@ -122,7 +122,8 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
   };
   const decidedAll = async (m: Mesh, users: readonly string[], opts: Omit<Parameters<typeof chat>[1], 'host' | 'user'> = {}) => {
     const answers = await mapLimit([...users], 32, (user) => decidedAnswer(m, { ...opts, user }));
-    expect(answers.filter((r) => r.headers['x-fledge-reason'] === undefined).map((r) => r.status), 'answers extproc never decided in 10 tries').toEqual([]);
+    const undecided = answers.filter((r) => r.headers['x-fledge-reason'] === undefined);
+    expect(undecided.map((r) => r.status), `answers extproc never decided in 10 tries; ${undecided.length ? await extprocDiagnostics() : ''}`).toEqual([]);
     return answers;
   };
   /** Why requests went undecided: the gateway's ext_proc counters and extproc's own timings. */
@@ -217,11 +218,15 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
       authority: 'fledge-extproc.fledge-system.svc.cluster.local',
     });
     // The DestinationRule's HTTP/2 upgrade and stream rotation reached the ext_proc cluster.
-    const clusters = (await istio.gateway.configDump('dynamic_active_clusters')).configs as { cluster?: { name?: string; typed_extension_protocol_options?: Record<string, { explicit_http_config?: { http2_protocol_options?: unknown }; common_http_protocol_options?: { max_requests_per_stream?: number; max_requests_per_connection?: number } }> } }[];
+    const clusters = (await istio.gateway.configDump('dynamic_active_clusters')).configs as { cluster?: { name?: string; typed_extension_protocol_options?: Record<string, { explicit_http_config?: { http2_protocol_options?: unknown }; common_http_protocol_options?: { max_requests_per_stream?: number; max_requests_per_connection?: number; idle_timeout?: string } }> } }[];
     const extprocCluster = clusters.map((c) => c.cluster).find((c) => c?.name === 'outbound|50051||fledge-extproc.fledge-system.svc.cluster.local');
     const options = Object.values(extprocCluster?.typed_extension_protocol_options ?? {})[0];
     expect(options?.explicit_http_config?.http2_protocol_options).toBeDefined();
     expect(options?.common_http_protocol_options?.max_requests_per_connection).toBe(500);
+    // The example DestinationRule's idle timeout reached the model clusters (Envoy drops an idle connection before the sim closes it).
+    const modelClusters = clusters.map((c) => c.cluster).filter((c) => c?.name?.endsWith('|chat.models.svc.cluster.local') && c.name.startsWith('outbound|'));
+    expect(modelClusters.map((c) => c?.name).sort()).toEqual(['outbound|80|v1|chat.models.svc.cluster.local', 'outbound|80|v2|chat.models.svc.cluster.local', 'outbound|80||chat.models.svc.cluster.local']);
+    for (const c of modelClusters) expect(Object.values(c?.typed_extension_protocol_options ?? {})[0]?.common_http_protocol_options, c?.name).toMatchObject({ idle_timeout: '2s' });
   });
 
   it('the controller\'s weight write reaches the gateway Envoy, confirmed through istiod (weightVerified)', async () => {
