@@ -148,7 +148,7 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
     for (const file of ['rbac.yaml', 'extproc.yaml', 'controller.yaml', 'envoyfilter.yaml']) await kube.apply(manifest(file));
     await kube.apply(exampleManifests());
     await kube.apply(exampleCopy(B.namespace, B.host, { v1: B.stable, v2: B.canary }, B.service));
-    // What the Deployment controller would have made; the candidates' hashes label extproc's series.
+    // The Deployments' Pods reported Ready (kube-controller-manager made their ReplicaSets); the candidates' hashes label extproc's series.
     await replicaSetsFor(kube.adminKubeConfig, A.namespace);
     await replicaSetsFor(kube.adminKubeConfig, B.namespace);
 
