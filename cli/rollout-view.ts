@@ -72,9 +72,21 @@ export function stepBar(status: RolloutStatus | undefined, width = 10): string {
   return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}]`;
 }
 
+/**
+ * The weight, marked by what the proxies confirmed (controller --istiod-debug-url):
+ * "25% live" once istiod saw it applied, "25% unconfirmed" when the check gave up, plain
+ * "25%" when it was not checked (or the check was for another weight).
+ */
+export function weightCell(view: RolloutView): string {
+  if (view.weight === null) return '-';
+  const checked = view.status?.weightVerified;
+  if (!checked || checked.weight !== view.weight) return `${view.weight}%`;
+  return `${view.weight}% ${checked.verified ? 'live' : 'unconfirmed'}`;
+}
+
 export function renderTable(views: readonly RolloutView[], withNamespace: boolean): string {
   const header = [...(withNamespace ? ['NAMESPACE'] : []), 'ROLLOUT', 'PHASE', 'PROGRESS', 'STEP', 'WEIGHT', 'ANALYSIS', 'MESSAGE'];
-  const rows = views.map((v) => [...(withNamespace ? [v.namespace] : []), v.rollout, v.phase, stepBar(v.status), v.step, v.weight === null ? '-' : `${v.weight}%`, v.analysis, v.message]);
+  const rows = views.map((v) => [...(withNamespace ? [v.namespace] : []), v.rollout, v.phase, stepBar(v.status), v.step, weightCell(v), v.analysis, v.message]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   // The message is last and left unpadded: it may be long.
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');

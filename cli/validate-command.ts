@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 
 interface ValidateOptions {
-  kind: 'auto' | 'policy' | 'rollouts' | 'flags' | 'stack' | 'extproc' | 'routing';
+  kind: 'auto' | 'policy' | 'rollouts' | 'flags' | 'stack' | 'extproc' | 'routing' | 'mesh';
   json?: boolean;
 }
 
@@ -17,8 +17,13 @@ Kinds (auto-detected from the content unless --kind is given):
   stack     \`fledge up\` stack file: ports, services, versions, stable, its flag file
   extproc   extproc config file (grpc, admin, routing, flags, quality)
   routing   extproc routing-state file (services, stable/canary, weights)
+  mesh      Istio resources (documents with apiVersion *.istio.io/*, or a kubectl List
+            of them), checked together: warns when a Sidecar scopes egress so that
+            the ext_proc cluster is invisible to workloads that get the ext_proc filter
+            (against the EnvoyFilters named, else fledge's fledge-extproc-sidecar-outbound)
 
-Output: "ok <file> (<kind>: <summary>)" per valid file; for an invalid one, a line
+Output: "ok <file> (<kind>: <summary>)" per valid file, then a "warning <file>: <path>:
+<reason>" line per warning (warnings do not change the exit status); for an invalid one, a line
 "invalid <file> (<kind>: N problems)" and one "<file>: <path>: <reason>" per problem.
 Exit status: 0 all valid, 1 any invalid, 2 usage error (e.g. a file that does not exist).
 
@@ -26,15 +31,17 @@ Examples:
   $ fledge validate test/fixtures/seed/rollout.yaml test/fixtures/seed/analysis-template.yaml
   $ fledge validate examples/flags.json
   $ fledge validate --kind stack stack.yaml
+  $ kubectl get sidecars -A -o yaml > sidecars.yaml
+  $ fledge validate manifests/envoyfilter.yaml sidecars.yaml
   $ fledge validate --json policies/*.yaml | jq '.files[] | select(.valid | not)'
 `;
 
 export function validateCommand(): Command {
   return new Command('validate')
-    .description('Check fledge files (policies, rollouts, flags, stack, extproc config, routing state) and report every problem with file, path and reason.')
+    .description('Check fledge files (policies, rollouts, flags, stack, extproc config, routing state, Istio resources) and report every problem with file, path and reason.')
     .argument('<files...>', 'files to check (YAML or JSON)')
-    .addOption(new Option('--kind <kind>', 'what the files are').choices(['auto', 'policy', 'rollouts', 'flags', 'stack', 'extproc', 'routing']).default('auto'))
-    .option('--json', 'print {"files": [{"file", "kind", "valid", "problems": [{"path", "message"}]}]}')
+    .addOption(new Option('--kind <kind>', 'what the files are').choices(['auto', 'policy', 'rollouts', 'flags', 'stack', 'extproc', 'routing', 'mesh']).default('auto'))
+    .option('--json', 'print {"files": [{"file", "kind", "valid", "problems": [{"path", "message"}], "warnings" (when any): [{"path", "message"}]}]}')
     .addHelpText('after', HELP)
     .showHelpAfterError("(see 'fledge validate --help')")
     // Usage errors (unknown option, bad --kind, no file) exit 2, as a missing file does.

@@ -17,8 +17,9 @@ import { stackConfigSchema } from '../local/stack-config.js';
 import { extprocConfigSchema } from '../extproc/config.js';
 import { parseRoutingFile } from '../extproc/routing/state.js';
 import { validateFlagdText } from '../extproc/flags/flagd-file-provider.js';
+import { sidecarScopingWarnings, type MeshResource } from './sidecar-scoping.js';
 
-export const FILE_KINDS = ['policy', 'rollouts', 'flags', 'stack', 'extproc', 'routing'] as const;
+export const FILE_KINDS = ['policy', 'rollouts', 'flags', 'stack', 'extproc', 'routing', 'mesh'] as const;
 export type FileKind = (typeof FILE_KINDS)[number];
 
 export interface FileProblem {
@@ -34,6 +35,8 @@ export interface FileResult {
   /** One line about what was found, for valid files. */
   summary?: string;
   problems: FileProblem[];
+  /** Things that are valid but likely wrong (e.g. a Sidecar hiding the ext_proc cluster); they do not make the file invalid. */
+  warnings?: FileProblem[];
 }
 
 /** A file named on the command line cannot be read: a usage error, not an invalid file. */
@@ -75,6 +78,7 @@ export function detectKind(text: string): FileKind | undefined {
     (DOCUMENT_KINDS as readonly unknown[]).includes(d.kind) ||
     (typeof d.apiVersion === 'string' && /^(argoproj\.io|fledge\.dev)\//.test(d.apiVersion));
   if (docs.some((d) => isObject(d) && isPolicyDoc(d))) return 'policy';
+  if (docs.length > 0 && docs.every((d) => isObject(d) && isIstioDoc(d))) return 'mesh';
   if (docs.length !== 1 || !isObject(docs[0])) return undefined;
   const doc = docs[0];
   if (typeof doc.$schema === 'string' && doc.$schema.includes('flagd')) return 'flags';
@@ -90,6 +94,51 @@ export function detectKind(text: string): FileKind | undefined {
   }
   if ('services' in doc) return 'routing';
   return undefined;
+}
+
+const ISTIO_API = /^[a-z.]*\.istio\.io\//;
+/** An Istio resource, or a `kubectl get -o yaml` List of them. */
+function isIstioDoc(d: Record<string, unknown>): boolean {
+  if (d.kind === 'List' && Array.isArray(d.items)) return d.items.length > 0 && d.items.every((i) => isObject(i) && typeof i.apiVersion === 'string' && ISTIO_API.test(i.apiVersion));
+  return typeof d.apiVersion === 'string' && ISTIO_API.test(d.apiVersion);
+}
+
+/** The Istio resources of a file: each document, and the items of a List. */
+function meshResources(file: string, text: string): MeshResource[] {
+  const out: MeshResource[] = [];
+  parseAllDocuments(text).forEach((d, i) => {
+    if (d.errors.length) throw new ConfigError(file, [{ path: `document ${i + 1}`, message: `not valid YAML: ${d.errors[0]!.message}` }]);
+    const doc = d.toJS() as unknown;
+    if (!isObject(doc)) return;
+    if (doc.kind === 'List' && Array.isArray(doc.items)) doc.items.forEach((item, j) => isObject(item) && out.push({ file, at: `document ${i + 1} items[${j}]`, doc: item }));
+    else out.push({ file, at: `document ${i + 1}`, doc });
+  });
+  return out;
+}
+
+/**
+ * Istio resources named together are checked together, as istiod combines them: each
+ * Sidecar against the EnvoyFilters that insert fledge's ext_proc filter into sidecars (or,
+ * with none named, fledge's own from manifests/envoyfilter.yaml).
+ */
+function validateMesh(inputs: { file: string; text: string }[]): FileResult[] {
+  const parsed = inputs.map(({ file, text }) => {
+    try {
+      return { file, resources: meshResources(file, text) };
+    } catch (err) {
+      return { file, problems: problemsOf(err) };
+    }
+  });
+  const { warnings, targets, assumedDefault } = sidecarScopingWarnings(parsed.flatMap((p) => p.resources ?? []));
+  const against = assumedDefault ? "fledge's default ext_proc cluster" : count(targets.length, 'ext_proc filter');
+  return parsed.map((p) => {
+    if (p.problems) return { file: p.file, kind: 'mesh' as const, valid: false, problems: p.problems };
+    const mine = warnings.filter((w) => w.file === p.file).map(({ path, message }) => ({ path, message }));
+    const kinds = p.resources.map((r) => String(r.doc.kind));
+    const sidecars = kinds.filter((k) => k === 'Sidecar').length;
+    const summary = `${count(p.resources.length, 'Istio resource')}, ${count(sidecars, 'Sidecar')} checked against ${against}${mine.length ? `; ${count(mine.length, 'warning')}` : ''}`;
+    return { file: p.file, kind: 'mesh' as const, valid: true, summary, problems: [], ...(mine.length ? { warnings: mine } : {}) };
+  });
 }
 
 const count = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
@@ -263,7 +312,8 @@ function tidy(result: FileResult): FileResult {
 export function validateInputs(inputs: { file: string; text: string }[], kind: FileKind | 'auto'): FileResult[] {
   const kinds = inputs.map((i) => (kind === 'auto' ? detectKind(i.text) : kind));
   const policyResults = validatePolicies(inputs.filter((_, i) => kinds[i] === 'policy'));
-  return inputs.map(({ file, text }, i) => tidy(validateOne(file, text, kinds[i], policyResults)));
+  const meshResults = validateMesh(inputs.filter((_, i) => kinds[i] === 'mesh'));
+  return inputs.map(({ file, text }, i) => tidy(kinds[i] === 'mesh' ? meshResults.find((r) => r.file === file)! : validateOne(file, text, kinds[i], policyResults)));
 }
 
 function validateOne(file: string, text: string, k: FileKind | undefined, policyResults: FileResult[]): FileResult {
@@ -283,6 +333,8 @@ function validateOne(file: string, text: string, k: FileKind | undefined, policy
         return check(file, k, () => validateExtproc(text, file));
       case 'routing':
         return check(file, k, () => validateRouting(text, file));
+      case 'mesh':
+        return validateMesh([{ file, text }])[0]!;
     }
   }
 }
@@ -300,6 +352,7 @@ export function formatText(results: readonly FileResult[]): string {
   for (const r of results) {
     if (r.valid) {
       lines.push(`ok ${r.file} (${r.kind}: ${r.summary})`);
+      for (const w of r.warnings ?? []) lines.push(`warning ${r.file}: ${w.path ? `${w.path}: ` : ''}${w.message}`);
       continue;
     }
     lines.push(`invalid ${r.file} (${r.kind}: ${count(r.problems.length, 'problem')})`);
@@ -309,5 +362,5 @@ export function formatText(results: readonly FileResult[]): string {
 }
 
 export function formatJson(results: readonly FileResult[]): string {
-  return `${JSON.stringify({ files: results.map(({ file, kind, valid, problems }) => ({ file, kind, valid, problems })) }, null, 2)}\n`;
+  return `${JSON.stringify({ files: results.map(({ file, kind, valid, problems, warnings }) => ({ file, kind, valid, problems, ...(warnings?.length ? { warnings } : {}) })) }, null, 2)}\n`;
 }

@@ -58,13 +58,17 @@ export interface TrafficApplied {
 
 /**
  * Applies the plan in order (a retirement alone; else mirror, weight, promotion). After a
- * weight write, a router that can see the proxies confirms it (it never fails the reconcile).
+ * weight write or a retirement (weight 0), a router that can see the proxies confirms it (it
+ * never fails the reconcile).
  */
 export async function applyTraffic(router: TrafficRouter, target: RolloutTarget, plan: TrafficPlan, log: Logger, clock: () => number = Date.now): Promise<TrafficApplied> {
   if (plan.retire) {
     await router.retireCandidate();
     log.info({ route: target.virtualService, canary: target.canarySubset, stable: target.stableSubset }, 'candidate retired: weight 0, no mirror, not the canary any more');
-    return { calls: 1 };
+    // A rollback's weight 0 is the write that most needs to be live: confirmed like any other.
+    const retired = await verifyLiveWeight(router, 0, clock);
+    if (retired) log.info({ route: target.virtualService, ...retired }, retired.verified ? 'canary weight live in the proxies' : 'canary weight not confirmed in the proxies');
+    return retired ? { calls: 1, verification: retired } : { calls: 1 };
   }
   let verification: WeightVerification | undefined;
   let calls = 0;

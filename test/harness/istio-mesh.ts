@@ -34,8 +34,9 @@ export function exampleManifests(): string {
  * A second copy of the example in another namespace and gateway host, with other subset
  * names (e.g. the seed's v1.2/v1.3): the same objects, so two rollouts run side by side.
  */
-export function exampleCopy(namespace: string, gatewayHost: string, subsets: { v1: string; v2: string }): string {
-  return exampleManifests()
+export function exampleCopy(namespace: string, gatewayHost: string, subsets: { v1: string; v2: string }, service?: string): string {
+  const text = service === undefined ? exampleManifests() : exampleManifests().replace(/^(\s*)fledge\.dev\/killed: "false"$/m, `$&\n$1fledge.dev/service: ${service}`);
+  return text
     .replace(/^(\s*namespace:) models$/gm, `$1 ${namespace}`)
     .replace(/^(\s*name:) models$/gm, `$1 ${namespace}`)
     .replaceAll('chat.models.svc.cluster.local', `chat.${namespace}.svc.cluster.local`)
@@ -95,6 +96,8 @@ export async function startSimProcess(dir: string, version: string, knobs: Knobs
 
 export interface ExtprocChild extends RunningChild {
   adminPort: number;
+  /** The probe Secret as the Pod would mount it (what the prober signs with), when the config names one. */
+  probeSecretFile?: string;
   debugState(): Promise<{ services: { service: string; stable: string; canary?: string; canaryWeight: number; killed?: boolean }[] }>;
 }
 
@@ -111,8 +114,10 @@ export async function startExtprocProcess(dir: string, kubeconfig: string, flags
   const configFile = join(dir, 'extproc.yaml');
   const config = parseYaml(text) as { probes?: { secretFile?: string }; quality?: { golden?: { file?: string } } } & Record<string, unknown>;
   // The Pod's mounted paths, on this machine: the probe Secret and the golden set in the image.
+  let probeSecretFile: string | undefined;
   if (config.probes?.secretFile) {
     const secretFile = join(dir, 'probe-secret');
+    probeSecretFile = secretFile;
     writeFileSync(secretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
     config.probes.secretFile = secretFile;
   }
@@ -131,6 +136,7 @@ export async function startExtprocProcess(dir: string, kubeconfig: string, flags
     process: proc,
     port,
     adminPort,
+    ...(probeSecretFile ? { probeSecretFile } : {}),
     stop: () => proc.stop(),
     async debugState() {
       return (await (await fetch(`http://127.0.0.1:${adminPort}/debug/state`)).json()) as never;
@@ -145,4 +151,40 @@ export async function startControllerProcess(dir: string, kube: KubeHarness, arg
   const proc = startProcess('controller', process.execPath, [CLI, 'controller', '--kubeconfig', kubeconfig, '--admin-port', String(port), ...args], join(dir, 'controller.log'));
   await waitForHttp(proc, `http://127.0.0.1:${port}/readyz`);
   return { process: proc, port, stop: () => proc.stop() };
+}
+
+export interface ProberChild extends RunningChild {
+  args: string[];
+}
+
+/**
+ * `fledge probe` with the arguments of manifests/prober.yaml's container, as its
+ * ServiceAccount, with what differs on this machine: the gateway's Service address is its
+ * loopback port, the mounted Secret a file, the admin port a free one, and the rate
+ * multiplied by the test's time scale (the policy's pauses are divided by it: the probes
+ * per pause stay what the manifest gives a real cluster).
+ */
+export async function startProberProcess(dir: string, kubeconfig: string, opts: { gatewayUrl: string; secretFile: string; timeScale: number }): Promise<ProberChild> {
+  const deployment = parseAllDocuments(manifest('prober.yaml'))
+    .map((d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: { name: string; args?: string[] }[] } } } })
+    .find((d) => d.kind === 'Deployment');
+  const manifestArgs = deployment?.spec?.template?.spec?.containers?.find((c) => c.name === 'prober')?.args;
+  if (!manifestArgs?.length) throw new Error('manifests/prober.yaml: no Deployment with a container "prober" and args');
+  const adminPort = await freePort();
+  const replaced: Record<string, (value: string) => string> = {
+    '--url': () => opts.gatewayUrl,
+    '--secret-file': () => opts.secretFile,
+    '--host': () => '127.0.0.1',
+    '--admin-port': () => String(adminPort),
+    '--rate': (value) => String(Number(value) * opts.timeScale),
+  };
+  const args = manifestArgs.map((arg) => {
+    const [name, value] = arg.split(/=(.*)/s, 2) as [string, string | undefined];
+    const replace = replaced[name];
+    return replace && value !== undefined ? `${name}=${replace(value)}` : arg;
+  });
+  for (const name of Object.keys(replaced)) if (!args.some((a) => a.startsWith(`${name}=`))) throw new Error(`manifests/prober.yaml: the prober's args have no ${name}=…`);
+  const proc = startProcess('prober', process.execPath, [CLI, ...args, `--kubeconfig=${kubeconfig}`], join(dir, 'prober.log'));
+  await waitForHttp(proc, `http://127.0.0.1:${adminPort}/readyz`);
+  return { process: proc, port: adminPort, args, stop: () => proc.stop() };
 }

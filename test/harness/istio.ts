@@ -77,6 +77,12 @@ export interface StartIstioOptions {
   istiodEnv?: Record<string, string>;
   /** Overall startup deadline in ms (default 90 s). */
   startTimeoutMs?: number;
+  /**
+   * The gateway's ProxyConfig proxyStatsMatcher (what a mesh's defaultConfig or the
+   * proxy.istio.io/config annotation sets): Istio's bootstrap keeps only a few Envoy stats
+   * unless told otherwise, e.g. {inclusionSuffixes: ['upstream_rq_total']}.
+   */
+  proxyStatsMatcher?: { inclusionPrefixes?: string[]; inclusionSuffixes?: string[]; inclusionRegexps?: string[] };
 }
 
 export interface IstioHarness {
@@ -287,7 +293,7 @@ export async function startIstio(kube: KubeHarness, opts: StartIstioOptions = {}
     await mkdir(secretsDir, { recursive: true });
     await writeFile(path.join(secretsDir, 'root-cert.pem'), rootCert);
 
-    const gateway = await startGateway({ dir, bins, envoy, xdsAddress, gatewayPort, adminPort, statusPort, envoyStatusPort, envoyPromPort, procs, deadline });
+    const gateway = await startGateway({ dir, bins, envoy, xdsAddress, gatewayPort, adminPort, statusPort, envoyStatusPort, envoyPromPort, procs, deadline, ...(opts.proxyStatsMatcher ? { proxyStatsMatcher: opts.proxyStatsMatcher } : {}) });
     // Ready = istiod lists the gateway as connected with its listeners ACKed.
     await waitFor('gateway ACKed by istiod (/debug/syncz)', deadline, procs, async () => {
       const res = await fetch(`${istiodHttpUrl}/debug/syncz`, { signal: AbortSignal.timeout(2_000) });
@@ -316,6 +322,7 @@ interface GatewayStart {
   envoyPromPort: number;
   procs: Proc[];
   deadline: number;
+  proxyStatsMatcher?: StartIstioOptions['proxyStatsMatcher'];
 }
 
 async function startGateway(s: GatewayStart): Promise<RunningGateway> {
@@ -336,6 +343,7 @@ async function startGateway(s: GatewayStart): Promise<RunningGateway> {
     drainDuration: '1s',
     terminationDrainDuration: '1s',
     concurrency: 1,
+    ...(s.proxyStatsMatcher ? { proxyStatsMatcher: s.proxyStatsMatcher } : {}),
   };
   const logFile = path.join(s.dir, 'gateway.log');
   const agent = startProc(

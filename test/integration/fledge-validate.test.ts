@@ -194,6 +194,43 @@ describe('fledge validate', () => {
     });
   });
 
+  it('warns when a Sidecar hides the ext_proc cluster from workloads that get the filter; a List from kubectl works too', () => {
+    const envoyFilter = packageFile('manifests/envoyfilter.yaml');
+    const byPort = file('sidecar-by-port.yaml', [
+      'apiVersion: networking.istio.io/v1',
+      'kind: Sidecar',
+      'metadata: {name: default, namespace: models}',
+      'spec:',
+      '  egress:',
+      '    - port: {number: 8000, protocol: HTTP, name: http}',
+      '      hosts: ["*/*"]',
+      '',
+    ].join('\n'));
+    const run = validate(envoyFilter, byPort);
+    // A warning, not a problem: the files are valid Istio resources.
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`ok ${envoyFilter} (mesh: 3 Istio resources, 0 Sidecars checked against 1 ext_proc filter)`);
+    expect(run.stdout).toContain(`ok ${byPort} (mesh: 1 Istio resource, 1 Sidecar checked against 1 ext_proc filter; 1 warning)`);
+    expect(run.stdout).toContain(`warning ${byPort}: document 1 (Sidecar models/default) spec.egress: hides the ext_proc cluster outbound|50051||fledge-extproc.fledge-system.svc.cluster.local from workloads that EnvoyFilter istio-system/fledge-extproc-sidecar-outbound gives the ext_proc filter`);
+
+    // `kubectl get sidecars -A -o yaml`: a List; one Sidecar shows the cluster, one hides it by host.
+    const list = file('sidecars-list.yaml', JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        { apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'ok', namespace: 'team-a' }, spec: { egress: [{ hosts: ['./*', 'fledge-system/fledge-extproc.fledge-system.svc.cluster.local'] }] } },
+        { apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'narrow', namespace: 'team-b' }, spec: { egress: [{ hosts: ['./*', 'istio-system/*'] }] } },
+      ],
+    }));
+    const json = validate('--json', list);
+    expect(json.code).toBe(0);
+    const report = JSON.parse(json.stdout) as { files: { kind: string; valid: boolean; warnings?: { path: string; message: string }[] }[] };
+    expect(report.files[0]).toMatchObject({ kind: 'mesh', valid: true });
+    expect(report.files[0]!.warnings?.map((w) => w.path)).toEqual(['document 1 items[1] (Sidecar team-b/narrow) spec.egress']);
+    // Without an EnvoyFilter named, the check is against fledge's own.
+    expect(report.files[0]!.warnings?.[0]!.message).toContain("fledge's EnvoyFilter fledge-extproc-sidecar-outbound (manifests/envoyfilter.yaml)");
+  });
+
   it('has help text with examples', () => {
     const run = spawnSync(process.execPath, [fledgeCli(), 'validate', '--help'], { encoding: 'utf8' });
     expect(run.status).toBe(0);

@@ -189,4 +189,15 @@ describe('fledge status view', () => {
     expect(stepBar({ ...status, stepIndex: 2 })).toBe('[##--------]');
     expect(stepBar({ ...status, phase: 'Promoted', stepIndex: 10 })).toBe('[##########]');
   });
+
+  it('marks the weight by what the proxies confirmed (weightVerified): live, unconfirmed, or unmarked when not checked', () => {
+    const base = { ...startRollout(loadDefaultPolicy(), 0).state, phase: 'Progressing' as const, weight: 25, message: 'step 4/10', step: 4, steps: 10 };
+    const row = (weightVerified?: { weight: number; verified: boolean; ms: number; at: number }) =>
+      renderTable([viewOf({ metadata: { name: 'model-v2', namespace: 'ns', annotations: { 'fledge.dev/virtual-service': 'model', 'fledge.dev/status': serializeStatus({ ...base, ...(weightVerified ? { weightVerified } : {}) }) } } })], false).split('\n')[1];
+    expect(row({ weight: 25, verified: true, ms: 130, at: 1 })).toMatch(/\s4\/10\s+25% live\s/);
+    expect(row({ weight: 25, verified: false, ms: 10_000, at: 1 })).toMatch(/\s4\/10\s+25% unconfirmed\s/);
+    // Not checked, or checked for an earlier weight: the weight alone.
+    expect(row()).toMatch(/\s4\/10\s+25%\s+-/);
+    expect(row({ weight: 5, verified: true, ms: 130, at: 1 })).toMatch(/\s4\/10\s+25%\s+-/);
+  });
 });
