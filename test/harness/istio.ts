@@ -30,8 +30,8 @@ export const CLUSTER_ID = 'Kubernetes';
 /** Labels of the ingress gateway workload: what the example Gateway and EnvoyFilter select. */
 export const GATEWAY_LABELS = { istio: 'ingressgateway', app: 'istio-ingressgateway' } as const;
 /**
- * The gateway proxy's IP in its node id. Not 127.0.0.1: istiod maps a proxy to a
- * WorkloadEntry with the same IP, and the tests' WorkloadEntries for models sit there.
+ * The proxies' IP in their node ids (the gateway's and sidecars'). Not 127.0.0.1: istiod
+ * maps a proxy to a WorkloadEntry with the same IP, and the tests' WorkloadEntries for models sit there.
  */
 export const GATEWAY_PROXY_IP = '127.0.0.10';
 
@@ -87,6 +87,8 @@ export interface StartIstioOptions {
 
 export interface IstioHarness {
   readonly dir: string;
+  /** The root certificate istiod publishes (istio-ca-root-cert): every proxy is given it as a pod would be. */
+  readonly rootCert: string;
   /** istiod's HTTP port: /ready and (ENABLE_DEBUG_ON_HTTP, Istio's default) /debug/*. */
   readonly istiodHttpUrl: string;
   /** Plaintext xDS address host:port. */
@@ -94,21 +96,43 @@ export interface IstioHarness {
   readonly gateway: RunningGateway;
   /** Milliseconds from start to istiod and the gateway both ready. */
   readonly startMs: number;
+  /**
+   * A sidecar-mode Envoy (pilot-agent `proxy sidecar`) for a pod that does not exist: its
+   * labels come from its proxy metadata, as for the gateway. Resolves once istiod has it
+   * connected with its clusters ACKed. Stopped with the harness, or by its own stop().
+   */
+  startSidecar(opts: SidecarOptions): Promise<RunningSidecar>;
   stop(): Promise<void>;
 }
 
-export interface RunningGateway {
-  /** The gateway's proxy id in istiod's debug API (<pod>.<namespace>). */
+export interface SidecarOptions {
+  podName: string;
+  namespace: string;
+  labels: Record<string, string>;
+  /** Startup deadline in ms (default 60 s). */
+  timeoutMs?: number;
+}
+
+/** An Envoy that istiod configures, with its admin API. */
+export interface RunningProxy {
+  /** The proxy's id in istiod's debug API (<pod>.<namespace>). */
   readonly proxyId: string;
   /** Envoy's admin API. */
   readonly adminUrl: string;
-  /** The port the Gateway's port 80 listener binds (the gateway Service's targetPort). */
-  readonly httpPort: number;
   /** Envoy's config dump (admin /config_dump), parsed. */
   configDump(resource?: string): Promise<EnvoyConfigDump>;
+  logTail(lines?: number): string;
+}
+
+export interface RunningSidecar extends RunningProxy {
+  stop(): Promise<void>;
+}
+
+export interface RunningGateway extends RunningProxy {
+  /** The port the Gateway's port 80 listener binds (the gateway Service's targetPort). */
+  readonly httpPort: number;
   /** Resolves once Envoy has a listener on httpPort (istiod pushed the Gateway's config). */
   waitForListener(timeoutMs?: number): Promise<void>;
-  logTail(lines?: number): string;
 }
 
 export interface EnvoyConfigDump {
@@ -184,10 +208,14 @@ async function httpOk(url: string): Promise<boolean> {
   return true;
 }
 
-function meshConfig(xdsAddress: string): string {
+function meshConfig(xdsAddress: string, sidecarPorts: { outbound: number; inbound: number }): string {
   // JSON is valid YAML; istiod reads this file as its MeshConfig.
   return JSON.stringify({
     rootNamespace: ISTIO_NAMESPACE,
+    // Where a sidecar's iptables would redirect to (default 15001/15006, bound on 0.0.0.0):
+    // free ports, so tests running side by side on this machine do not collide.
+    proxyListenPort: sidecarPorts.outbound,
+    proxyInboundListenPort: sidecarPorts.inbound,
     trustDomain: 'cluster.local',
     enableAutoMtls: false,
     defaultProviders: {},
@@ -234,14 +262,15 @@ export async function startIstio(kube: KubeHarness, opts: StartIstioOptions = {}
 
   try {
     const [httpPort, grpcPort, secureGrpcPort, httpsPort, monitoringPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-    const [gatewayPort, adminPort, statusPort, envoyStatusPort, envoyPromPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
+    const gatewayPort = await freePort();
+    const [sidecarOutboundPort, sidecarInboundPort] = await Promise.all([freePort(), freePort()]);
     const xdsAddress = `127.0.0.1:${grpcPort}`;
 
     await kube.apply(JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ISTIO_NAMESPACE } }));
     await kube.apply(gatewayService(gatewayPort));
 
     const meshFile = path.join(dir, 'mesh.yaml');
-    await writeFile(meshFile, meshConfig(xdsAddress));
+    await writeFile(meshFile, meshConfig(xdsAddress, { outbound: sidecarOutboundPort, inbound: sidecarInboundPort }));
     const istiodDir = path.join(dir, 'istiod');
     await mkdir(istiodDir, { recursive: true });
     const istiod = startProc(
@@ -289,20 +318,24 @@ export async function startIstio(kube: KubeHarness, opts: StartIstioOptions = {}
       rootCert = (await core.readNamespacedConfigMap({ namespace: ISTIO_NAMESPACE, name: 'istio-ca-root-cert' })).data?.['root-cert.pem'] ?? '';
       return rootCert !== '';
     });
-    const secretsDir = path.join(dir, 'gateway', 'var', 'run', 'secrets', 'istio');
-    await mkdir(secretsDir, { recursive: true });
-    await writeFile(path.join(secretsDir, 'root-cert.pem'), rootCert);
 
-    const gateway = await startGateway({ dir, bins, envoy, xdsAddress, gatewayPort, adminPort, statusPort, envoyStatusPort, envoyPromPort, procs, deadline, ...(opts.proxyStatsMatcher ? { proxyStatsMatcher: opts.proxyStatsMatcher } : {}) });
-    // Ready = istiod lists the gateway as connected with its listeners ACKed.
-    await waitFor('gateway ACKed by istiod (/debug/syncz)', deadline, procs, async () => {
-      const res = await fetch(`${istiodHttpUrl}/debug/syncz`, { signal: AbortSignal.timeout(2_000) });
-      const entries = (await res.json()) as { proxy?: string; cluster_sent?: string; cluster_acked?: string }[];
-      const mine = entries.find((e) => e.proxy === gateway.proxyId);
-      if (!mine?.cluster_sent || mine.cluster_sent !== mine.cluster_acked) throw new Error(`syncz: ${JSON.stringify(entries).slice(0, 600)}`);
-      return true;
-    });
-    return { dir, istiodHttpUrl, xdsAddress, gateway, startMs: Date.now() - started, stop };
+    const base = { dir, bins, envoy, xdsAddress, rootCert, procs, ...(opts.proxyStatsMatcher ? { proxyStatsMatcher: opts.proxyStatsMatcher } : {}) };
+    const gateway = await startGateway({ ...base, gatewayPort, deadline });
+    await waitForAcked(istiodHttpUrl, gateway.proxyId, deadline, procs);
+    const startSidecar = async (s: SidecarOptions): Promise<RunningSidecar> => {
+      const sidecarDeadline = Date.now() + (s.timeoutMs ?? 60_000);
+      // No CA here (a pod's CSR needs its kubelet-mounted token), so a sidecar has no workload
+      // certificate: with mutual TLS on (PERMISSIVE, Istio's default) its inbound listener
+      // would wait for one forever and Envoy never becomes ready. Off mesh-wide, as a
+      // PeerAuthentication in the root namespace does it.
+      await kube.apply(JSON.stringify({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: ISTIO_NAMESPACE }, spec: { mtls: { mode: 'DISABLE' } } }));
+      const own: Proc[] = [];
+      const proxy = await startProxy({ ...base, procs: own, deadline: sidecarDeadline }, { mode: 'sidecar', podName: s.podName, namespace: s.namespace, serviceAccount: 'default', labels: s.labels });
+      procs.push(...own);
+      await waitForAcked(istiodHttpUrl, proxy.proxyId, sidecarDeadline, [...procs]);
+      return { ...proxy, stop: async () => { for (const p of own) await stopProc(p); } };
+    };
+    return { dir, rootCert, istiodHttpUrl, xdsAddress, gateway, startMs: Date.now() - started, startSidecar, stop };
   } catch (err) {
     const tails = procs.map((p) => `--- ${p.name} (${p.logFile}) ---\n${logTail(p.logFile)}`).join('\n');
     await stop();
@@ -310,83 +343,108 @@ export async function startIstio(kube: KubeHarness, opts: StartIstioOptions = {}
   }
 }
 
-interface GatewayStart {
+/** Ready = istiod lists the proxy as connected with its clusters ACKed. */
+async function waitForAcked(istiodHttpUrl: string, proxyId: string, deadline: number, procs: Proc[]): Promise<void> {
+  await waitFor(`${proxyId} ACKed by istiod (/debug/syncz)`, deadline, procs, async () => {
+    const res = await fetch(`${istiodHttpUrl}/debug/syncz`, { signal: AbortSignal.timeout(2_000) });
+    const entries = (await res.json()) as { proxy?: string; cluster_sent?: string; cluster_acked?: string }[];
+    const mine = entries.find((e) => e.proxy === proxyId);
+    if (!mine?.cluster_sent || mine.cluster_sent !== mine.cluster_acked) throw new Error(`syncz: ${JSON.stringify(entries).slice(0, 600)}`);
+    return true;
+  });
+}
+
+interface ProxyStart {
   dir: string;
   bins: IstioBinaries;
   envoy: string;
   xdsAddress: string;
-  gatewayPort: number;
-  adminPort: number;
-  statusPort: number;
-  envoyStatusPort: number;
-  envoyPromPort: number;
+  rootCert: string;
   procs: Proc[];
   deadline: number;
   proxyStatsMatcher?: StartIstioOptions['proxyStatsMatcher'];
 }
 
-async function startGateway(s: GatewayStart): Promise<RunningGateway> {
-  const podName = 'istio-ingressgateway-fledge-test';
-  // pilot-agent announces router~<ip>~<pod>.<ns>~<ns>.svc.cluster.local; istiod keys proxies by <pod>.<ns>.
-  const proxyId = `${podName}.${ISTIO_NAMESPACE}`;
+interface ProxyIdentity {
+  /** pilot-agent's `proxy router` (a gateway) or `proxy sidecar`. */
+  mode: 'router' | 'sidecar';
+  podName: string;
+  namespace: string;
+  serviceAccount: string;
+  labels: Record<string, string>;
+  workloadName?: string;
+}
+
+async function startGateway(s: ProxyStart & { gatewayPort: number }): Promise<RunningGateway> {
+  const proxy = await startProxy(s, { mode: 'router', podName: 'istio-ingressgateway-fledge-test', namespace: ISTIO_NAMESPACE, serviceAccount: 'istio-ingressgateway', labels: GATEWAY_LABELS, workloadName: 'istio-ingressgateway' });
+  return {
+    ...proxy,
+    httpPort: s.gatewayPort,
+    async waitForListener(timeoutMs = 30_000) {
+      await waitFor(`gateway listener on port ${s.gatewayPort}`, Date.now() + timeoutMs, s.procs, async () => {
+        const res = await fetch(`${proxy.adminUrl}/listeners?format=json`, { signal: AbortSignal.timeout(2_000) });
+        const body = (await res.json()) as { listener_statuses?: { local_address?: { socket_address?: { port_value?: number } } }[] };
+        return (body.listener_statuses ?? []).some((l) => l.local_address?.socket_address?.port_value === s.gatewayPort);
+      });
+    },
+  };
+}
+
+/** pilot-agent launching Envoy for one (pod-less) workload, as in its pod; resolves when Envoy's admin says ready. */
+async function startProxy(s: ProxyStart, id: ProxyIdentity): Promise<RunningProxy> {
+  const [adminPort, statusPort, envoyStatusPort, envoyPromPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  // pilot-agent announces <mode>~<ip>~<pod>.<ns>~<ns>.svc.cluster.local; istiod keys proxies by <pod>.<ns>.
+  const proxyId = `${id.podName}.${id.namespace}`;
   // pilot-agent writes its bootstrap, SDS and xDS-proxy sockets relative to its working directory.
-  const cwd = path.join(s.dir, 'gateway');
+  const name = id.mode === 'router' ? 'gateway' : `sidecar-${id.podName}`;
+  const cwd = path.join(s.dir, name);
   await mkdir(path.join(cwd, 'etc', 'istio', 'proxy'), { recursive: true });
+  // Where a pod has istiod's root certificate mounted; pilot-agent's SDS server reads it there.
+  const secretsDir = path.join(cwd, 'var', 'run', 'secrets', 'istio');
+  await mkdir(secretsDir, { recursive: true });
+  await writeFile(path.join(secretsDir, 'root-cert.pem'), s.rootCert);
   const proxyConfig = {
     binaryPath: s.envoy,
     configPath: path.join(cwd, 'etc', 'istio', 'proxy'),
     proxyBootstrapTemplatePath: s.bins.bootstrapTemplate,
     discoveryAddress: s.xdsAddress,
     controlPlaneAuthPolicy: 'NONE',
-    proxyAdminPort: s.adminPort,
-    statusPort: s.statusPort,
+    proxyAdminPort: adminPort,
+    statusPort,
     drainDuration: '1s',
     terminationDrainDuration: '1s',
     concurrency: 1,
     ...(s.proxyStatsMatcher ? { proxyStatsMatcher: s.proxyStatsMatcher } : {}),
   };
-  const logFile = path.join(s.dir, 'gateway.log');
+  const logFile = path.join(s.dir, `${name}.log`);
   const agent = startProc(
-    'gateway',
+    name,
     s.bins.pilotAgent,
-    ['proxy', 'router', `--domain=${ISTIO_NAMESPACE}.svc.cluster.local`, '--proxyLogLevel=warning', '--log_output_level=default:warn'],
+    ['proxy', id.mode, `--domain=${id.namespace}.svc.cluster.local`, '--proxyLogLevel=warning', '--log_output_level=default:warn'],
     cwd,
     logFile,
     {
       ...process.env,
       PROXY_CONFIG: JSON.stringify(proxyConfig),
       INSTANCE_IP: GATEWAY_PROXY_IP,
-      POD_NAME: podName,
-      POD_NAMESPACE: ISTIO_NAMESPACE,
-      SERVICE_ACCOUNT: 'istio-ingressgateway',
+      POD_NAME: id.podName,
+      POD_NAMESPACE: id.namespace,
+      SERVICE_ACCOUNT: id.serviceAccount,
       ISTIO_META_CLUSTER_ID: CLUSTER_ID,
-      ISTIO_META_WORKLOAD_NAME: 'istio-ingressgateway',
-      ISTIO_METAJSON_LABELS: JSON.stringify(GATEWAY_LABELS),
-      ENVOY_STATUS_PORT: String(s.envoyStatusPort),
-      ENVOY_PROMETHEUS_PORT: String(s.envoyPromPort),
+      ISTIO_META_WORKLOAD_NAME: id.workloadName ?? id.podName,
+      ISTIO_METAJSON_LABELS: JSON.stringify(id.labels),
+      ENVOY_STATUS_PORT: String(envoyStatusPort),
+      ENVOY_PROMETHEUS_PORT: String(envoyPromPort),
     },
   );
   s.procs.push(agent);
-  const adminUrl = `http://127.0.0.1:${s.adminPort}`;
-  await waitFor('gateway Envoy admin /ready', s.deadline, s.procs, () => httpOk(`${adminUrl}/ready`));
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  await waitFor(`${name} Envoy admin /ready`, s.deadline, s.procs, () => httpOk(`${adminUrl}/ready`));
 
   const configDump = async (resource?: string): Promise<EnvoyConfigDump> => {
     const res = await fetch(`${adminUrl}/config_dump${resource ? `?resource=${resource}` : ''}`, { signal: AbortSignal.timeout(5_000) });
-    if (!res.ok) throw new Error(`gateway /config_dump: HTTP ${res.status}`);
+    if (!res.ok) throw new Error(`${name} /config_dump: HTTP ${res.status}`);
     return (await res.json()) as EnvoyConfigDump;
   };
-  return {
-    proxyId,
-    adminUrl,
-    httpPort: s.gatewayPort,
-    configDump,
-    async waitForListener(timeoutMs = 30_000) {
-      await waitFor(`gateway listener on port ${s.gatewayPort}`, Date.now() + timeoutMs, s.procs, async () => {
-        const res = await fetch(`${adminUrl}/listeners?format=json`, { signal: AbortSignal.timeout(2_000) });
-        const body = (await res.json()) as { listener_statuses?: { local_address?: { socket_address?: { port_value?: number } } }[] };
-        return (body.listener_statuses ?? []).some((l) => l.local_address?.socket_address?.port_value === s.gatewayPort);
-      });
-    },
-    logTail: (lines) => logTail(logFile, lines),
-  };
+  return { proxyId, adminUrl, configDump, logTail: (lines) => logTail(logFile, lines) };
 }
