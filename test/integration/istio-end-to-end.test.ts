@@ -12,11 +12,13 @@
 // shipped golden set through the gateway and extproc scores the answers. A third copy
 // (models-c) shows a silent fail-open made loud: with the EnvoyFilter's authority gone (the
 // bug of issue 13) the controller pauses its rollout, counting the traffic with the
-// gateway's own Envoy counters.
+// gateway's own Envoy counters; a fourth (models-d) the same with the fledge-extproc Service
+// deleted.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TrafficGenerator } from '../../local/traffic.js';
 import { DEFAULT_GOLDEN_FILE } from '../../local/golden-files.js';
@@ -70,6 +72,8 @@ const B: Mesh = { service: 'chat-b', namespace: 'models-b', host: 'chat-b.exampl
 /** Rolled out while the ext_proc path is broken. */
 // Its own subset names: a pod template identical to models' would share its pod-template-hash, and so its series.
 const C: Mesh = { service: 'chat-c', namespace: 'models-c', host: 'chat-c.example.com', stable: 'v3', canary: 'v4' };
+/** Rolled out while the fledge-extproc Service is deleted. */
+const D: Mesh = { service: 'chat-d', namespace: 'models-d', host: 'chat-d.example.com', stable: 'v5', canary: 'v6' };
 
 function weightsOf(vs: VirtualService, m: Mesh): [number | undefined, number | undefined] {
   const route = vs.spec.http?.find((h) => (h.route ?? []).length === 2)?.route ?? [];
@@ -137,6 +141,31 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
       `extproc phase p99 1m: ${await q('histogram_quantile(0.99, sum by (le) (rate(fledge_extproc_phase_duration_seconds_bucket[1m])))')}`,
       `extproc cpu 1m: ${await q('rate(fledge_extproc_process_cpu_seconds_total[1m])')}`,
     ].join(' | ');
+  };
+  /**
+   * A new service's rollout, started while the ext_proc path is broken: its traffic is
+   * answered undecided, and the controller pauses it at the first step with reason
+   * no-decisions, counting the requests with the gateway Envoy's own counters.
+   */
+  const expectRolloutPausedForNoDecisions = async (m: Mesh) => {
+    await kube.apply(exampleCopy(m.namespace, m.host, { v1: m.stable, v2: m.canary }, m.service));
+    for (const version of [m.stable, m.canary]) await kube.apply(workloadEntry(m.namespace, `chat-${version}`, { app: 'chat', version }, { http: simPorts.get(version === m.stable ? A.stable : B.stable)! }));
+    await replicaSetsFor(kube.adminKubeConfig, m.namespace);
+    await waitUntil(`${m.host} answers through the gateway`, async () => (await send(m, { user: 'readiness' })).status === 200, 30_000);
+    const t = userTraffic(m, 20);
+
+    const s = await waitForStatus(kube.adminKubeConfig, m.namespace, 'chat-v2', 'a pause', (st) => st.phase !== 'Progressing', 60_000);
+    expect(s.phase, s.message).toBe('Paused');
+    expect(s.pause?.reason).toBe('no-decisions');
+    expect(s.message).toMatch(new RegExp(`EnvoyFilter not applied or ext_proc cluster unreachable: \\d+ requests reached ${m.service} but extproc decided none`));
+    expect(weightsOf(await readVirtualService(kube.adminKubeConfig, m.namespace, 'chat'), m)).toEqual([95, 5]);
+    // What the gateway hides: every request answered, and none decided.
+    expect(t.answers.length).toBeGreaterThan(20);
+    expect(t.failures()).toEqual([]);
+    expect(t.answers.some((a) => a.reason !== undefined)).toBe(false);
+    const [counted] = await prometheus.query(ENVOY_TRAFFIC_QUERY.replaceAll('{{namespace}}', m.namespace));
+    expect(counted).toBeGreaterThanOrEqual(20);
+    await t.stop();
   };
   const extprocService = async (m: Mesh) => (await extproc.debugState()).services.find((s) => s.service === m.service);
 
@@ -340,30 +369,21 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
     expect(broken).not.toBe(filter);
     await kube.apply(broken);
     await waitUntil('requests pass the gateway without an extproc decision', async () => (await send(B, { user: 'probe-0' })).headers['x-fledge-reason'] === undefined, 30_000);
-
-    // A third service, its rollout started while the path is broken.
-    await kube.apply(exampleCopy(C.namespace, C.host, { v1: C.stable, v2: C.canary }, C.service));
-    for (const version of [C.stable, C.canary]) await kube.apply(workloadEntry(C.namespace, `chat-${version}`, { app: 'chat', version }, { http: simPorts.get(version === C.stable ? A.stable : B.stable)! }));
-    await replicaSetsFor(kube.adminKubeConfig, C.namespace);
-    await waitUntil(`${C.host} answers through the gateway`, async () => (await send(C, { user: 'readiness' })).status === 200, 30_000);
-    const t = userTraffic(C, 20);
-
-    const s = await waitForStatus(kube.adminKubeConfig, C.namespace, 'chat-v2', 'a pause', (st) => st.phase !== 'Progressing', 60_000);
-    expect(s.phase, s.message).toBe('Paused');
-    expect(s.pause?.reason).toBe('no-decisions');
-    expect(s.message).toMatch(/EnvoyFilter not applied or ext_proc cluster unreachable: \d+ requests reached chat-c but extproc decided none/);
-    expect(weightsOf(await readVirtualService(kube.adminKubeConfig, C.namespace, 'chat'), C)).toEqual([95, 5]);
-    // What the gateway hides: every request answered, and none decided.
-    expect(t.answers.length).toBeGreaterThan(20);
-    expect(t.failures()).toEqual([]);
-    expect(t.answers.some((a) => a.reason !== undefined)).toBe(false);
-    const [counted] = await prometheus.query(ENVOY_TRAFFIC_QUERY.replaceAll('{{namespace}}', C.namespace));
-    expect(counted).toBeGreaterThanOrEqual(20);
-    await t.stop();
-
+    await expectRolloutPausedForNoDecisions(C);
     await kube.apply(filter);
     await waitUntil('extproc decides again through the gateway', async () => (await send(B, { user: 'probe-0' })).headers['x-fledge-reason'] !== undefined, 30_000);
   }, 180_000);
+
+  it('with the fledge-extproc Service deleted, a rollout started then pauses too (no-decisions); restored, extproc decides again', async () => {
+    const core = kube.adminKubeConfig.makeApiClient(CoreV1Api);
+    await core.deleteNamespacedService({ namespace: 'fledge-system', name: 'fledge-extproc' });
+    // istiod drops the ext_proc cluster; the gateway keeps the filter and fails open.
+    await waitUntil('requests pass the gateway without an extproc decision', async () => (await send(B, { user: 'probe-0' })).headers['x-fledge-reason'] === undefined, 30_000);
+    await expectRolloutPausedForNoDecisions(D);
+    const service = parseAllDocuments(manifest('extproc.yaml')).map((d) => d.toJS() as { kind?: string }).find((d) => d.kind === 'Service');
+    await kube.apply(JSON.stringify(service));
+    await waitUntil('extproc decides again through the gateway', async () => (await send(B, { user: 'probe-0' })).headers['x-fledge-reason'] !== undefined, 30_000);
+  }, 120_000);
 
   it('with no endpoint behind the extproc Service the gateway fails open to the weighted route: no decisions, no failed request', async () => {
     await kube.adminKubeConfig.makeApiClient(CustomObjectsApi).deleteNamespacedCustomObject({ group: 'networking.istio.io', version: 'v1', plural: 'workloadentries', namespace: 'fledge-system', name: 'fledge-extproc' });
