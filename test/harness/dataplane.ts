@@ -10,6 +10,7 @@ import { EnvoyRouteFile } from '../../local/envoy-routes.js';
 import { newRouteToken } from '../../common/route-token.js';
 import { freePort } from '../../local/ports.js';
 import type { ServiceRouting } from '../../extproc/routing/state.js';
+import type { GuardrailThresholds } from '../../extproc/guardrail/thresholds.js';
 import type { KnobsInput } from '../../sim/knobs.js';
 import { startSim } from '../../sim/server.js';
 import { chat, mapLimit, type ModelResponse } from './http-client.js';
@@ -28,6 +29,8 @@ export interface ServiceSpec {
   routeToken?: string;
   /** More versions to run a simulated model for (e.g. a candidate that is not the canary now). */
   extraVersions?: string[];
+  /** The canary's guardrail limits, as the controller writes them from the policy. */
+  guardrail?: GuardrailThresholds;
 }
 
 type Sim = Awaited<ReturnType<typeof startSim>>;
