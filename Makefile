@@ -120,7 +120,7 @@ bench-istio: envoy k8s-deps istio-deps build
 # Redis (writes bench/results/guardrail.json, ~1 min).
 .PHONY: bench-guardrail
 bench-guardrail: envoy system-deps build
-	node dist/bench/guardrail-bench.js
+	FLEDGE_LOG_LEVEL=warn node dist/bench/guardrail-bench.js
 
 clean:
 	rm -rf dist node_modules/.fledge-stamp .tmp

@@ -4,7 +4,7 @@
  *
  * Guardrail trial: a fresh canary revision (weight 50, the default policy's guardrail) serves
  * until its window is full of healthy answers; then its sim starts failing every request (the
- * breach onset, when the sim acknowledged the knob). trip = onset → the send time of the last
+ * breach onset, when the knob was sent to the sim). trip = onset → the send time of the last
  * request that still reached the canary (every later one went to stable). A second extproc
  * replica on the same Redis measures how long the trip takes to reach a peer.
  * Kill-switch trial: the flag file's kill switch is turned on; same measure from the write.
@@ -44,10 +44,12 @@ async function main(): Promise<void> {
     request: (i) => ({ kind: 'chat', body: { model: 'bench', messages: [{ role: 'user', content: `question ${i}` }] } }),
   });
   const canarySim = `${dp.sims.get('bench/v2')!.url}/admin/knobs`;
+  // The onset is when the knob is sent: the sim may fail requests before its acknowledgement arrives.
   const setErrorRate = async (errorRate: number): Promise<number> => {
+    const sent = Date.now();
     const res = await fetch(canarySim, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ errorRate }) });
     if (!res.ok) throw new Error(`PATCH ${canarySim}: HTTP ${res.status}`);
-    return Date.now();
+    return sent;
   };
   traffic.start();
   const trips: number[] = [];
@@ -75,8 +77,8 @@ async function main(): Promise<void> {
       dp.writeRouting([spec(revision)]);
       await dp.waitForState((s) => s.services[0]?.rolloutHashes.v2 === revision);
       await untilAnswers(traffic, Date.now(), (a) => a.servedBy === 'v2', 20);
-      writeFileSync(dp.flagsFile, flagFile(true));
       const switched = Date.now();
+      writeFileSync(dp.flagsFile, flagFile(true));
       kills.push(await lastCanarySend(traffic, switched));
       log(`trial ${i}: kill switch ${kills.at(-1)} ms`);
       writeFileSync(dp.flagsFile, flagFile(false));
@@ -105,7 +107,7 @@ async function main(): Promise<void> {
     peer_replica_ms: peers,
     kill_switch_ms: kills,
     method:
-      'trip: sim fault acknowledged -> send time of the last request still served by the canary (every later request was served by stable for at least 1 s). peer: fault -> the second extproc replica (Redis pub/sub, no traffic of its own) lists the trip on /debug/state (polled every 5 ms). kill switch: flag file written -> last canary send. p50/p99 by nearest rank (with 20 trials p99 is the slowest trial).',
+      'trip: sim fault knob sent -> send time of the last request still served by the canary (every later request was served by stable for at least 1 s). peer: fault -> the second extproc replica (Redis pub/sub, no traffic of its own) lists the trip on /debug/state (polled every 5 ms). kill switch: flag file written -> last canary send. p50/p99 by nearest rank (with 20 trials p99 is the slowest trial).',
   };
   const out = resolve(import.meta.dirname, '../../bench/results');
   mkdirSync(out, { recursive: true });
