@@ -6,7 +6,7 @@ import { renderEnvoyServices, renderRoutingFile, writeAtomically, writeTrafficSt
 import { newRouteToken } from '../common/route-token.js';
 import { startProcess, waitForHttp, type ManagedProcess } from './child-process.js';
 import { fledgeCli } from './package-paths.js';
-import { EnvoyRouteFile } from './envoy-routes.js';
+import { EnvoyRouteFile } from '../controller/traffic/envoy/route-file.js';
 import { DEFAULT_GOLDEN_FILE } from './golden-files.js';
 import { startEnvoy } from './envoy.js';
 import { preflight, PreflightError, type PortClaim } from './preflight.js';

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
-import { EnvoyRouteFile } from '../../local/envoy-routes.js';
+import { EnvoyRouteFile } from '../traffic/envoy/route-file.js';
 import { PrometheusProvider } from '../analysis/prometheus.js';
 import { startAdminServer } from '../kube/admin-server.js';
 import { ControllerMetrics } from '../kube/controller-metrics.js';

@@ -1,5 +1,5 @@
 import { writeAtomically, readTrafficState, renderEnvoyServices, renderRoutingFile, writeTrafficState, type ServiceTraffic } from './traffic-state.js';
-import type { EnvoyRouteFile } from '../../local/envoy-routes.js';
+import type { EnvoyRouteFile } from '../traffic/envoy/route-file.js';
 import type { GuardrailThresholds } from '../../extproc/guardrail/thresholds.js';
 import type { TrafficRouter } from '../traffic/router.js';
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { stringify as toYaml } from 'yaml';
 import { z } from 'zod';
-import type { LocalService } from '../../local/envoy-config.js';
+import type { LocalService } from '../traffic/envoy/routes.js';
 import { routeTokenSchema } from '../../extproc/routing/state.js';
 import { guardrailThresholdsSchema } from '../../extproc/guardrail/thresholds.js';
 

@@ -19,7 +19,7 @@ import { DEFAULT_GUARDRAIL } from '../../controller/policy/default-policy.js';
 import type { Trip } from '../../extproc/guardrail/guardrail.js';
 import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
 import { startEnvoy, type RunningEnvoy } from '../../local/envoy.js';
-import { EnvoyRouteFile } from '../../local/envoy-routes.js';
+import { EnvoyRouteFile } from '../../controller/traffic/envoy/route-file.js';
 import { freePort } from '../../local/ports.js';
 import { modelServers, stackConfigSchema } from '../../local/stack-config.js';
 import { LocalStack } from '../../local/stack.js';
