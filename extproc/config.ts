@@ -85,9 +85,11 @@ export const extprocConfigSchema = z
       .object({
         redisUrl: z.string().min(1).optional(),
         channel: z.string().min(1).default('fledge:guardrail'),
+        /** The LLM judge's scores stream (`fledge judge --scores-stream`): its verdicts feed the hallucination windows. */
+        judgeScoresStream: z.string().min(1).default('fledge:judge:scores'),
       })
       .strict()
-      .default({ channel: 'fledge:guardrail' }),
+      .default({ channel: 'fledge:guardrail', judgeScoresStream: 'fledge:judge:scores' }),
     /** The golden-probe secret (docs/quality.md); without one, probe headers are ignored. */
     probes: probeSecretSchema,
   })

@@ -4,6 +4,7 @@ import type { ExtprocConfig } from '../config.js';
 import type { ExtprocMetrics } from '../metrics.js';
 import type { RoutingStateSource } from '../routing/state.js';
 import { Guardrail, type CanaryKey, type Trip } from './guardrail.js';
+import { JudgeVerdictReader } from './judge-verdicts.js';
 import { GuardrailPeerSync } from './peer-sync.js';
 import type { GuardrailSignal } from './thresholds.js';
 
@@ -18,6 +19,7 @@ export interface RunningGuardrail {
 export async function startGuardrail(config: ExtprocConfig['guardrail'], routing: RoutingStateSource, metrics: ExtprocMetrics, logger: Logger): Promise<RunningGuardrail> {
   const log = logger.child({ part: 'guardrail' });
   let peers: GuardrailPeerSync | undefined;
+  let judge: JudgeVerdictReader | undefined;
   const labels = (t: Trip) => ({ service: t.service, version: t.version, rollout_hash: t.rolloutHash, signal: t.signal });
   const guardrail = new Guardrail({
     lookup: (service) => routing.lookup(service.toLowerCase()),
@@ -40,6 +42,8 @@ export async function startGuardrail(config: ExtprocConfig['guardrail'], routing
     peers = new GuardrailPeerSync(config.redisUrl, config.channel, (trip) => guardrail.applyPeerTrip(trip), log);
     // Subscribing waits for Redis; extproc serves meanwhile (each replica still trips on its own).
     peers.start().catch((err: Error) => log.warn({ err: err.message }, 'guardrail peer sync: cannot subscribe yet; retrying in the background'));
+    judge = new JudgeVerdictReader(config.redisUrl, config.judgeScoresStream, (key, hallucinated) => void guardrail.observe('hallucinations', key, hallucinated), log);
+    void judge.start();
   }
   // Trips of canaries the routing state retired are cleared even when no request arrives.
   const sweep = setInterval(() => guardrail.forgetRetired(), 1000);
@@ -49,6 +53,7 @@ export async function startGuardrail(config: ExtprocConfig['guardrail'], routing
     observe: (signal, key, bad) => void guardrail.observe(signal, key, bad),
     async close() {
       clearInterval(sweep);
+      await judge?.close();
       await peers?.close();
     },
   };
