@@ -106,8 +106,8 @@ function resolvePolicy(list: Located<StepList>, templates: Map<string, Located<A
   let background = list.value.background && resolveBackground(list.value.background, list.value.steps.length, visible, problems);
   const guardrail = list.value.guardrail && resolveGuardrail(list.value.guardrail);
   if (guardrail) {
-    if (background?.analysis.metrics.some((m) => m.name === GUARDRAIL_METRIC)) {
-      problems.push({ source: list.source, path: joinPath(list.path.replace(/steps$/, ''), 'analysis'), message: `metric name "${GUARDRAIL_METRIC}" is taken by the guardrail's own background metric; rename the template's metric` });
+    if (list.value.background && background?.analysis.metrics.some((m) => m.name === GUARDRAIL_METRIC)) {
+      problems.push({ source: list.value.background.source, path: list.value.background.path, message: `metric name "${GUARDRAIL_METRIC}" is taken by the guardrail's own background metric; rename the template's metric` });
     }
     background = withGuardrailMetric(background, guardrail);
   }

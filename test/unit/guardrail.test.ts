@@ -238,6 +238,33 @@ describe('guardrail configuration', () => {
     expect((err as Error).message).toMatch(/guardrail\.errorRate/);
   });
 
+  it('refuses a background metric that takes the guardrail metric\'s name, saying where', () => {
+    const text = `apiVersion: fledge.dev/v1alpha1
+kind: Policy
+metadata: {name: clash}
+spec:
+  steps: [{setWeight: 10}]
+  guardrail: {errorRate: 0.1}
+  analysis: {templates: [{templateName: t}]}
+  analysisTemplates:
+    - metadata: {name: t}
+      spec:
+        metrics:
+          - name: guardrail
+            interval: 1m
+            provider: {prometheus: {query: up}}
+            successCondition: result[0] == 1
+`;
+    let err: unknown;
+    try {
+      loadPolicyText(text, 'clash.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems).toContainEqual({ path: 'spec.analysis', message: expect.stringContaining('metric name "guardrail" is taken') });
+  });
+
   it("leaves the seed's Argo Rollout unchanged: no guardrail", () => {
     const seed = (name: string) => fileURLToPath(new URL(`../fixtures/seed/${name}`, import.meta.url));
     const { policies } = loadPolicyFiles([seed('rollout.yaml'), seed('analysis-template.yaml')], { includeDefault: false });
