@@ -89,6 +89,7 @@ bench: deps vegeta build
 	$(MAKE) bench-model
 	$(MAKE) bench-evidence
 	$(MAKE) bench-istio
+	FLEDGE_VEGETA=$(VEGETA) $(MAKE) bench-guardrail
 
 # The real model: answers/s and latency at 1 and 2 threads, golden accuracy per
 # configuration with Wilson 95% intervals (writes bench/results/model.json).
@@ -113,6 +114,13 @@ bench-controller: system-deps k8s-deps build
 .PHONY: bench-istio
 bench-istio: envoy k8s-deps istio-deps build
 	node dist/bench/istio-bench.js
+
+# The data-plane guardrail and the kill switch through a real Envoy and extproc at 200 rps:
+# fault -> every request on stable, p50/p99 over 20 trials, and a peer replica's trip through
+# Redis (writes bench/results/guardrail.json, ~1 min).
+.PHONY: bench-guardrail
+bench-guardrail: envoy system-deps build
+	FLEDGE_LOG_LEVEL=warn node dist/bench/guardrail-bench.js
 
 clean:
 	rm -rf dist node_modules/.fledge-stamp .tmp

@@ -18,6 +18,12 @@ export const VS_ANNOTATIONS = {
    * the VirtualService as managed by fledge: then only canary-subset names a canary.
    */
   routeToken: 'fledge.dev/route-token',
+  /**
+   * JSON: the canary's data-plane guardrail limits from the rollout's policy
+   * ({errorRate, hallucinationRate, minSamples, window, maxAgeSeconds}); present only while
+   * the canary may serve. Absent: extproc does not trip on its own.
+   */
+  guardrail: 'fledge.dev/guardrail',
   /** The service name extproc reports; default: the first DNS label of spec.hosts[0]. */
   service: 'fledge.dev/service',
 } as const;

@@ -77,6 +77,19 @@ export const extprocConfigSchema = z
       .default({ versionFlag: 'inference-model-version', killSwitchFlag: 'inference-kill-switch', contextHeaders: {} }),
     /** Response sampling and quality signals (docs/quality.md). */
     quality: qualityConfigSchema,
+    /**
+     * The data-plane guardrail's peer sharing (docs/extproc.md): with a Redis URL, a trip one
+     * replica sees reaches every replica through pub/sub. The limits come from the routing state.
+     */
+    guardrail: z
+      .object({
+        redisUrl: z.string().min(1).optional(),
+        channel: z.string().min(1).default('fledge:guardrail'),
+        /** The LLM judge's scores stream (`fledge judge --scores-stream`): its verdicts feed the hallucination windows. */
+        judgeScoresStream: z.string().min(1).default('fledge:judge:scores'),
+      })
+      .strict()
+      .default({ channel: 'fledge:guardrail', judgeScoresStream: 'fledge:judge:scores' }),
     /** The golden-probe secret (docs/quality.md); without one, probe headers are ignored. */
     probes: probeSecretSchema,
   })

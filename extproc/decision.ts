@@ -12,6 +12,7 @@ export type DecisionReason =
   | 'sticky' // weight, by the user's hash bucket
   | 'random' // weight, no user key: a random draw
   | 'error' // extproc failed; stable serves
+  | 'guardrail' // the data-plane guardrail took the canary off (extproc/guardrail/)
   | 'probe'; // a verified golden probe, pinned to the version it names (extproc/probes/)
 
 export interface DecisionInput {
@@ -21,6 +22,8 @@ export interface DecisionInput {
   killSwitch: boolean;
   /** The version flag's choice, when its targeting chose one. */
   flagVersion: string | undefined;
+  /** The guardrail tripped on this service's canary: its users go to stable, whatever flags or weights say. */
+  canaryTripped?: boolean;
   /** Uniform in [0, 1); injected so tests are deterministic. */
   random: () => number;
 }
@@ -38,6 +41,7 @@ export function decideVersion(input: DecisionInput): Decision {
   if (state.killed) return { version: state.stable, reason: 'killed' };
   if (input.killSwitch) return { version: state.stable, reason: 'kill-switch' };
   if (!state.canary) return { version: state.stable, reason: 'no-canary' };
+  if (input.canaryTripped) return { version: state.stable, reason: 'guardrail' };
   const { flagVersion } = input;
   if (flagVersion !== undefined && (flagVersion === state.stable || flagVersion === state.canary)) {
     return { version: flagVersion, reason: 'flag' };

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** Seconds; dense around 0.5-4 s where LLM latency SLOs (the seed's p95 < 2 s) live. */
 const INFERENCE_LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 6, 8, 12, 16, 32, 64];
@@ -43,7 +43,7 @@ export class ExtprocMetrics {
 
   readonly decisions = new Counter({
     name: 'fledge_extproc_decisions_total',
-    help: 'Routing decisions by service, chosen version and reason (flag, sticky, random, killed, kill-switch, shadow, no-canary, unknown-service, error).',
+    help: 'Routing decisions by service, chosen version and reason (flag, sticky, random, killed, kill-switch, guardrail, shadow, no-canary, unknown-service, error, probe).',
     labelNames: ['service', 'version', 'reason'] as const,
     registers: [this.registry],
   });
@@ -66,6 +66,20 @@ export class ExtprocMetrics {
     name: 'fledge_probe_rejected_total',
     help: 'x-fledge-probe headers that did not pin a request (malformed, bad-mac, expired, replayed, not-serving); those requests were routed as user requests.',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly guardrailTripped = new Gauge({
+    name: 'fledge_guardrail_tripped',
+    help: 'Canary revisions the data-plane guardrail took off (1 while the trip lasts), by service, version, rollout hash and the signal that tripped it; the controller rolls back on it.',
+    labelNames: [...INFERENCE_LABELS, 'signal'] as const,
+    registers: [this.registry],
+  });
+
+  readonly guardrailTrips = new Counter({
+    name: 'fledge_guardrail_trips_total',
+    help: 'Guardrail trips this replica applied, by service, version, signal and origin (local: seen here; peer: shared by another replica).',
+    labelNames: ['service', 'version', 'signal', 'origin'] as const,
     registers: [this.registry],
   });
 

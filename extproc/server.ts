@@ -6,6 +6,7 @@ import { startAdminServer } from './admin.js';
 import type { ExtprocConfig } from './config.js';
 import { FlagdFileProvider } from './flags/flagd-file-provider.js';
 import { VersionFlags } from './flags/version-flags.js';
+import { startGuardrail } from './guardrail/start.js';
 import { ExtprocMetrics } from './metrics.js';
 import { createRoutingSource } from './routing/create-source.js';
 import type { RoutingStateSource } from './routing/state.js';
@@ -40,7 +41,12 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   }
 
   if (probeSecret !== undefined) logger.info('golden probes: probe headers are verified with the configured secret');
-  const quality = config.quality.enabled ? startQualityPipeline(config.quality, metrics.registry, logger) : undefined;
+  const guardrail = await startGuardrail(config.guardrail, routing, metrics, logger);
+  const quality = config.quality.enabled
+    ? startQualityPipeline(config.quality, metrics.registry, logger, (labels, hallucinated) =>
+        guardrail.observe('hallucinations', { service: labels.service, version: labels.version, rolloutHash: labels.rollout_hash }, hallucinated),
+      )
+    : undefined;
   const contextHeaders = new Map(Object.entries({ ...DEFAULT_CONTEXT_HEADERS, ...config.flags.contextHeaders }));
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': 10_000 });
   // Built once: every stream (one per request) shares it.
@@ -51,6 +57,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
     random: Math.random,
     probes: probeSecret === undefined ? undefined : new ProbeVerifier(probeSecret),
     onProbeRejected: (reason: string) => metrics.probeRejected.inc({ reason }),
+    guardrail: guardrail.guardrail,
     metrics,
     logger,
     quality,
@@ -74,6 +81,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
         services: routing.snapshot(),
         routingGeneration: routing.generation,
         routing: routing.diagnostics?.() ?? { source: config.routing.source },
+        guardrail: { trips: guardrail.guardrail.list(), peers: config.guardrail.redisUrl ? { channel: config.guardrail.channel } : null },
         flags: flagProvider ? { file: flagProvider.file, generation: flagProvider.generation, lastError: flagProvider.lastError ?? null } : null,
       }),
     },
@@ -90,6 +98,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
       admin.server.closeAllConnections();
       if (flagProvider) await OpenFeature.close();
       await quality?.close();
+      await guardrail.close();
     },
   };
 }

@@ -67,7 +67,7 @@ async function respond(ctx: RequestContext, msg: ProcessingRequest, deps: Stream
       return response;
     }
     case 'response_headers': {
-      const response = processResponseHeaders(ctx, msg.response_headers ?? {}, deps.metrics);
+      const response = processResponseHeaders(ctx, msg.response_headers ?? {}, deps.metrics, deps.guardrail);
       guarded(deps, 'sample-response', () => sampleResponseHeaders(ctx, msg.response_headers ?? {}, response, deps.quality));
       return response;
     }

@@ -29,8 +29,11 @@ export interface DemoRolloutPlan {
 
 export const DEMO_ROLLOUTS: readonly DemoRolloutPlan[] = [
   { name: 'chat-v2', service: 'chat', stable: 'v1', candidate: 'v2', expected: 'promoted' },
-  // The sim answers golden questions wrongly at this rate: wrong answer text, which the golden set catches.
-  { name: 'assistant-v2', service: 'assistant', stable: 'v1', candidate: 'v2', fault: { atWeight: 25, knobs: { hallucinationRate: 0.15 } }, expected: 'rolled-back' },
+  // The sim answers half the golden questions wrongly: wrong answer text, which the golden set
+  // catches. A hard breach (the default guardrail's limit is 20%), so extproc takes the canary
+  // off within seconds and the controller rolls back on the guardrail's trip; a softer fault
+  // (15%) is caught by the background analysis instead, about 20 s after it starts at 30×.
+  { name: 'assistant-v2', service: 'assistant', stable: 'v1', candidate: 'v2', fault: { atWeight: 25, knobs: { hallucinationRate: 0.5 } }, expected: 'rolled-back' },
 ];
 
 /**

@@ -6,7 +6,7 @@ import { renderEnvoyServices, renderRoutingFile, writeAtomically, writeTrafficSt
 import { newRouteToken } from '../common/route-token.js';
 import { startProcess, waitForHttp, type ManagedProcess } from './child-process.js';
 import { fledgeCli } from './package-paths.js';
-import { EnvoyRouteFile } from './envoy-routes.js';
+import { EnvoyRouteFile } from '../controller/traffic/envoy/route-file.js';
 import { DEFAULT_GOLDEN_FILE } from './golden-files.js';
 import { startEnvoy } from './envoy.js';
 import { preflight, PreflightError, type PortClaim } from './preflight.js';
@@ -111,7 +111,7 @@ export class LocalStack {
       const services = renderEnvoyServices(traffic);
       const extprocArgs = ['extproc', '--routing-file', this.routingFile, '--port', String(ports.extproc), '--admin-port', String(ports.extprocAdmin)];
       if (this.paths.flagsFile) extprocArgs.push('--flags-file', this.paths.flagsFile);
-      const extprocConfig = this.extprocConfig();
+      const extprocConfig = this.extprocConfig(redis.url);
       if (extprocConfig) {
         const configFile = join(this.paths.stateDir, 'extproc.yaml');
         writeFileSync(configFile, toYaml(extprocConfig));
@@ -175,12 +175,13 @@ export class LocalStack {
   /**
    * extproc's config: the stack file's `extproc` section, plus (with probes on) the probe
    * secret, generated per stack, and the golden set (inspected among sampled requests only,
-   * unless the stack file says otherwise).
+   * unless the stack file says otherwise), and the stack's Redis for sharing guardrail trips.
    */
-  private extprocConfig(): Record<string, unknown> | undefined {
-    if (!this.config.probes.enabled) return this.config.extproc;
+  private extprocConfig(redisUrl: string): Record<string, unknown> {
+    const stackBase = this.config.extproc ?? {};
+    const base: Record<string, unknown> = { ...stackBase, guardrail: { redisUrl, ...((stackBase.guardrail ?? {}) as Record<string, unknown>) } };
+    if (!this.config.probes.enabled) return base;
     writeFileSync(this.probeSecretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
-    const base = this.config.extproc ?? {};
     const quality = (base.quality ?? {}) as Record<string, unknown>;
     const golden = (quality.golden ?? {}) as Record<string, unknown>;
     return { ...base, quality: { ...quality, golden: { inspect: 'sampled', ...golden, file: this.goldenFile() } }, probes: { secretFile: this.probeSecretFile } };

@@ -4,6 +4,7 @@
  * and adapts the Deployment's status annotation, core/v1 Events and the VirtualService router
  * to the step's host interfaces. Returns when to come back.
  */
+import type { Policy } from '../policy/policy.js';
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Logger } from '../../common/logger.js';
 import type { MetricsProvider } from '../analysis/prometheus.js';
@@ -24,7 +25,7 @@ export interface ReconcilerDeps {
   store: DeploymentStatusStore;
   policies: PolicySourceReader;
   targets: TargetResolver;
-  routerFor: (namespace: string, target: RolloutTarget) => TrafficRouter;
+  routerFor: (namespace: string, target: RolloutTarget, policy: Policy) => TrafficRouter;
   events: EventRecorder;
   metrics: MetricsProvider;
   options: MachineOptions;
@@ -119,7 +120,7 @@ export class Reconciler {
   private host(namespace: string, deployment: V1Deployment, key: string): ReconcileHost {
     const { deps } = this;
     return {
-      routerFor: (target) => deps.routerFor(namespace, target),
+      routerFor: (target, policy) => deps.routerFor(namespace, target, policy),
       status: {
         write: async (status, previousText, consumeAction) => {
           if (serializeStatus(status) !== previousText || consumeAction) await deps.store.write(deployment, status, consumeAction);

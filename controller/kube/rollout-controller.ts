@@ -59,7 +59,8 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
     store: new DeploymentStatusStore(o.kubeConfig, (namespace, name) => cache?.get(name, namespace)),
     policies: new PolicySourceReader(o.kubeConfig),
     targets: new TargetResolver(o.kubeConfig, { deployments: async (namespace) => cache!.list(namespace), destinationRules: async (namespace) => rules!.list(namespace) }),
-    routerFor: (namespace, target) => new IstioVirtualServiceRouter(updater, { namespace, name: target.virtualService }, { stable: target.stableSubset, canary: target.canarySubset }, target, o.weightVerifier),
+    routerFor: (namespace, target, policy) =>
+      new IstioVirtualServiceRouter(updater, { namespace, name: target.virtualService }, { stable: target.stableSubset, canary: target.canarySubset }, target, o.weightVerifier, policy.guardrail?.thresholds),
     events,
     metrics: o.metricsProvider,
     options: o.machine,

@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import type { Logger } from '../../common/logger.js';
-import { EnvoyRouteFile } from '../../local/envoy-routes.js';
+import { EnvoyRouteFile } from '../traffic/envoy/route-file.js';
 import { PrometheusProvider } from '../analysis/prometheus.js';
 import { startAdminServer } from '../kube/admin-server.js';
 import { ControllerMetrics } from '../kube/controller-metrics.js';
@@ -58,7 +58,8 @@ export async function startLocalController(o: LocalControllerOptions): Promise<L
         throw new Error(`cannot read the local stack's traffic state ${files.trafficFile} (is 'fledge up' running with --state-dir ${o.stateDir}?): ${(err as Error).message}`);
       }
     },
-    routerFor: (target) => new LocalTrafficRouter({ trafficFile: files.trafficFile, routingFile: files.routingFile, envoyRoutes, extprocAdminUrl: o.extprocAdminUrl }, target.virtualService, target.canarySubset),
+    routerFor: (target, policy) =>
+      new LocalTrafficRouter({ trafficFile: files.trafficFile, routingFile: files.routingFile, envoyRoutes, extprocAdminUrl: o.extprocAdminUrl }, target.virtualService, target.canarySubset, policy.guardrail?.thresholds),
     metrics: new PrometheusProvider({ address: o.prometheusUrl }),
     options: { timeScale: o.timeScale },
     clock: Date.now,

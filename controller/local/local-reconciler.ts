@@ -9,6 +9,7 @@ import type { MetricsProvider } from '../analysis/prometheus.js';
 import type { MachineOptions } from '../engine/rollout-machine.js';
 import { TERMINAL_PHASES, type RolloutPhase } from '../engine/rollout-state.js';
 import type { RolloutTarget } from '../kube/rollout-status.js';
+import type { Policy } from '../policy/policy.js';
 import type { PolicyLookup, ReconcileHost, RolloutInputs, TargetLookup } from '../reconcile/host.js';
 import { reconcileStep } from '../reconcile/reconcile-step.js';
 import type { TrafficRouter } from '../traffic/router.js';
@@ -25,7 +26,7 @@ export interface LocalReconcilerDeps {
   actions: ActionFiles;
   policies: () => LocalPolicyLookup;
   traffic: () => TrafficState;
-  routerFor: (target: RolloutTarget) => TrafficRouter;
+  routerFor: (target: RolloutTarget, policy: Policy) => TrafficRouter;
   metrics: MetricsProvider;
   options: MachineOptions;
   clock: () => number;

@@ -1,5 +1,6 @@
 import { writeAtomically, readTrafficState, renderEnvoyServices, renderRoutingFile, writeTrafficState, type ServiceTraffic } from './traffic-state.js';
-import type { EnvoyRouteFile } from '../../local/envoy-routes.js';
+import type { EnvoyRouteFile } from '../traffic/envoy/route-file.js';
+import type { GuardrailThresholds } from '../../extproc/guardrail/thresholds.js';
 import type { TrafficRouter } from '../traffic/router.js';
 
 export interface LocalTrafficFiles {
@@ -25,6 +26,8 @@ export class LocalTrafficRouter implements TrafficRouter {
     private readonly files: LocalTrafficFiles,
     private readonly service: string,
     private readonly candidate: string,
+    /** The policy's guardrail limits, handed to extproc with the canary; absent = no guardrail. */
+    private readonly guardrail?: GuardrailThresholds,
   ) {
     this.description = `local Envoy routes for ${service} (candidate ${candidate})`;
   }
@@ -33,6 +36,7 @@ export class LocalTrafficRouter implements TrafficRouter {
     return this.update((s) => {
       s.canary = this.candidate;
       s.canaryWeight = weight;
+      this.armGuardrail(s);
     });
   }
 
@@ -40,6 +44,7 @@ export class LocalTrafficRouter implements TrafficRouter {
     return this.update((s) => {
       s.canary = this.candidate;
       s.mirrorPercent = percent;
+      this.armGuardrail(s);
     });
   }
 
@@ -47,6 +52,7 @@ export class LocalTrafficRouter implements TrafficRouter {
   retireCandidate(): Promise<void> {
     return this.update((s) => {
       if (s.canary === this.candidate) delete s.canary;
+      delete s.guardrail;
       s.canaryWeight = 0;
       s.mirrorPercent = 0;
     });
@@ -57,9 +63,16 @@ export class LocalTrafficRouter implements TrafficRouter {
     return this.update((s) => {
       s.stable = this.candidate;
       delete s.canary;
+      delete s.guardrail;
       s.canaryWeight = 0;
       s.mirrorPercent = 0;
     });
+  }
+
+  /** The canary's guardrail limits travel with it into extproc's routing file. */
+  private armGuardrail(s: ServiceTraffic): void {
+    if (this.guardrail) s.guardrail = this.guardrail;
+    else delete s.guardrail;
   }
 
   /** Reads the weight back from Envoy itself, not from our own files. */

@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { stringify as toYaml } from 'yaml';
 import { z } from 'zod';
-import type { LocalService } from '../../local/envoy-config.js';
+import type { LocalService } from '../traffic/envoy/routes.js';
 import { routeTokenSchema } from '../../extproc/routing/state.js';
+import { guardrailThresholdsSchema } from '../../extproc/guardrail/thresholds.js';
 
 /**
  * Local mode's single source of truth for traffic: per service, which version is stable,
@@ -21,6 +22,8 @@ export const trafficStateSchema = z.strictObject({
       killed: z.boolean().default(false),
       /** The stack's secret for the per-version routes (common/route-token.ts); extproc and Envoy both get it. */
       routeToken: routeTokenSchema,
+      /** The rolling-out policy's guardrail limits, while its candidate is the canary. */
+      guardrail: guardrailThresholdsSchema.optional(),
       upstreams: z.record(z.string(), z.strictObject({ host: z.string(), port: z.number().int() })),
     }),
   ),
@@ -56,6 +59,7 @@ export function renderRoutingFile(state: TrafficState): string {
       {
         stable: s.stable,
         ...(s.canary ? { canary: s.canary, canaryWeight: s.canaryWeight } : {}),
+        ...(s.canary && s.guardrail ? { guardrail: s.guardrail } : {}),
         killed: s.killed,
         routeToken: s.routeToken,
         rolloutHashes: Object.fromEntries(Object.keys(s.upstreams).map((v) => [v, localRolloutHash(name, v)])),

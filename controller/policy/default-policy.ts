@@ -19,6 +19,12 @@
  *   minutes). Too few samples early in a stage is normal, so its inconclusiveLimit is high
  *   (60: more one-minute measurements than the steps' 40 minutes of pauses take); the
  *   step analyses still decide when evidence is lacking. Cost only gates the steps.
+ * - The data-plane guardrail (docs/extproc.md): extproc itself takes the canary off within a
+ *   second of a hard breach. Its limits come from the rollback table: the smallest round
+ *   share that a version sitting exactly at the table's limit (1% errors, 5% hallucinations)
+ *   exceeds in a window of 50 outcomes with probability below 1e-4 (binomial tail; checked in
+ *   test/unit/guardrail.test.ts): errors > 10%, hallucinations > 20%. 50 outcomes, as the
+ *   analyses' minimum, before anything trips; outcomes older than a minute leave the window.
  */
 import { evaluatedSamplesQuery, requestSamplesQuery } from '../analysis/samples.js';
 import type { PolicySource } from './load.js';
@@ -79,6 +85,8 @@ function rollbackMetrics(extra: string): string {
 }
 
 export const DEFAULT_POLICY_NAME = 'default';
+/** The guardrail's hard limits (see the derivation above). */
+export const DEFAULT_GUARDRAIL = { errorRate: 0.1, hallucinationRate: 0.2, minSamples: 50, window: 50, maxAge: '1m', checkInterval: '5s' } as const;
 export const DEFAULT_MIN_SAMPLES = 50;
 
 export const DEFAULT_POLICY_YAML = `# fledge's default policy: the seed's steps and ai-quality-check, plus the rollback table.
@@ -116,6 +124,13 @@ spec:
         valueFrom:
           podTemplateHashValue: Latest
     startingStep: 1
+  guardrail:
+    errorRate: ${DEFAULT_GUARDRAIL.errorRate}
+    hallucinationRate: ${DEFAULT_GUARDRAIL.hallucinationRate}
+    minSamples: ${DEFAULT_GUARDRAIL.minSamples}
+    window: ${DEFAULT_GUARDRAIL.window}
+    maxAge: ${DEFAULT_GUARDRAIL.maxAge}
+    checkInterval: ${DEFAULT_GUARDRAIL.checkInterval}
   analysisTemplates:
     - apiVersion: argoproj.io/v1alpha1
       kind: AnalysisTemplate

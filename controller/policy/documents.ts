@@ -14,6 +14,7 @@ import {
   fledgePolicySchema,
   type AnalysisTemplate,
   type BackgroundAnalysisSpec,
+  type GuardrailSpec,
   type Step,
 } from './schema.js';
 
@@ -38,6 +39,8 @@ export interface StepList {
   background?: Located<BackgroundAnalysisSpec>;
   /** A Policy's own analysisTemplates: seen only by that policy, ahead of standalone ones. */
   localTemplates: Located<AnalysisTemplate>[];
+  /** A Policy's data-plane guardrail (Argo Rollouts have none). */
+  guardrail?: GuardrailSpec;
 }
 
 export interface PolicyDocuments {
@@ -75,7 +78,8 @@ export function readPolicyDocuments(text: string, source: string, problems: Prob
         const localTemplates: Located<AnalysisTemplate>[] = [];
         policy.spec.analysisTemplates?.forEach((t, j) => addTemplate(localTemplates, t, source, at(`spec.analysisTemplates[${j}]`), problems));
         const background = policy.spec.analysis ? { background: { value: policy.spec.analysis, source, path: at('spec.analysis') } } : {};
-        out.stepLists.push({ value: { name: policy.metadata.name, steps: policy.spec.steps, kind: 'Policy', localTemplates, ...background }, source, path: at('spec.steps') });
+        const guardrail = policy.spec.guardrail ? { guardrail: policy.spec.guardrail } : {};
+        out.stepLists.push({ value: { name: policy.metadata.name, steps: policy.spec.steps, kind: 'Policy', localTemplates, ...background, ...guardrail }, source, path: at('spec.steps') });
         return;
       }
       case 'Rollout': {

@@ -9,6 +9,7 @@ import { mergeArgs, referencedArgs, type ArgSpec } from '../analysis/args.js';
 import { compileCondition } from '../analysis/condition.js';
 import { countQueries } from './compare.js';
 import { defaultPolicyEntry } from './default-policy.js';
+import { GUARDRAIL_METRIC, guardrailMetric, resolveGuardrail } from './guardrail.js';
 import { joinPath, readPolicyDocuments, type Located, type Problem, type StepList } from './documents.js';
 import type { BackgroundAnalysis, Policy, PolicyStep, ResolvedAnalysis } from './policy.js';
 import { durationMs, type AnalysisStep, type AnalysisTemplate, type BackgroundAnalysisSpec, type Metric, type Step } from './schema.js';
@@ -102,9 +103,24 @@ function resolvePolicy(list: Located<StepList>, templates: Map<string, Located<A
   const visible = new Map(templates);
   for (const t of list.value.localTemplates) visible.set(t.value.metadata.name, t);
   const steps = list.value.steps.map((step, i) => resolveStep(step, joinPath(list.path, `[${i}]`), list.source, visible, problems));
-  const background = list.value.background && resolveBackground(list.value.background, list.value.steps.length, visible, problems);
+  let background = list.value.background && resolveBackground(list.value.background, list.value.steps.length, visible, problems);
+  const guardrail = list.value.guardrail && resolveGuardrail(list.value.guardrail);
+  if (guardrail) {
+    if (list.value.background && background?.analysis.metrics.some((m) => m.name === GUARDRAIL_METRIC)) {
+      problems.push({ source: list.value.background.source, path: list.value.background.path, message: `metric name "${GUARDRAIL_METRIC}" is taken by the guardrail's own background metric; rename the template's metric` });
+    }
+    background = withGuardrailMetric(background, guardrail);
+  }
   if (problems.length > before) return undefined;
-  return { name: list.value.name, steps: steps as PolicyStep[], source: list.source, ...(background ? { background } : {}) };
+  return { name: list.value.name, steps: steps as PolicyStep[], source: list.source, ...(background ? { background } : {}), ...(guardrail ? { guardrail } : {}) };
+}
+
+/** The guardrail's trip check joins the background analysis (one is started at step 0 if the policy has none). */
+function withGuardrailMetric(background: BackgroundAnalysis | undefined, guardrail: NonNullable<Policy['guardrail']>): BackgroundAnalysis {
+  const { metric, arg } = guardrailMetric(guardrail);
+  if (!background) return { analysis: { templateNames: [GUARDRAIL_METRIC], metrics: [metric], args: [arg] }, startingStep: 0 };
+  const { analysis } = background;
+  return { ...background, analysis: { ...analysis, templateNames: [...analysis.templateNames, GUARDRAIL_METRIC], metrics: [...analysis.metrics, metric], args: [...analysis.args, arg] } };
 }
 
 function resolveStep(step: Step, path: string, source: string, templates: Map<string, Located<AnalysisTemplate>>, problems: Problem[]): PolicyStep | undefined {

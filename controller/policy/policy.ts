@@ -3,6 +3,7 @@
  * joined to its templates' metrics and args, all checked at load time.
  */
 import type { ArgSpec } from '../analysis/args.js';
+import type { PolicyGuardrail } from './guardrail.js';
 import type { Duration, Metric } from './schema.js';
 
 export interface ResolvedAnalysis {
@@ -28,6 +29,8 @@ export interface Policy {
   name: string;
   steps: PolicyStep[];
   background?: BackgroundAnalysis;
+  /** The data-plane guardrail: its limits go to extproc; its trip metric is in `background`. */
+  guardrail?: PolicyGuardrail;
   /** Where it was defined, for messages. */
   source: string;
 }

@@ -149,6 +149,26 @@ const shadowStepSchema = z.strictObject({
   percent: z.number().min(0).max(100).default(100),
 });
 
+/** fledge's data-plane guardrail (controller/policy/guardrail.ts, docs/extproc.md). */
+export const guardrailSpecSchema = z
+  .strictObject({
+    /** Share of the canary's user requests failing (5xx) above which extproc takes it off. */
+    errorRate: z.number().gt(0).max(1).optional(),
+    /** Share of the canary's evaluated answers judged hallucinated above which extproc takes it off. */
+    hallucinationRate: z.number().gt(0).max(1).optional(),
+    /** A window with fewer outcomes never trips. */
+    minSamples: z.number().int().min(1).default(50),
+    /** The latest outcomes per signal the window holds. */
+    window: z.number().int().min(1).max(100_000).default(50),
+    /** Older outcomes leave the window. */
+    maxAge: durationSchema.default('1m'),
+    /** How often the controller looks for a trip (divided by the time scale, like every interval). */
+    checkInterval: durationSchema.default('5s'),
+  })
+  .refine((g) => g.errorRate !== undefined || g.hallucinationRate !== undefined, { message: 'a guardrail needs errorRate, hallucinationRate or both' })
+  .refine((g) => g.minSamples <= g.window, { message: 'minSamples must not exceed window (it could never be reached)', path: ['minSamples'] });
+export type GuardrailSpec = z.output<typeof guardrailSpecSchema>;
+
 const STEP_KINDS = ['setWeight', 'pause', 'analysis', 'shadow'] as const;
 
 export const stepSchema = z
@@ -178,6 +198,8 @@ export const fledgePolicySchema = z.looseObject({
     /** Background analysis, as an Argo Rollout's spec.strategy.canary.analysis. */
     analysis: backgroundAnalysisSchema.optional(),
     analysisTemplates: z.array(analysisTemplateSchema).optional(),
+    /** fledge's data-plane guardrail: hard limits extproc enforces itself. */
+    guardrail: guardrailSpecSchema.optional(),
   }),
 });
 

@@ -67,8 +67,8 @@ export interface WeightInForce {
 }
 
 export interface ReconcileHost {
-  /** The traffic router of this rollout's target. */
-  routerFor(target: RolloutTarget): TrafficRouter;
+  /** The traffic router of this rollout's target; the policy carries what the router hands the data plane (the guardrail's limits). */
+  routerFor(target: RolloutTarget, policy: Policy): TrafficRouter;
   status: StatusStore;
   events: EventSink;
   /** Analysis queries (Prometheus). */

@@ -86,7 +86,7 @@ export async function reconcileStep(inputs: RolloutInputs, host: ReconcileHost, 
   lap('advance');
 
   const plan = trafficPlan(effects);
-  const applied = planIsEmpty(plan) ? { calls: 0 } : await applyTraffic(host.routerFor(target), target, plan, log, host.clock);
+  const applied = planIsEmpty(plan) ? { calls: 0 } : await applyTraffic(host.routerFor(target, policy), target, plan, log, host.clock);
   const trafficUpdates = applied.calls;
   lap('traffic');
   const status = toStatus(state, policy.steps.length, target);

@@ -1,6 +1,7 @@
 import type { EvaluationContext } from '@openfeature/server-sdk';
 import { headerText, setHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
 import { decideVersion, type Decision } from '../decision.js';
+import type { Guardrail } from '../guardrail/guardrail.js';
 import type { FlagOutcome } from '../flags/version-flags.js';
 import { probeVersion } from '../probes/probe-routing.js';
 import { PROBE_HEADER, type ProbeRejection, type ProbeVerifier } from '../probes/probe-token.js';
@@ -23,6 +24,8 @@ export interface RequestHeadersDeps {
   /** Verifies golden-probe headers; absent when no probe secret is configured (probe headers are then ignored). */
   probes?: ProbeVerifier | undefined;
   onProbeRejected?: (why: ProbeRejection | 'not-serving') => void;
+  /** The data-plane guardrail; absent when off. */
+  guardrail?: Guardrail | undefined;
 }
 
 const NO_FLAGS: FlagOutcome = { flagVersion: undefined, killSwitch: false };
@@ -50,18 +53,21 @@ export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeader
 
   const { host, shadow } = parseAuthority(authority);
   const state = deps.routing.lookup(host);
+  // A tripped canary serves no user and no probe until the controller retires it.
+  const canaryTripped = deps.guardrail?.canaryTripped(state) ?? false;
   let decision: Decision;
   // A verified golden probe is pinned to its version; anything else is a user request.
-  const probe = probeVersion(state, shadow, probeHeader, deps.probes, (why) => deps.onProbeRejected?.(why));
+  const probe = probeVersion(canaryTripped ? withoutCanary(state!) : state, shadow, probeHeader, deps.probes, (why) => deps.onProbeRejected?.(why));
   ctx.probe = probe !== undefined;
   try {
-    const flags = !ctx.probe && needsFlags(state, shadow) && deps.evaluateFlags ? await deps.evaluateFlags({ ...attributes, service: state!.service }) : NO_FLAGS;
+    const flags = !ctx.probe && !canaryTripped && needsFlags(state, shadow) && deps.evaluateFlags ? await deps.evaluateFlags({ ...attributes, service: state!.service }) : NO_FLAGS;
     decision = probe !== undefined ? { version: probe, reason: 'probe' } : decideVersion({
       state,
       shadow,
       userKey: attributes.targetingKey || undefined,
       killSwitch: flags.killSwitch,
       flagVersion: flags.flagVersion,
+      canaryTripped,
       random: deps.random,
     });
   } catch {
@@ -70,6 +76,11 @@ export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeader
   }
   remember(ctx, state, decision);
   return { request_headers: { response: routeTo(decision.version, state?.routeToken, spoofed) } };
+}
+
+function withoutCanary(state: ServiceRouting): ServiceRouting {
+  const { canary: _canary, ...rest } = state;
+  return { ...rest, canaryWeight: 0 };
 }
 
 function needsFlags(state: ServiceRouting | undefined, shadow: boolean): boolean {

@@ -9,7 +9,7 @@ import type { Evaluator } from './evaluators/types.js';
 import { JudgeQueue } from './judge-queue.js';
 import { QualityMetrics } from './metrics.js';
 import { ProbeRates } from './probe-rates.js';
-import { SampleRecorder, type FinishedSample } from './recorder.js';
+import { SampleRecorder, type FinishedSample, type VerdictListener } from './recorder.js';
 
 /** Everything the quality processors share: config, golden set, metrics, and the off-path recorder. */
 export interface QualityPipeline {
@@ -25,7 +25,8 @@ export interface QualityPipeline {
 
 export const EVALUATORS: readonly Evaluator[] = [goldenEvaluator, formatEvaluator, modelReportedEvaluator];
 
-export function startQualityPipeline(config: QualityConfig, registry: Registry, logger: Logger): QualityPipeline {
+/** `onVerdict` hears every hallucination verdict (the guardrail's input). */
+export function startQualityPipeline(config: QualityConfig, registry: Registry, logger: Logger, onVerdict?: VerdictListener): QualityPipeline {
   const log = logger.child({ part: 'quality' });
   const golden = config.golden.file ? GoldenSet.load(config.golden.file) : new GoldenSet([]);
   if (config.golden.file) log.info({ file: config.golden.file, entries: golden.entries.length }, 'golden set loaded');
@@ -34,7 +35,7 @@ export function startQualityPipeline(config: QualityConfig, registry: Registry, 
     ? new JudgeQueue(config.judge.redisUrl, config.judge.stream, config.judge.maxLength, log, (result) => metrics.judgeQueue.inc({ result }))
     : undefined;
   const probeRates = new ProbeRates(config.probeRateWindowSeconds * 1000);
-  const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log, Math.random, probeRates);
+  const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log, Math.random, probeRates, onVerdict);
   return {
     config,
     golden,

@@ -44,6 +44,9 @@ export function mergeVerdicts(verdicts: { name: string; verdict: Verdict }[]): {
   return { hallucination, refusal, scores };
 }
 
+/** One hallucination verdict on an answer's text (golden set, golden probe), for the guardrail. */
+export type VerdictListener = (labels: InferenceLabels, hallucinated: boolean) => void;
+
 /** Turns a finished sample into metrics and judge work. Runs after the response, never on it. */
 export class SampleRecorder {
   constructor(
@@ -54,6 +57,7 @@ export class SampleRecorder {
     private readonly logger: Logger,
     private readonly random: () => number = Math.random,
     readonly probeRates: ProbeRates = new ProbeRates(config.probeRateWindowSeconds * 1000),
+    private readonly onVerdict: VerdictListener = () => undefined,
   ) {}
 
   record(sample: FinishedSample): void {
@@ -92,6 +96,7 @@ export class SampleRecorder {
     for (const signal of answerSignals(sample, format === undefined ? undefined : format === 1)) this.metrics.signals.inc({ ...labels, signal });
     for (const { name, verdict } of verdicts) this.countVerdict(labels, name, verdict);
     const merged = mergeVerdicts(verdicts);
+    if (verdicts.some((v) => v.verdict.hallucination !== undefined)) this.onVerdict(labels, merged.hallucination);
     for (const { evaluator, score } of merged.scores) this.addScore(labels, evaluator, score);
     // A version under golden probes has its hallucination estimate from the probes (one estimator per series).
     if (merged.hallucination && !this.probeRates.probed(labels)) this.metrics.hallucinations.inc(labels, weight);
@@ -115,6 +120,7 @@ export class SampleRecorder {
     this.countVerdict(labels, GOLDEN_PROBE_EVALUATOR, verdict);
     this.addScore(labels, GOLDEN_PROBE_EVALUATOR, verdict.score!);
     this.probeRates.recordVerdict(labels, !ok);
+    this.onVerdict(labels, !ok);
   }
 
   private countVerdict(labels: InferenceLabels, evaluator: string, verdict: Verdict): void {

@@ -29,6 +29,7 @@ export class FileRoutingSource implements RoutingStateSource {
               killed: s.killed,
               rolloutHashes: s.rolloutHashes,
               ...(s.routeToken ? { routeToken: s.routeToken } : {}),
+              ...(s.guardrail ? { guardrail: s.guardrail } : {}),
             },
           })),
         );

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { ConfigError } from '../../common/config-error.js';
 import { ROUTE_TOKEN_PATTERN } from '../../common/route-token.js';
 import { parseStructured } from '../../common/structured-file.js';
+import { guardrailThresholdsSchema, type GuardrailThresholds } from '../guardrail/thresholds.js';
 
 /** What extproc must know about one service to route a request. */
 export interface ServiceRouting {
@@ -20,6 +21,8 @@ export interface ServiceRouting {
    * Without it extproc's choice cannot select a per-version route (the weights serve).
    */
   routeToken?: string;
+  /** The canary's hard limits from the rollout's policy (extproc/guardrail/); absent = no guardrail. */
+  guardrail?: GuardrailThresholds;
 }
 
 /** The routing state source: a file (local mode) or a VirtualService watch (cluster mode). */
@@ -52,6 +55,7 @@ export const serviceRoutingSchema = z
     hosts: z.array(z.string().min(1)).default([]),
     rolloutHashes: z.record(z.string(), z.string().min(1)).default({}),
     routeToken: routeTokenSchema.optional(),
+    guardrail: guardrailThresholdsSchema.optional(),
   })
   .strict()
   .refine((s) => s.canary === undefined || s.canary !== s.stable, { message: 'canary must differ from stable', path: ['canary'] });

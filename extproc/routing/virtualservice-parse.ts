@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { VS_ANNOTATIONS } from '../../common/virtualservice-annotations.js';
 import { formatPath } from '../../common/config-error.js';
 import { ROUTE_TOKEN_PATTERN } from '../../common/route-token.js';
+import { guardrailThresholdsSchema, type GuardrailThresholds } from '../guardrail/thresholds.js';
 import type { ServiceRouting } from './state.js';
 
 /**
@@ -86,6 +87,7 @@ export function parseVirtualService(object: unknown): ParsedVirtualService {
         killed: killed(annotations),
         rolloutHashes: rolloutHashes(annotations),
         ...(token ? { routeToken: token } : {}),
+        ...guardrail(annotations, canary !== undefined),
       },
     };
   } catch (err) {
@@ -193,6 +195,24 @@ function rolloutHashes(annotations: Record<string, string>): Record<string, stri
     throw new Unusable(`${VS_ANNOTATIONS.rolloutHashes}: expected a JSON object of subset → hash${issue ? ` (${formatPath(issue.path) || 'value'}: ${issue.message})` : ''}`);
   }
   return r.data;
+}
+
+/** The canary's guardrail limits; a malformed annotation makes the VirtualService unusable, like any other. */
+function guardrail(annotations: Record<string, string>, hasCanary: boolean): { guardrail?: GuardrailThresholds } {
+  const text = annotations[VS_ANNOTATIONS.guardrail];
+  if (text === undefined || text.trim() === '' || !hasCanary) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new Unusable(`${VS_ANNOTATIONS.guardrail} is not valid JSON: ${(err as Error).message}`);
+  }
+  const r = guardrailThresholdsSchema.safeParse(value);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new Unusable(`${VS_ANNOTATIONS.guardrail}: ${issue ? `${formatPath(issue.path) || 'value'}: ${issue.message}` : 'not guardrail limits'}`);
+  }
+  return { guardrail: r.data };
 }
 
 function serviceName(hosts: string[], annotations: Record<string, string>): string {

@@ -5,11 +5,12 @@ import { stringify as toYaml } from 'yaml';
 import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
 import { fledgeCli } from '../../local/package-paths.js';
 import { startEnvoy, type RunningEnvoy } from '../../local/envoy.js';
-import type { LocalService } from '../../local/envoy-config.js';
-import { EnvoyRouteFile } from '../../local/envoy-routes.js';
+import type { LocalService } from '../../controller/traffic/envoy/routes.js';
+import { EnvoyRouteFile } from '../../controller/traffic/envoy/route-file.js';
 import { newRouteToken } from '../../common/route-token.js';
 import { freePort } from '../../local/ports.js';
 import type { ServiceRouting } from '../../extproc/routing/state.js';
+import type { GuardrailThresholds } from '../../extproc/guardrail/thresholds.js';
 import type { KnobsInput } from '../../sim/knobs.js';
 import { startSim } from '../../sim/server.js';
 import { chat, mapLimit, type ModelResponse } from './http-client.js';
@@ -28,6 +29,8 @@ export interface ServiceSpec {
   routeToken?: string;
   /** More versions to run a simulated model for (e.g. a candidate that is not the canary now). */
   extraVersions?: string[];
+  /** The canary's guardrail limits, as the controller writes them from the policy. */
+  guardrail?: GuardrailThresholds;
 }
 
 type Sim = Awaited<ReturnType<typeof startSim>>;

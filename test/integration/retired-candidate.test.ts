@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalTrafficRouter } from '../../controller/local/local-router.js';
+import { DEFAULT_GUARDRAIL } from '../../controller/policy/default-policy.js';
 import { IstioVirtualServiceRouter, VirtualServiceUpdater } from '../../controller/traffic/istio/istio-router.js';
 import { stackConfigSchema } from '../../local/stack-config.js';
 import { LocalStack } from '../../local/stack.js';
@@ -22,6 +23,8 @@ import { freeStackPorts } from '../harness/stack-ports.js';
 import { ensureNamespace } from '../harness/virtualservices.js';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 
+const { maxAge: _maxAge, checkInterval: _check, ...defaultLimits } = DEFAULT_GUARDRAIL;
+const GUARDRAIL = { ...defaultLimits, maxAgeSeconds: 60 };
 const seedFlagsFile = resolve(import.meta.dirname, '../fixtures/seed/flags.json');
 /** 2,000 users: a tenth internal, a fifth beta, the rest free. */
 const population = Array.from({ length: 2000 }, (_, i) => ({ user: `user-${i}`, segment: i % 10 === 0 ? 'internal' : i % 5 === 1 ? 'beta' : 'free' }));
@@ -88,7 +91,8 @@ describe('cluster mode: a retired candidate gets no request (kube-apiserver, Vir
     await ensureNamespace(kube, namespace);
     await kube.adminKubeConfig.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({ ...VS_API, namespace, body: weightedVirtualService('model', namespace) });
     const controllerKc = await kube.kubeconfigFor('fledge-controller', 'fledge-system');
-    router = new IstioVirtualServiceRouter(new VirtualServiceUpdater(controllerKc), { namespace, name: 'model' }, { stable: 'v1', canary: 'v2' }, { stableHash: 'stablehash', canaryHash: 'canaryhash' });
+    // With the default policy's guardrail, which the router annotates for extproc while the canary may serve.
+    router = new IstioVirtualServiceRouter(new VirtualServiceUpdater(controllerKc), { namespace, name: 'model' }, { stable: 'v1', canary: 'v2' }, { stableHash: 'stablehash', canaryHash: 'canaryhash' }, undefined, GUARDRAIL);
     const extprocKubeconfig = await kube.writeKubeconfig(await kube.kubeconfigFor('fledge-extproc', 'fledge-system'), 'extproc');
     const seedFlags = JSON.parse(readFileSync(seedFlagsFile, 'utf8')) as { flags: Record<string, { variants: Record<string, string>; defaultVariant: string; targeting: unknown }> };
     // The seed's flag verbatim, its versions named as this service's subsets (v1.2 → v1, v1.3 → v2).
@@ -109,6 +113,8 @@ describe('cluster mode: a retired candidate gets no request (kube-apiserver, Vir
     await router.setWeight(20);
     await follower.synced();
     await dp.waitForState((s) => s.services.some((x) => x.service === 'model' && x.canary === 'v2' && x.canaryWeight === 20 && x.routeToken !== undefined));
+    // extproc's VirtualService source reads the guardrail limits the controller annotated.
+    expect((await dp.debugState()).services.find((x) => x.service === 'model')?.guardrail).toEqual(GUARDRAIL);
     const rolling = await send();
     expect(rolling.filter((a) => a.status !== 200).map((a) => a.status)).toEqual([]);
     expect(bySegment(rolling, 'v2').internal).toBeGreaterThan(150);
@@ -119,6 +125,7 @@ describe('cluster mode: a retired candidate gets no request (kube-apiserver, Vir
     const vs = await readVirtualService(kube.adminKubeConfig, namespace);
     expect(vs.spec.http?.map((h) => h.name)).toEqual(['fledge-v1', 'weighted']);
     expect(vs.metadata?.annotations?.['fledge.dev/canary-subset']).toBeUndefined();
+    expect(vs.metadata?.annotations?.['fledge.dev/guardrail']).toBeUndefined();
 
     const before = dp.sim('model', 'v2').stats().requests;
     const retired = await send();

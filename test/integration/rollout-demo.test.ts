@@ -1,5 +1,6 @@
 // `fledge demo --json` end to end on the real local stack (Envoy, extproc, Prometheus, Redis,
-// sims, the local controller): a healthy candidate promoted, a hallucinating one rolled back.
+// sims, the local controller): a healthy candidate promoted, a hallucinating one rolled back
+// (by the data-plane guardrail: half its golden answers are wrong).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -46,17 +47,19 @@ describe('fledge demo (rollouts)', () => {
     expect(chat.rollbackSeconds).toBeUndefined();
 
     expect(assistant.outcome).toBe('rolled-back');
-    expect(assistant.breach?.metric).toBe('hallucination-rate');
-    expect(assistant.breach?.value).toBeGreaterThan(0.05);
-    expect(assistant.breach?.threshold).toBe('result[0] <= 0.05');
+    // Half the candidate's golden answers wrong is a hard breach: extproc's guardrail takes the
+    // canary off and the background analysis's guardrail metric rolls it back.
+    expect(assistant.breach?.metric).toBe('guardrail');
+    expect(assistant.breach?.value).toBe(1);
+    expect(assistant.breach?.threshold).toBe('result[0] < 1');
     expect(assistant.steps).not.toContain('setWeight 50');
     // Caught by the default policy's background analysis during the 15m stage at 25%, before
     // that stage's own analysis: the step analyses that ran all passed.
     expect(assistant.steps.at(-2)).toBe('pause 15m');
     expect(assistant.analyses.every((a) => a.passed)).toBe(true);
     expect(assistant.background?.phase).toBe('Failed');
-    expect(assistant.background?.analyses.filter((a) => !a.passed).map((a) => a.metric)).toEqual(['hallucination-rate']);
-    expect(chat.background?.analyses.map((a) => a.metric)).toEqual(['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate']);
+    expect(assistant.background?.analyses.filter((a) => !a.passed).map((a) => a.metric)).toContain('guardrail');
+    expect(chat.background?.analyses.map((a) => a.metric)).toEqual(['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate', 'guardrail']);
     expect(chat.background?.analyses.every((a) => a.passed)).toBe(true);
     expect(typeof assistant.rollbackSeconds).toBe('number');
     expect(assistant.rollbackSeconds).toBeGreaterThan(0);

@@ -103,8 +103,8 @@ describe('the default policy', () => {
     expect(policy.background?.startingStep).toBe(1);
     expect(policy.steps[1]).toMatchObject({ kind: 'pause', duration: '10m' });
     const metrics = policy.background!.analysis.metrics;
-    expect(metrics.map((m) => m.name)).toEqual(['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate']);
-    for (const m of metrics) expect(m).toMatchObject({ interval: '1m', initialDelay: '1m', action: 'rollback', minSamples: DEFAULT_MIN_SAMPLES, failureLimit: 0 });
+    expect(metrics.map((m) => m.name)).toEqual(['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate', 'guardrail']);
+    for (const m of metrics.slice(0, 4)) expect(m).toMatchObject({ interval: '1m', initialDelay: '1m', action: 'rollback', minSamples: DEFAULT_MIN_SAMPLES, failureLimit: 0 });
     expect(policy.background!.analysis.args).toContainEqual({ name: 'canary-hash', fromHash: 'Latest' });
   });
 

@@ -22,6 +22,8 @@ interface Values {
   hallucination: number;
   cost: number;
   samples: number;
+  /** fledge_guardrail_tripped for the revision: 1 while an extproc replica has tripped it. */
+  tripped?: number;
 }
 const healthy: Values = { errors: 0.001, p95: 1.0, quality: 0.93, hallucination: 0.01, cost: 0.002, samples: 500 };
 
@@ -38,6 +40,7 @@ function metrics(canary: Partial<Values> = {}, stable: Partial<Values> = {}): Me
       if (query.includes('inference_quality_score')) return [v.quality];
       if (query.includes('inference_hallucination_total')) return [v.hallucination];
       if (query.includes('inference_cost_total')) return [v.cost];
+      if (query.includes('fledge_guardrail_tripped')) return [v.tripped ?? 0];
       throw new Error(`unexpected query ${query}`);
     },
   };
@@ -51,7 +54,8 @@ async function run(policy: Policy, provider: MetricsProvider, opts: { until?: (s
   effects.push(...started.effects);
   let state = started.state;
   let last: AdvanceResult | undefined;
-  for (let i = 0; i < 100 && state.phase === 'Progressing' && !opts.until?.(state); i++) {
+  // The default policy's guardrail check wakes the rollout every 5 s: a 40-minute rollout is ~500 wake-ups.
+  for (let i = 0; i < 2000 && state.phase === 'Progressing' && !opts.until?.(state); i++) {
     if (last?.wakeAt !== undefined) now = Math.max(now, last.wakeAt);
     last = await advanceRollout({ policy, state, hashes, provider, clock: () => now, options: { timeScale: opts.timeScale } });
     state = last.state;
@@ -294,7 +298,7 @@ describe('background analysis (Argo canary.analysis)', () => {
     const provider = faultyFrom(() => now, () => faultAt, { hallucination: 0.3 });
     let state = startRollout(defaultPolicy, now, options).state;
     let wakeAt: number | undefined;
-    for (let i = 0; i < 500 && ['Progressing', 'Paused'].includes(state.phase); i++) {
+    for (let i = 0; i < 2000 && ['Progressing', 'Paused'].includes(state.phase); i++) {
       if (wakeAt !== undefined) now = Math.max(now, wakeAt);
       const r = await advanceRollout({ policy: defaultPolicy, state, hashes, provider, clock: () => now, options });
       state = r.state;
@@ -310,7 +314,7 @@ describe('background analysis (Argo canary.analysis)', () => {
     expect(state.stepIndex).toBe(4);
     const interval = MIN / SCALE;
     expect(now - faultAt!).toBeLessThanOrEqual(interval);
-    expect(state.message).toContain('background analysis ai-quality-guard: metric hallucination-rate failed: value 0.3 breached result[0] <= 0.05');
+    expect(state.message).toContain('background analysis ai-quality-guard, guardrail: metric hallucination-rate failed: value 0.3 breached result[0] <= 0.05');
     // The status keeps the background run with each measurement's time.
     const run = state.background!;
     expect(run.phase).toBe('Failed');
@@ -319,6 +323,29 @@ describe('background analysis (Argo canary.analysis)', () => {
     expect(hallucination.measurements.length).toBeGreaterThan(1);
     const times = hallucination.measurements.map((m) => m.finishedAt);
     expect(times.every((t, i) => i === 0 || t - times[i - 1]! === interval)).toBe(true);
+  });
+
+  it("a guardrail trip (extproc's fledge_guardrail_tripped) rolls back within one check interval, naming the guardrail", async () => {
+    let now = T0;
+    let faultAt: number | undefined;
+    const options = { timeScale: SCALE };
+    // Only the trip series says anything: the rollback metrics stay healthy.
+    const provider = faultyFrom(() => now, () => faultAt, { tripped: 1 });
+    let state = startRollout(defaultPolicy, now, options).state;
+    let wakeAt: number | undefined;
+    for (let i = 0; i < 2000 && ['Progressing', 'Paused'].includes(state.phase); i++) {
+      if (wakeAt !== undefined) now = Math.max(now, wakeAt);
+      const r = await advanceRollout({ policy: defaultPolicy, state, hashes, provider, clock: () => now, options });
+      state = r.state;
+      wakeAt = r.wakeAt;
+      if (faultAt === undefined && state.stepIndex === 4) faultAt = now;
+      if (wakeAt === undefined) break;
+    }
+    expect(state.phase, state.message).toBe('RolledBack');
+    expect(state.weight).toBe(0);
+    expect(state.stepIndex).toBe(4);
+    expect(now - faultAt!).toBeLessThanOrEqual(5_000 / SCALE);
+    expect(state.message).toMatch(/background analysis ai-quality-guard, guardrail: metric guardrail failed: value 1 breached result\[0\] < 1; all traffic returned to stable/);
   });
 
   it('the seed rollout without background analysis only notices the fault at the end of the stage', async () => {

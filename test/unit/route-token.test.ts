@@ -11,7 +11,7 @@ import { FlagdFileProvider } from '../../extproc/flags/flagd-file-provider.js';
 import { VersionFlags } from '../../extproc/flags/version-flags.js';
 import { parseRoutingFile } from '../../extproc/routing/state.js';
 import { parseVirtualService } from '../../extproc/routing/virtualservice-parse.js';
-import { routeConfig } from '../../local/envoy-config.js';
+import { routeConfig } from '../../controller/traffic/envoy/routes.js';
 
 const TOKEN = 'ab'.repeat(16);
 const subsets = { stable: 'v1', canary: 'v2' };

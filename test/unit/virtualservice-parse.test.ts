@@ -64,6 +64,16 @@ describe('parseVirtualService', () => {
     expect(ok(vs({ annotations: { 'fledge.dev/killed': 'false' } })).routing.killed).toBe(false);
   });
 
+  it("reads the canary's guardrail limits (fledge.dev/guardrail) and rejects malformed ones, naming the field", () => {
+    const limits = { errorRate: 0.1, hallucinationRate: 0.2, minSamples: 50, window: 50, maxAgeSeconds: 60 };
+    expect(ok(vs({ annotations: { 'fledge.dev/guardrail': JSON.stringify(limits) } })).routing.guardrail).toEqual(limits);
+    // No canary on the weighted route: nothing to guard.
+    const single = ok(vs({ annotations: { 'fledge.dev/guardrail': JSON.stringify(limits) }, http: [{ name: 'weighted', route: [{ destination: { host: 'chat', subset: 'v1' } }] }] }));
+    expect(single.routing.guardrail).toBeUndefined();
+    expect(reason(vs({ annotations: { 'fledge.dev/guardrail': '{bad' } }))).toMatch(/fledge.dev\/guardrail is not valid JSON/);
+    expect(reason(vs({ annotations: { 'fledge.dev/guardrail': JSON.stringify({ ...limits, minSamples: 80 }) } }))).toMatch(/fledge.dev\/guardrail: minSamples: minSamples must not exceed window/);
+  });
+
   it('treats a route with one subset destination as stable only', () => {
     const { routing } = ok(vs({ http: [{ route: [{ destination: { host: 'chat', subset: 'v3' } }] }] }));
     expect(routing).toMatchObject({ stable: 'v3', canary: undefined, canaryWeight: 0 });

@@ -8,8 +8,9 @@ import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../../../common/logger.js';
 import { apiErrorText, isConflict, isNotFound } from '../../kube/api-errors.js';
 import { TrafficRoutingError, type TrafficRouter } from '../router.js';
+import type { GuardrailThresholds } from '../../../extproc/guardrail/thresholds.js';
 import type { IstiodWeightVerifier } from './istiod-weight-verifier.js';
-import { applyHeaderRoutes, applyMirror, applyPromotion, applyRoutingAnnotations, applyWeight, ensureRouteToken, retireCanaryAnnotation, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
+import { applyGuardrailAnnotation, applyHeaderRoutes, applyMirror, applyPromotion, applyRoutingAnnotations, applyWeight, ensureRouteToken, retireCanaryAnnotation, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
 
 const VS = { group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'virtualservices' } as const;
 export const MAX_CONFLICT_RETRIES = 8;
@@ -92,6 +93,8 @@ export class IstioVirtualServiceRouter implements TrafficRouter {
     private readonly subsets: SubsetPair,
     private readonly hashes?: RolloutHashes,
     verifier?: IstiodWeightVerifier,
+    /** The policy's guardrail limits, annotated for extproc while the canary may serve. */
+    private readonly guardrail?: GuardrailThresholds,
   ) {
     this.description = `VirtualService ${ref.namespace}/${ref.name}`;
     if (verifier) {
@@ -121,7 +124,8 @@ export class IstioVirtualServiceRouter implements TrafficRouter {
         const promoted = applyPromotion(this.checked(vs), this.subsets, this.hashes);
         const token = ensureRouteToken(vs);
         const routes = applyHeaderRoutes(vs, { stable: this.subsets.canary, canary: this.subsets.stable }, false);
-        return promoted || token || routes;
+        const guardrail = applyGuardrailAnnotation(vs, undefined);
+        return promoted || token || routes || guardrail;
       },
       `promote ${this.subsets.canary} to stable`,
     );
@@ -150,7 +154,8 @@ export class IstioVirtualServiceRouter implements TrafficRouter {
     const token = ensureRouteToken(vs);
     const annotations = canaryServes ? (this.hashes ? applyRoutingAnnotations(vs, this.subsets, this.hashes) : false) : retireCanaryAnnotation(vs, this.subsets);
     const headerRoutes = applyHeaderRoutes(vs, this.subsets, canaryServes);
-    return routeChanged || token || annotations || headerRoutes;
+    const guardrail = applyGuardrailAnnotation(vs, canaryServes ? this.guardrail : undefined);
+    return routeChanged || token || annotations || headerRoutes || guardrail;
   }
 
   private checked(vs: VirtualService): VirtualService {

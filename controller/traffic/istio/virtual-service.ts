@@ -7,6 +7,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 
 import { newRouteToken, ROUTE_TOKEN_PATTERN } from '../../../common/route-token.js';
 import { VS_ANNOTATIONS } from '../../../common/virtualservice-annotations.js';
+import type { GuardrailThresholds } from '../../../extproc/guardrail/thresholds.js';
 
 export const ISTIO_GROUP = 'networking.istio.io';
 export const ISTIO_VERSION = 'v1';
@@ -146,6 +147,18 @@ export function retireCanaryAnnotation(vs: VirtualService, subsets: SubsetPair):
   }
   if (changed) vs.metadata.annotations = next;
   return changed;
+}
+
+/** Sets (or, with undefined, removes) fledge.dev/guardrail; returns whether it changed. */
+export function applyGuardrailAnnotation(vs: VirtualService, limits: GuardrailThresholds | undefined): boolean {
+  const annotations = (vs.metadata ??= {}).annotations ?? {};
+  const wanted = limits === undefined ? undefined : JSON.stringify(limits);
+  if (annotations[VS_ANNOTATIONS.guardrail] === wanted) return false;
+  const next = { ...annotations };
+  if (wanted === undefined) delete next[VS_ANNOTATIONS.guardrail];
+  else next[VS_ANNOTATIONS.guardrail] = wanted;
+  vs.metadata.annotations = next;
+  return true;
 }
 
 export const VERSION_HEADER = 'x-fledge-version';

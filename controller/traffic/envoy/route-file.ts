@@ -1,5 +1,5 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { clusterName, ROUTE_CONFIG_NAME, routeConfig, type LocalService } from './envoy-config.js';
+import { clusterName, ROUTE_CONFIG_NAME, routeConfig, type LocalService } from './routes.js';
 
 /**
  * Drives a local Envoy's routes through file-based RDS: each change is written as a new

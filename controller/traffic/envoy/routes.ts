@@ -1,0 +1,89 @@
+/**
+ * The local Envoy's routes (local mode's traffic router, the local stack, the tests): a route
+ * per serving version matching x-fledge-version and the service's route token (which only
+ * extproc sends), then the weighted route (what serves every request extproc did not decide:
+ * extproc down, hung or slower than message_timeout). Envoy's bootstrap is local/envoy-config.ts.
+ */
+
+/** The header extproc sends with the service's secret token; the per-version routes match it. */
+export const ROUTE_TOKEN_HEADER = 'x-fledge-route-token';
+export const VERSION_HEADER = 'x-fledge-version';
+
+export interface LocalService {
+  /** The service name; also its host (authority) on the listener. */
+  name: string;
+  stable: string;
+  /** The candidate while it may serve; absent when nothing rolls out or it was rolled back. */
+  canary?: string;
+  /** The canary's percent on the weighted route (the rollout's weight): what serves when extproc does not decide. */
+  fallbackCanaryWeight?: number;
+  /**
+   * The secret the per-version routes match (x-fledge-route-token), shared with extproc's
+   * routing state. Without it there are no per-version routes: the weights decide everything.
+   */
+  routeToken?: string;
+  /** Shadow: copy this percent of the stable version's requests to the candidate (answers discarded). */
+  mirrorPercent?: number;
+  /** version → upstream address. */
+  upstreams: Record<string, { host: string; port: number }>;
+}
+
+/** The name of the route configuration, inline or delivered by file-based RDS. */
+export const ROUTE_CONFIG_NAME = 'fledge-local';
+
+export function clusterName(service: string, version: string): string {
+  return `${service}--${version}`;
+}
+
+/**
+ * The ingress routes: one per serving version (stable, and the canary while it may serve)
+ * matching x-fledge-version AND the route token, which is removed before the upstream; then
+ * the weighted route. A client's own x-fledge-version, without the token, selects nothing.
+ */
+export function routeConfig(services: LocalService[]) {
+  return {
+    name: ROUTE_CONFIG_NAME,
+    virtual_hosts: services.map((s) => ({
+      name: s.name,
+      domains: [s.name, `${s.name}:*`],
+      routes: [
+        ...servingVersions(s).map((version) => ({
+          name: `${s.name}-${version}`,
+          match: {
+            prefix: '/',
+            headers: [
+              { name: VERSION_HEADER, string_match: { exact: version } },
+              { name: ROUTE_TOKEN_HEADER, string_match: { exact: s.routeToken } },
+            ],
+          },
+          request_headers_to_remove: [ROUTE_TOKEN_HEADER],
+          route: { cluster: clusterName(s.name, version), timeout: '120s', ...(version === s.stable ? mirror(s) : {}) },
+        })),
+        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s', ...mirror(s) } },
+      ],
+    })),
+  };
+}
+
+/** Versions that get a per-version route: none without a token; never a version that must not serve. */
+function servingVersions(s: LocalService): string[] {
+  if (!s.routeToken) return [];
+  return [s.stable, ...(s.canary && s.canary !== s.stable ? [s.canary] : [])].filter((v) => v in s.upstreams);
+}
+
+/** Envoy sends the copy with "-shadow" appended to the host, which extproc recognises. */
+function mirror(s: LocalService) {
+  if (!s.canary || !s.mirrorPercent) return {};
+  return {
+    request_mirror_policies: [
+      { cluster: clusterName(s.name, s.canary), runtime_fraction: { default_value: { numerator: Math.round(s.mirrorPercent), denominator: 'HUNDRED' } } },
+    ],
+  };
+}
+
+function fallbackWeights(s: LocalService) {
+  const canaryWeight = s.canary ? Math.round(s.fallbackCanaryWeight ?? 0) : 0;
+  const weights = [{ name: clusterName(s.name, s.stable), weight: 100 - canaryWeight }];
+  if (s.canary && canaryWeight > 0) weights.push({ name: clusterName(s.name, s.canary), weight: canaryWeight });
+  return weights.filter((w) => w.weight > 0);
+}
