@@ -4,27 +4,31 @@
 // targeting sends internal users and half the beta users to the candidate. Local mode
 // (the local stack and its traffic router) and cluster mode (the Istio router writing the
 // VirtualService as the controller's ServiceAccount, extproc reading it as its own).
-import { readFileSync } from 'node:fs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../common/logger.js';
+import { startControllerApp, type ControllerApp } from '../../controller/kube/controller-app.js';
 import { LocalTrafficRouter } from '../../controller/local/local-router.js';
 import { DEFAULT_GUARDRAIL } from '../../controller/policy/default-policy.js';
 import { IstioVirtualServiceRouter, VirtualServiceUpdater } from '../../controller/traffic/istio/istio-router.js';
 import { stackConfigSchema } from '../../local/stack-config.js';
 import { LocalStack } from '../../local/stack.js';
-import { DataPlane } from '../harness/dataplane.js';
+import { CLI, DataPlane } from '../harness/dataplane.js';
 import { chat, mapLimit, type ModelResponse } from '../harness/http-client.js';
 import { followVirtualService } from '../harness/istio-standin.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
-import { weightedVirtualService, VS_API, readVirtualService } from '../harness/rollout-fixture.js';
+import { annotate, createModelService, weightedVirtualService, VS_API, readVirtualService, waitForStatus } from '../harness/rollout-fixture.js';
 import { freeStackPorts } from '../harness/stack-ports.js';
 import { ensureNamespace } from '../harness/virtualservices.js';
 import { CustomObjectsApi } from '@kubernetes/client-node';
 
 const { maxAge: _maxAge, checkInterval: _check, ...defaultLimits } = DEFAULT_GUARDRAIL;
 const GUARDRAIL = { ...defaultLimits, maxAgeSeconds: 60 };
+const run = promisify(execFile);
 const seedFlagsFile = resolve(import.meta.dirname, '../fixtures/seed/flags.json');
 /** 2,000 users: a tenth internal, a fifth beta, the rest free. */
 const population = Array.from({ length: 2000 }, (_, i) => ({ user: `user-${i}`, segment: i % 10 === 0 ? 'internal' : i % 5 === 1 ? 'beta' : 'free' }));
@@ -138,5 +142,74 @@ describe('cluster mode: a retired candidate gets no request (kube-apiserver, Vir
     await router.setWeight(5);
     await dp.waitForState((s) => s.services.some((x) => x.service === 'model' && x.canary === 'v2' && x.canaryWeight === 5));
     expect((await readVirtualService(kube.adminKubeConfig, namespace)).spec.http?.map((h) => h.name)).toEqual(['fledge-v1', 'fledge-v2', 'weighted']);
+  }, 300_000);
+});
+
+describe('cluster mode: `fledge abort` through the controller leaves no one on the candidate (kube-apiserver, controller, VirtualService source, seed flags)', () => {
+  let kube: KubeHarness;
+  let dp: DataPlane;
+  let follower: ReturnType<typeof followVirtualService>;
+  let controller: ControllerApp;
+  const namespace = 'aborted';
+  /** A step that waits for a person: the rollout sits at 20% until the abort. */
+  const MANUAL = 'kind: Rollout\nmetadata: {name: manual}\nspec:\n  strategy:\n    canary:\n      steps:\n        - setWeight: 20\n        - pause: {}\n        - setWeight: 100\n';
+
+  beforeAll(async () => {
+    kube = await startKube();
+    await kube.apply(readFileSync(resolve(import.meta.dirname, '../../manifests/rbac.yaml'), 'utf8'));
+    await createModelService(kube.adminKubeConfig, namespace, { policies: { manual: MANUAL }, optIn: false });
+    const extprocKubeconfig = await kube.writeKubeconfig(await kube.kubeconfigFor('fledge-extproc', 'fledge-system'), 'extproc-aborted');
+    const seedFlags = readFileSync(seedFlagsFile, 'utf8').replaceAll('v1.2', 'v1').replaceAll('v1.3', 'v2');
+    dp = new DataPlane({ virtualService: { kubeconfig: extprocKubeconfig, namespace } });
+    await dp.start([{ name: 'model', stable: 'v1', canary: 'v2' }], seedFlags);
+    follower = followVirtualService(dp, kube.adminKubeConfig, namespace, 'model', 'model');
+    controller = await startControllerApp({
+      kubeConfig: await kube.kubeconfigFor('fledge-controller', 'fledge-system'),
+      namespace,
+      // No analysis in this policy; the silent fail-open check has its own test.
+      prometheusUrl: 'http://127.0.0.1:1',
+      decisionCheck: false,
+      timeScale: 1,
+      leaseNamespace: 'fledge-system',
+      leaseName: 'lease-aborted',
+      identity: 'aborted',
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      logger: createLogger('controller-aborted', 'warn'),
+    });
+    await annotate(kube.adminKubeConfig, namespace, 'model-v2', { 'fledge.dev/virtual-service': 'model', 'fledge.dev/policy': 'manual' });
+  });
+  afterAll(async () => {
+    await controller?.stop();
+    await follower?.stop();
+    await dp?.stop();
+    await kube?.stop();
+  });
+
+  const send = () => mapLimit(population, 8, (p) => dp.request({ host: 'model', user: p.user, segment: p.segment }));
+
+  it('paused at 20%: internal and beta users and a fifth of the rest reach it; after `fledge abort`, nobody', async () => {
+    await waitForStatus(kube.adminKubeConfig, namespace, 'model-v2', 'Paused at 20%', (s) => s.phase === 'Paused' && s.weight === 20);
+    await follower.synced();
+    await dp.waitForState((s) => s.services.some((x) => x.service === 'model' && x.canary === 'v2' && x.canaryWeight === 20));
+    const rolling = await send();
+    expect(rolling.filter((a) => a.status !== 200).map((a) => a.status)).toEqual([]);
+    const onCandidate = bySegment(rolling, 'v2');
+    expect(onCandidate.internal).toBeGreaterThan(150);
+    expect(onCandidate.beta).toBeGreaterThan(100);
+    expect(onCandidate.free).toBeGreaterThan(150);
+
+    await run(process.execPath, [CLI, 'abort', 'model-v2', '-n', namespace, '--kubeconfig', kube.adminKubeconfigPath], { env: { ...process.env, FLEDGE_LOG_LEVEL: 'warn' } });
+    const s = await waitForStatus(kube.adminKubeConfig, namespace, 'model-v2', 'RolledBack', (st) => st.phase === 'RolledBack');
+    expect(s.message).toContain('aborted by user');
+    await follower.synced();
+    await dp.waitForState((st) => st.services.some((x) => x.service === 'model' && x.canary === undefined));
+
+    const before = dp.sim('model', 'v2').stats().requests;
+    const aborted = await send();
+    expect(aborted.filter((a) => a.status !== 200).map((a) => a.status)).toEqual([]);
+    expect(bySegment(aborted, 'v2')).toEqual({});
+    // Counted at the candidate's model itself.
+    expect(dp.sim('model', 'v2').stats().requests - before).toBe(0);
   }, 300_000);
 });
