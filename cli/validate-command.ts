@@ -14,7 +14,10 @@ Kinds (auto-detected from the content unless --kind is given):
   rollouts  local mode's rollouts file: entries, unique names, its policy files, and
             that each rollout's policy exists (the built-in "default" always does)
   flags     flagd flag file (strict flagd schema, targeting rules)
-  stack     \`fledge up\` stack file: ports, services, versions, stable, its flag file
+  stack     \`fledge up\` stack file: ports, services, versions, stable, its flag file.
+            Named with rollouts files, also checks that every metric of each rollout's
+            policy has an evaluator in the stack (golden probes, golden set, judge,
+            opted-in self-reports), as \`fledge up\` and the local controller do at start
   extproc   extproc config file (grpc, admin, routing, flags, quality)
   routing   extproc routing-state file (services, stable/canary, weights)
 
@@ -26,6 +29,7 @@ Examples:
   $ fledge validate test/fixtures/seed/rollout.yaml test/fixtures/seed/analysis-template.yaml
   $ fledge validate examples/flags.json
   $ fledge validate --kind stack stack.yaml
+  $ fledge validate examples/real-model/stack.yaml examples/real-model/rollouts.yaml
   $ fledge validate --json policies/*.yaml | jq '.files[] | select(.valid | not)'
 `;
 

@@ -14,6 +14,7 @@ import { readPolicyDocuments } from '../controller/policy/documents.js';
 import { DOCUMENT_KINDS } from '../controller/policy/schema.js';
 import { namedRollouts, rolloutsFileSchema } from '../controller/local/rollouts-file.js';
 import { stackConfigSchema } from '../local/stack-config.js';
+import { checkEvaluatorCoverage } from '../local/evaluator-inventory.js';
 import { extprocConfigSchema } from '../extproc/config.js';
 import { parseRoutingFile } from '../extproc/routing/state.js';
 import { validateFlagdText } from '../extproc/flags/flagd-file-provider.js';
@@ -263,7 +264,29 @@ function tidy(result: FileResult): FileResult {
 export function validateInputs(inputs: { file: string; text: string }[], kind: FileKind | 'auto'): FileResult[] {
   const kinds = inputs.map((i) => (kind === 'auto' ? detectKind(i.text) : kind));
   const policyResults = validatePolicies(inputs.filter((_, i) => kinds[i] === 'policy'));
-  return inputs.map(({ file, text }, i) => tidy(validateOne(file, text, kinds[i], policyResults)));
+  const results = inputs.map(({ file, text }, i) => tidy(validateOne(file, text, kinds[i], policyResults)));
+  return checkCoverage(inputs, results);
+}
+
+/**
+ * A stack file named with rollouts files: each rollout's policy must read only metrics the
+ * stack's evaluators produce for its service (the check `fledge up` and the local
+ * controller make at start); the problems go to the rollouts file.
+ */
+function checkCoverage(inputs: { file: string; text: string }[], results: FileResult[]): FileResult[] {
+  const stacks = results.filter((r) => r.kind === 'stack' && r.valid);
+  if (stacks.length !== 1) return results;
+  const stackIndex = results.indexOf(stacks[0]!);
+  const stack = parseStructured(inputs[stackIndex]!.text, stackConfigSchema, stacks[0]!.file);
+  return results.map((r) => {
+    if (r.kind !== 'rollouts' || !r.valid) return r;
+    try {
+      checkEvaluatorCoverage(stack, r.file);
+      return { ...r, summary: `${r.summary}, every metric has an evaluator in ${stacks[0]!.file}` };
+    } catch (err) {
+      return { file: r.file, kind: r.kind, valid: false, problems: problemsOf(err) };
+    }
+  });
 }
 
 function validateOne(file: string, text: string, k: FileKind | undefined, policyResults: FileResult[]): FileResult {
