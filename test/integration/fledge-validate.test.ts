@@ -214,7 +214,7 @@ describe('fledge validate', () => {
     const run = validate(stack, rollouts, packageFile('examples/real-model/policy.yaml'));
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain(`ok ${rollouts} (rollouts: 1 rollout, 1 policy file, every metric has an evaluator in ${stack})`);
+    expect(run.stdout).toContain(`ok ${rollouts} (rollouts: 2 rollouts, 1 policy file, every metric has an evaluator in ${stack})`);
   });
 
   it('has help text with examples', () => {
