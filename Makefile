@@ -15,10 +15,11 @@ VEGETA := $(FLEDGE_CACHE)/bin/vegeta-$(VEGETA_VERSION)
 include test/harness/k8s/k8s.mk
 include test/harness/istio/istio.mk
 
-.PHONY: help deps node-deps envoy system-deps vegeta model-deps build typecheck test test-unit test-integration demo bench bench-model clean
+.PHONY: help deps node-deps envoy system-deps vegeta model-deps build typecheck test test-unit test-integration demo demo-model bench bench-model clean
 
 help:
 	@echo "make demo   set up, then run two model rollouts on the local stack (one promoted, one rolled back)"
+	@echo "make demo-model  the same on the real model (SmolLM2-135M): a healthy configuration promoted, broken sampling rolled back, judged by golden probes"
 	@echo "make test   set up, then run every test (unit and integration, real Envoy)"
 	@echo "make bench  set up, then benchmark extproc through Envoy, the controller and the evidence statistics (writes bench/results/)"
 	@echo "make deps   install npm packages and the pinned Envoy (no tests)"
@@ -82,6 +83,10 @@ test-integration: deps k8s-deps istio-deps model-deps build
 
 demo: deps build
 	node dist/cli/main.js demo
+
+# Two rollouts on the real model (examples/real-model/), ~3 min: golden probes against the stable.
+demo-model: deps model-deps build
+	node dist/cli/main.js demo --model smollm2
 
 bench: deps vegeta build
 	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-bench.js

@@ -50,9 +50,18 @@ function run(cmd: string, args: string[], stdin: Buffer | undefined): Promise<Bu
   });
 }
 
-/** vegeta's http target format, one target per user so sticky assignment is exercised. */
-export function targets(port: number, host: string, users: number): string {
+/**
+ * vegeta's http target format, one target per user so sticky assignment is exercised. With
+ * a body file: a chat completion POST carrying it (vegeta's `@file` line).
+ */
+export function targets(port: number, host: string, users: number, bodyFile?: string): string {
   const blocks: string[] = [];
-  for (let i = 0; i < users; i++) blocks.push(`GET http://127.0.0.1:${port}/v1/models\nHost: ${host}\nx-user-id: bench-user-${i}\n`);
+  for (let i = 0; i < users; i++) {
+    blocks.push(
+      bodyFile === undefined
+        ? `GET http://127.0.0.1:${port}/v1/models\nHost: ${host}\nx-user-id: bench-user-${i}\n`
+        : `POST http://127.0.0.1:${port}/v1/chat/completions\nHost: ${host}\nx-user-id: bench-user-${i}\nContent-Type: application/json\n@${bodyFile}\n`,
+    );
+  }
   return blocks.join('\n');
 }

@@ -11,6 +11,7 @@ interface ControllerOptions {
   local?: boolean;
   stateDir: string;
   rollouts?: string;
+  stack?: string;
   envoyAdminUrl: string;
   extprocAdminUrl: string;
   kubeconfig?: string;
@@ -59,6 +60,7 @@ export function controllerCommand(): Command {
     .addOption(new Option('--local', 'local mode: drive the local stack\'s Envoy and extproc instead of a cluster'))
     .addOption(new Option('--state-dir <dir>', 'local mode: the state dir of `fledge up` (traffic, routes, rollout status, actions)').default('.fledge'))
     .addOption(new Option('--rollouts <file>', 'local mode: the rollouts file (rollouts: [{name, service, candidate, stable, policy}], policies: [files]); watched for changes'))
+    .addOption(new Option('--stack <file>', "local mode: the stack file (fledge up's); a rollout whose policy reads a metric none of its evaluators produces (golden probes, golden set, judge, opted-in self-reports) is Invalid, named at start"))
     .addOption(new Option('--envoy-admin-url <url>', 'local mode: the local Envoy\'s admin URL (to verify routes)').default('http://127.0.0.1:9901'))
     .addOption(new Option('--extproc-admin-url <url>', 'local mode: extproc\'s admin URL (to verify it routes by the new state)').default('http://127.0.0.1:9101'))
     .addOption(new Option('--kubeconfig <file>', 'kubeconfig file (default as kubectl: $KUBECONFIG, ~/.kube/config, in-cluster)'))
@@ -119,6 +121,16 @@ export function controllerCommand(): Command {
 async function runLocal(opts: ControllerOptions, logger: Logger): Promise<void> {
   if (!opts.rollouts) throw new Error('controller --local needs --rollouts <file>');
   const { startLocalController } = await import('../controller/local/local-controller-app.js');
+  let inventory;
+  if (opts.stack) {
+    const { stackInventory } = await import('../local/evaluator-inventory.js');
+    const { loadStackConfig } = await import('../local/stack-config.js');
+    try {
+      inventory = stackInventory(loadStackConfig(resolve(opts.stack)));
+    } catch (err) {
+      return exitOnError(err);
+    }
+  }
   const app = await startLocalController({
     stateDir: resolve(opts.stateDir),
     rolloutsFile: resolve(opts.rollouts),
@@ -129,6 +141,7 @@ async function runLocal(opts: ControllerOptions, logger: Logger): Promise<void> 
     adminHost: opts.adminHost,
     adminPort: opts.adminPort,
     logger,
+    ...(inventory ? { inventory } : {}),
   }).catch(exitOnError);
   stopOnSignals(() => app.stop(), logger);
 }

@@ -5,7 +5,7 @@
 import cliProgress from 'cli-progress';
 import type { RolloutStatus } from '../controller/kube/rollout-status.js';
 import { formatNumber } from '../controller/analysis/measurement.js';
-import type { RolloutSummary } from '../local/rollout-demo-summary.js';
+import type { AnalysisEntry, RolloutSummary } from '../local/rollout-demo-summary.js';
 
 export interface RolloutProgress {
   update(name: string, status: RolloutStatus): void;
@@ -65,13 +65,13 @@ export function renderDemoSummary(rollouts: readonly RolloutSummary[], wallSecon
     for (const step of r.analysisSteps) {
       lines.push(`  analysis at ${step.weight}%: ${step.phase}`);
       for (const a of step.analyses) {
-        lines.push(`    ${a.passed ? 'pass' : 'FAIL'}  ${a.metric.padEnd(width)}  ${(a.value === null ? 'no data' : formatNumber(a.value)).padStart(10)}  against ${a.threshold}  (n=${a.n ?? '-'})`);
+        lines.push(analysisLine(a, width));
       }
     }
     if (r.background) {
       lines.push(`  background analysis: ${r.background.phase}`);
       for (const a of r.background.analyses) {
-        lines.push(`    ${a.passed ? 'pass' : 'FAIL'}  ${a.metric.padEnd(width)}  ${(a.value === null ? 'no data' : formatNumber(a.value)).padStart(10)}  against ${a.threshold}  (n=${a.n ?? '-'})`);
+        lines.push(analysisLine(a, width));
       }
     }
     if (r.breach) lines.push(`  breach: ${r.breach.metric} = ${r.breach.value === null ? 'no data' : formatNumber(r.breach.value)} (condition ${r.breach.threshold}, n=${r.breach.n ?? '-'})`);
@@ -82,6 +82,13 @@ export function renderDemoSummary(rollouts: readonly RolloutSummary[], wallSecon
     lines.push('');
   }
   return lines.join('\n');
+}
+
+/** One measurement: pass/FAIL, metric, value, condition, the stable's value when compared, n. */
+function analysisLine(a: AnalysisEntry, width: number): string {
+  const value = (a.value === null ? 'no data' : formatNumber(a.value)).padStart(10);
+  const stable = a.stable === undefined ? '' : `, stable ${a.stable === null ? 'no data' : formatNumber(a.stable)}`;
+  return `    ${a.passed ? 'pass' : 'FAIL'}  ${a.metric.padEnd(width)}  ${value}  against ${a.threshold}  (n=${a.n ?? '-'}${stable})`;
 }
 
 /** The `--json` document: the issue's shape, plus the background analysis run and failedRequests. */

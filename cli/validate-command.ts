@@ -14,7 +14,10 @@ Kinds (auto-detected from the content unless --kind is given):
   rollouts  local mode's rollouts file: entries, unique names, its policy files, and
             that each rollout's policy exists (the built-in "default" always does)
   flags     flagd flag file (strict flagd schema, targeting rules)
-  stack     \`fledge up\` stack file: ports, services, versions, stable, its flag file
+  stack     \`fledge up\` stack file: ports, services, versions, stable, its flag file.
+            Named with rollouts files, also checks that every metric of each rollout's
+            policy has an evaluator in the stack (golden probes, golden set, judge,
+            opted-in self-reports), as \`fledge up\` and the local controller do at start
   extproc   extproc config file (grpc, admin, routing, flags, quality)
   routing   extproc routing-state file (services, stable/canary, weights)
   mesh      Istio resources (documents with apiVersion *.istio.io/*, or a kubectl List
@@ -33,6 +36,7 @@ Examples:
   $ fledge validate --kind stack stack.yaml
   $ kubectl get sidecars -A -o yaml > sidecars.yaml
   $ fledge validate manifests/envoyfilter.yaml sidecars.yaml
+  $ fledge validate examples/real-model/stack.yaml examples/real-model/rollouts.yaml
   $ fledge validate --json policies/*.yaml | jq '.files[] | select(.valid | not)'
 `;
 

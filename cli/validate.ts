@@ -14,6 +14,7 @@ import { readPolicyDocuments } from '../controller/policy/documents.js';
 import { DOCUMENT_KINDS } from '../controller/policy/schema.js';
 import { namedRollouts, rolloutsFileSchema } from '../controller/local/rollouts-file.js';
 import { stackConfigSchema } from '../local/stack-config.js';
+import { checkEvaluatorCoverage } from '../local/evaluator-inventory.js';
 import { extprocConfigSchema } from '../extproc/config.js';
 import { parseRoutingFile } from '../extproc/routing/state.js';
 import { validateFlagdText } from '../extproc/flags/flagd-file-provider.js';
@@ -313,29 +314,49 @@ export function validateInputs(inputs: { file: string; text: string }[], kind: F
   const kinds = inputs.map((i) => (kind === 'auto' ? detectKind(i.text) : kind));
   const policyResults = validatePolicies(inputs.filter((_, i) => kinds[i] === 'policy'));
   const meshResults = validateMesh(inputs.filter((_, i) => kinds[i] === 'mesh'));
-  return inputs.map(({ file, text }, i) => tidy(kinds[i] === 'mesh' ? meshResults.find((r) => r.file === file)! : validateOne(file, text, kinds[i], policyResults)));
+  const results = inputs.map(({ file, text }, i) => tidy(kinds[i] === 'mesh' ? meshResults.find((r) => r.file === file)! : validateOne(file, text, kinds[i], policyResults)));
+  return checkCoverage(inputs, results);
+}
+
+/**
+ * A stack file named with rollouts files: each rollout's policy must read only metrics the
+ * stack's evaluators produce for its service (the check `fledge up` and the local
+ * controller make at start); the problems go to the rollouts file.
+ */
+function checkCoverage(inputs: { file: string; text: string }[], results: FileResult[]): FileResult[] {
+  const stacks = results.filter((r) => r.kind === 'stack' && r.valid);
+  if (stacks.length !== 1) return results;
+  const stackIndex = results.indexOf(stacks[0]!);
+  const stack = parseStructured(inputs[stackIndex]!.text, stackConfigSchema, stacks[0]!.file);
+  return results.map((r) => {
+    if (r.kind !== 'rollouts' || !r.valid) return r;
+    try {
+      checkEvaluatorCoverage(stack, r.file);
+      return { ...r, summary: `${r.summary}, every metric has an evaluator in ${stacks[0]!.file}` };
+    } catch (err) {
+      return { file: r.file, kind: r.kind, valid: false, problems: problemsOf(err) };
+    }
+  });
 }
 
 function validateOne(file: string, text: string, k: FileKind | undefined, policyResults: FileResult[]): FileResult {
-  {
-    switch (k) {
-      case undefined:
-        return { file, kind: 'unknown', valid: false, problems: [{ path: '', message: unknownKindMessage(text) }] };
-      case 'policy':
-        return policyResults.find((r) => r.file === file)!;
-      case 'flags':
-        return check(file, k, () => validateFlags(text, file));
-      case 'rollouts':
-        return check(file, k, () => validateRollouts(text, file));
-      case 'stack':
-        return check(file, k, () => validateStack(text, file));
-      case 'extproc':
-        return check(file, k, () => validateExtproc(text, file));
-      case 'routing':
-        return check(file, k, () => validateRouting(text, file));
-      case 'mesh':
-        return validateMesh([{ file, text }])[0]!;
-    }
+  switch (k) {
+    case undefined:
+      return { file, kind: 'unknown', valid: false, problems: [{ path: '', message: unknownKindMessage(text) }] };
+    case 'policy':
+      return policyResults.find((r) => r.file === file)!;
+    case 'flags':
+      return check(file, k, () => validateFlags(text, file));
+    case 'rollouts':
+      return check(file, k, () => validateRollouts(text, file));
+    case 'stack':
+      return check(file, k, () => validateStack(text, file));
+    case 'extproc':
+      return check(file, k, () => validateExtproc(text, file));
+    case 'routing':
+      return check(file, k, () => validateRouting(text, file));
+    case 'mesh':
+      return validateMesh([{ file, text }])[0]!;
   }
 }
 

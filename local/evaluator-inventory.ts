@@ -33,7 +33,7 @@ export function checkEvaluatorCoverage(config: StackConfig, rolloutsFile: string
   const inventory = stackInventory(config);
   const problems: { path: string; message: string }[] = [];
   namedRollouts(file, rolloutsFile).forEach((rollout, i) => {
-    const found = lookup(rollout.policy);
+    const found = lookup(rollout.policy, rollout.service);
     if (!('policy' in found)) return; // the controller reports policy problems itself
     for (const u of uncoveredMetrics(found.policy, rollout.service, inventory)) problems.push({ path: `rollouts[${i}] (${rollout.name})`, message: u.message });
   });

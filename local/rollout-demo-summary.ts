@@ -15,6 +15,8 @@ export interface AnalysisEntry {
   passed: boolean;
   /** The evaluated samples behind the value (answers judged, or requests); null when not counted. */
   n: number | null;
+  /** The stable's value of the same query, when the condition compares with it (`stable[0]`). */
+  stable?: number | null;
 }
 
 export interface RolloutSummary {
@@ -93,12 +95,14 @@ export function summarizeRollout(r: RecordedRollout): RolloutSummary {
 function analysisEntry(m: MetricRunState, conditions: Map<string, string>): AnalysisEntry {
   const last = m.measurements.at(-1)!;
   const raw = last.value?.[0];
+  const stable = last.stable?.[0];
   return {
     metric: m.name,
     value: raw === undefined || !Number.isFinite(raw) ? null : raw,
     threshold: last.threshold ?? conditions.get(m.name) ?? 'none',
     passed: m.phase === 'Successful',
     n: last.n === undefined || !Number.isFinite(last.n) ? null : Math.round(last.n),
+    ...(last.stable === undefined ? {} : { stable: stable === undefined || !Number.isFinite(stable) ? null : stable }),
   };
 }
 

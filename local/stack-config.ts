@@ -21,6 +21,21 @@ export const stackPortsSchema = z
   })
   .prefault({});
 
+/** A version served by the real model: `fledge model`'s options (docs/quality.md). */
+export const realModelSchema = z.strictObject({
+  /** A GGUF file, or `smollm2` (installed by `make model-deps`). */
+  model: z.string().min(1).default('smollm2'),
+  /** For requests without a system message; default: fledge model's helpful one-sentence prompt. */
+  systemPrompt: z.string().min(1).optional(),
+  /** For requests that set none (golden probes ask at temperature 0). */
+  temperature: z.number().min(0).max(2).optional(),
+  threads: z.number().int().min(1).max(64).default(1),
+  concurrency: z.number().int().min(1).max(64).default(1),
+  queue: z.number().int().min(0).max(10_000).default(8),
+});
+
+export type RealModel = z.output<typeof realModelSchema>;
+
 /**
  * `fledge up`'s stack file: the services, the model versions the simulated servers play
  * (with their fault knobs), the flag file, and the ports.
@@ -33,8 +48,17 @@ export const stackConfigSchema = z.strictObject({
       z
         .strictObject({
           stable: version,
-          /** version → the simulated model's knobs (see `fledge sim --help`). */
-          versions: z.record(version, z.strictObject({ knobs: z.record(z.string(), z.unknown()).default({}) }).prefault({})),
+          /**
+           * version → the simulated model's knobs (see `fledge sim --help`), or `model`: this
+           * version is a configuration of the real model (`fledge model`) instead of a simulator.
+           */
+          versions: z.record(
+            version,
+            z
+              .strictObject({ knobs: z.record(z.string(), z.unknown()).default({}), model: realModelSchema.optional() })
+              .refine((v) => v.model === undefined || Object.keys(v.knobs).length === 0, { message: 'a version is either simulated (knobs) or a real model (model), not both' })
+              .prefault({}),
+          ),
         })
         .refine((s) => s.stable in s.versions, { message: 'stable must be one of versions', path: ['stable'] }),
     )
@@ -66,7 +90,9 @@ export function loadStackConfig(file: string): StackConfig {
 }
 
 /** Every model server of the stack, with the port it gets. */
-export function modelServers(config: StackConfig): { service: string; version: string; port: number; knobs: Record<string, unknown> }[] {
+export function modelServers(config: StackConfig): { service: string; version: string; port: number; knobs: Record<string, unknown>; model?: RealModel }[] {
   let next = config.ports.models;
-  return Object.entries(config.services).flatMap(([service, s]) => Object.entries(s.versions).map(([v, spec]) => ({ service, version: v, port: next++, knobs: spec.knobs })));
+  return Object.entries(config.services).flatMap(([service, s]) =>
+    Object.entries(s.versions).map(([v, spec]) => ({ service, version: v, port: next++, knobs: spec.knobs, ...(spec.model ? { model: spec.model } : {}) })),
+  );
 }

@@ -12,7 +12,7 @@ import { startEnvoy } from './envoy.js';
 import { preflight, PreflightError, type PortClaim } from './preflight.js';
 import { startPrometheus } from './prometheus.js';
 import { startRedis } from './redis.js';
-import { modelServers, type StackConfig } from './stack-config.js';
+import { modelServers, type RealModel, type StackConfig } from './stack-config.js';
 
 
 /** One running part of the stack, as `fledge up` reports it. */
@@ -90,11 +90,19 @@ export class LocalStack {
 
       const upstreams = new Map<string, Record<string, { host: string; port: number }>>();
       for (const model of modelServers(this.config)) {
-        const knobsFile = join(this.paths.stateDir, `knobs-${model.service}-${model.version}.json`);
-        writeFileSync(knobsFile, JSON.stringify(model.knobs));
-        const sim = this.child(`model ${model.service}/${model.version}`, ['sim', '--port', String(model.port), '--version', model.version, '--knobs', knobsFile]);
-        await waitForHttp(sim, `http://127.0.0.1:${model.port}/healthz`);
-        up(this.component(sim, `http://127.0.0.1:${model.port}/v1 (knobs: /admin/knobs)`));
+        const name = `model ${model.service}/${model.version}`;
+        if (model.model) {
+          const real = this.child(name, realModelArgs(model.model, model.version, model.port));
+          // Ready once the model is loaded (a second or two), not merely listening.
+          await waitForHttp(real, `http://127.0.0.1:${model.port}/readyz`, 120_000);
+          up(this.component(real, `http://127.0.0.1:${model.port}/v1 (real model ${model.model.model}${model.model.temperature === undefined ? '' : `, temperature ${model.model.temperature}`}${model.model.systemPrompt === undefined ? '' : `, system prompt "${model.model.systemPrompt}"`})`));
+        } else {
+          const knobsFile = join(this.paths.stateDir, `knobs-${model.service}-${model.version}.json`);
+          writeFileSync(knobsFile, JSON.stringify(model.knobs));
+          const sim = this.child(name, ['sim', '--port', String(model.port), '--version', model.version, '--knobs', knobsFile]);
+          await waitForHttp(sim, `http://127.0.0.1:${model.port}/healthz`);
+          up(this.component(sim, `http://127.0.0.1:${model.port}/v1 (knobs: /admin/knobs)`));
+        }
         upstreams.set(model.service, { ...upstreams.get(model.service), [model.version]: { host: '127.0.0.1', port: model.port } });
       }
 
@@ -147,8 +155,12 @@ export class LocalStack {
 
       if (this.paths.controller) {
         const { rolloutsFile, timeScale = 1 } = this.paths.controller;
+        // The controller checks each rollout's policy against the stack's evaluators.
+        const stackFile = join(this.paths.stateDir, 'stack.json');
+        writeFileSync(stackFile, JSON.stringify(this.config, null, 2));
         const controller = this.child('controller', [
           'controller', '--local',
+          '--stack', stackFile,
           '--state-dir', this.paths.stateDir,
           '--rollouts', rolloutsFile,
           '--prometheus-url', prometheus.url,
@@ -214,4 +226,12 @@ export class LocalStack {
   private component(proc: ManagedProcess, summary: string): StackComponent {
     return { name: proc.name, summary, exited: proc.exited, stop: () => proc.stop() };
   }
+}
+
+/** `fledge model`'s arguments for a version served by the real model. */
+export function realModelArgs(m: RealModel, version: string, port: number): string[] {
+  const args = ['model', '--model', m.model, '--version', version, '--port', String(port), '--threads', String(m.threads), '--concurrency', String(m.concurrency), '--queue', String(m.queue)];
+  if (m.systemPrompt !== undefined) args.push('--system-prompt', m.systemPrompt);
+  if (m.temperature !== undefined) args.push('--temperature', String(m.temperature));
+  return args;
 }

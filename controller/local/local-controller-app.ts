@@ -16,6 +16,7 @@ import { LocalTrafficRouter } from './local-router.js';
 import { LocalRolloutRunner } from './local-runner.js';
 import { LocalStateStore } from './state-store.js';
 import { readTrafficState } from './traffic-state.js';
+import type { EvaluatorInventory } from '../policy/evaluator-coverage.js';
 
 export interface LocalControllerOptions {
   stateDir: string;
@@ -27,6 +28,8 @@ export interface LocalControllerOptions {
   adminHost: string;
   adminPort: number;
   logger: Logger;
+  /** The stack's evaluators (from its stack file), to refuse policies whose metrics none produces. */
+  inventory?: EvaluatorInventory;
 }
 
 export interface LocalControllerApp {
@@ -65,7 +68,7 @@ export async function startLocalController(o: LocalControllerOptions): Promise<L
     clock: Date.now,
     logger: o.logger,
   });
-  const runner = new LocalRolloutRunner({ rolloutsFile: o.rolloutsFile, reconciler, actions, onPolicies: (p) => (policies = p), metrics, logger: o.logger });
+  const runner = new LocalRolloutRunner({ rolloutsFile: o.rolloutsFile, ...(o.inventory ? { inventory: o.inventory } : {}), reconciler, actions, onPolicies: (p) => (policies = p), metrics, logger: o.logger });
   const admin = await startAdminServer(o.adminHost, o.adminPort, metrics.registry, () => runner.synced);
   try {
     await runner.start();

@@ -19,7 +19,8 @@ import type { LocalRolloutSpec } from './rollouts-file.js';
 import type { LocalStateStore } from './state-store.js';
 import type { TrafficState } from './traffic-state.js';
 
-export type LocalPolicyLookup = (name: string) => PolicyLookup;
+/** The policy a rollout names, checked for the rollout's service (e.g. that its metrics have an evaluator). */
+export type LocalPolicyLookup = (name: string, service: string) => PolicyLookup;
 
 export interface LocalReconcilerDeps {
   store: LocalStateStore;
@@ -52,7 +53,7 @@ export class LocalReconciler {
       action: pending,
       actionLabel: 'action',
       policyName: spec.policy,
-      policy: deps.policies()(spec.policy),
+      policy: deps.policies()(spec.policy, spec.service),
       target: this.target(spec, deps.traffic(), status?.target, status?.phase, pending),
     };
     const outcome = await reconcileStep(inputs, this.host(spec.name, pending), log);

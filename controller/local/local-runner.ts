@@ -16,12 +16,15 @@ import { ReconcileQueue } from '../reconcile/work-queue.js';
 import type { ActionFiles } from './action-files.js';
 import type { LocalPolicyLookup, LocalReconcileOutcome, LocalReconciler } from './local-reconciler.js';
 import { localPolicyLookup } from './local-policies.js';
+import type { EvaluatorInventory } from '../policy/evaluator-coverage.js';
 import { namedRollouts, rolloutsFileSchema, type LocalRolloutSpec } from './rollouts-file.js';
 
 export interface LocalRunnerOptions {
   rolloutsFile: string;
   reconciler: LocalReconciler;
   actions: ActionFiles;
+  /** What the stack's evaluators produce; a rollout whose policy reads a metric none produces is Invalid. */
+  inventory?: EvaluatorInventory;
   /** Receives the policy lookup of every good version of the rollouts file. */
   onPolicies: (lookup: LocalPolicyLookup) => void;
   metrics: ControllerMetrics;
@@ -65,7 +68,7 @@ export class LocalRolloutRunner {
       parse: (text) => {
         const file = parseStructured(text, rolloutsFileSchema, o.rolloutsFile);
         const specs = namedRollouts(file, o.rolloutsFile);
-        o.onPolicies(localPolicyLookup(file, o.rolloutsFile));
+        o.onPolicies(localPolicyLookup(file, o.rolloutsFile, o.inventory));
         return specs;
       },
       onValue: (specs) => this.setSpecs(specs),

@@ -12,6 +12,9 @@ import type { GoldenEntry } from '../quality/evaluators/golden-set.js';
 import type { RoutingStateSource, ServiceRouting } from '../routing/state.js';
 import { postJson } from './post.js';
 
+/** Golden answers are one sentence (docs/quality.md). */
+export const PROBE_MAX_TOKENS = 64;
+
 export interface ProberOptions {
   /** Envoy's listener (local stack) or an ingress/sidecar address, e.g. http://127.0.0.1:10000. */
   url: string;
@@ -114,7 +117,10 @@ export class Prober {
     const started = performance.now();
     try {
       const now = (this.options.now ?? Date.now)();
-      const body = JSON.stringify({ model: service, messages: [{ role: 'user', content: entry.prompt }], max_tokens: 128, temperature: 0 });
+      // Asked as a user asks: no sampling parameters, so a version's own defaults (its
+      // temperature, say) are part of what the probe measures, as they are of what users get.
+      // 64 tokens hold a one-sentence answer; a rambling one is cut there rather than cost more.
+      const body = JSON.stringify({ model: service, messages: [{ role: 'user', content: entry.prompt }], max_tokens: PROBE_MAX_TOKENS });
       const signed = { [PROBE_HEADER]: signProbe(this.options.secret, service, version, now, this.options.ttlSeconds) };
       const host = this.options.hostTemplate.replaceAll('{service}', service);
       const response = await postJson(this.url, host, signed, body, AbortSignal.any([this.controller.signal, AbortSignal.timeout(this.options.timeoutMs)]));

@@ -20,6 +20,14 @@ const seed = (name: string) => readFile(resolve(import.meta.dirname, '../fixture
 // The seed's pauses are 10m and 15m: 120x makes them 5 s and 7.5 s, long enough for
 // Prometheus to hold two scrapes of the canary's new series (rate() needs them).
 const TIME_SCALE = 120;
+const GOLDEN_FILE = resolve(import.meta.dirname, '../fixtures/golden/probe-test.yaml');
+/** GOLDEN_FILE's questions, with the sims' right and wrong answers (wrong at their hallucinationRate). */
+const QA = [
+  { prompt: 'What is the capital of France?', answer: 'The capital of France is Paris.', wrongAnswer: 'The capital of France is Lyon.' },
+  { prompt: 'Which planet is the largest?', answer: 'Jupiter is the largest planet.', wrongAnswer: 'Neptune is the largest planet.' },
+  { prompt: 'At what temperature in Celsius does water boil?', answer: 'Water boils at 100 °C at sea level.', wrongAnswer: 'Water boils at 80 °C.' },
+  { prompt: 'In which year did the Second World War end?', answer: 'It ended in 1945.', wrongAnswer: 'It ended in 1939.' },
+];
 
 /** Lets traffic run until 40 requests sent after `since` are answered, then stops it; returns those answers. */
 async function answersAfter(traffic: TrafficGenerator, since: number) {
@@ -54,11 +62,12 @@ describe('controller and extproc meet on the VirtualService (real kube-apiserver
     const svc = await createModelService(admin, namespace, { policies: { 'inference-service': policy }, optIn: false });
 
     const extprocKubeconfig = await kube.writeKubeconfig(await kube.kubeconfigFor('fledge-extproc', 'fledge-system'), `extproc-${namespace}`);
-    const healthy: KnobsInput = { latency: { kind: 'fixed', ms: 5 }, qualityHeaders: true, qualityScore: 0.95, hallucinationRate: 0 };
+    const healthy: KnobsInput = { latency: { kind: 'fixed', ms: 5 }, hallucinationRate: 0, golden: QA };
     const dp = new DataPlane({
       virtualService: { kubeconfig: extprocKubeconfig, namespace },
-      // Every response sampled, so the quality gauge has the canary's series from the first requests.
-      extprocConfig: { quality: { sampling: { defaultRate: 1 }, modelReported: { services: ['*'] } } },
+      // Every response sampled, so the quality gauge has the canary's series from the first
+      // requests; quality and hallucination are extproc's golden checks of the answer text.
+      extprocConfig: { quality: { sampling: { defaultRate: 1 }, golden: { file: GOLDEN_FILE, inspect: 'sampled' } } },
       knobs: { 'model/v1': healthy, 'model/v2': { ...healthy, ...canaryKnobs } },
     });
     await dp.start([{ name: 'model', stable: 'v1', canary: 'v2' }]);
@@ -78,7 +87,8 @@ describe('controller and extproc meet on the VirtualService (real kube-apiserver
       host: 'model',
       rps: 80,
       users: Array.from({ length: 400 }, (_, i) => ({ id: `user-${i}` })),
-      request: (i) => ({ kind: 'chat', body: { model: 'model', messages: [{ role: 'user', content: `question ${i}` }] } }),
+      // Users ask the golden questions, so each answer is checked against its known answer.
+      request: (i) => ({ kind: 'golden', body: { model: 'model', messages: [{ role: 'user', content: QA[i % QA.length]!.prompt }] } }),
     });
     traffic.start();
     cleanups.push(() => traffic.stop());
@@ -128,7 +138,8 @@ describe('controller and extproc meet on the VirtualService (real kube-apiserver
     const { admin, namespace, dp, traffic } = await rollout('hallucinating', { hallucinationRate: 0.3 });
     const done = await waitForStatus(admin, namespace, 'model-v2', 'a verdict', (s) => ['Promoted', 'RolledBack', 'Paused', 'Invalid'].includes(s.phase), 90_000);
     expect(done.phase, done.message).toBe('RolledBack');
-    expect(done.message).toContain('hallucination-rate');
+    // Its wrong golden answers fail both the seed's hallucination-rate and quality-score.
+    expect(done.message).toMatch(/hallucination-rate|quality-score/);
     expect(weightsOf(await readVirtualService(admin, namespace))).toEqual([100, 0]);
     await dp.waitForState((s) => s.services.some((x) => x.service === 'model' && x.canaryWeight === 0));
     // Once extproc runs weight 0, every user is back on stable.

@@ -231,6 +231,29 @@ describe('fledge validate', () => {
     expect(report.files[0]!.warnings?.[0]!.message).toContain("fledge's EnvoyFilter fledge-extproc-sidecar-outbound (manifests/envoyfilter.yaml)");
   });
 
+  it('names a rollout whose policy reads quality no evaluator of the stack produces (stack and rollouts named together)', () => {
+    const golden = file('search-only-golden.yaml', 'entries:\n  - {id: x, service: search, prompt: "What is 2+2?", expect: {number: {value: 4}}}\n');
+    const stack = file('uncovered-stack.yaml', `services:\n  chat:\n    stable: v1\n    versions: {v1: {}, v2: {}}\nprobes: {goldenFile: ${golden}}\n`);
+    const rollouts = file('uncovered-rollouts.yaml', 'rollouts:\n  - {service: chat, candidate: v2, policy: default}\n');
+    const run = validate(stack, rollouts);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain(`ok ${stack} (stack:`);
+    expect(run.stdout).toContain(`invalid ${rollouts} (rollouts: 2 problems)`);
+    expect(run.stdout).toContain(`${rollouts}: rollouts[0] (chat-v2): policy "default" metric quality-score reads inference_quality_score, but no evaluator produces quality scores for service "chat"`);
+    expect(run.stdout).toContain('metric hallucination-rate reads inference_hallucination_total');
+    // The rollouts file alone cannot be checked for coverage (no stack): valid.
+    expect(validate(rollouts).code).toBe(0);
+  });
+
+  it('accepts the shipped real-model example: its probes cover the policy\'s metrics', () => {
+    const stack = packageFile('examples/real-model/stack.yaml');
+    const rollouts = packageFile('examples/real-model/rollouts.yaml');
+    const run = validate(stack, rollouts, packageFile('examples/real-model/policy.yaml'));
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`ok ${rollouts} (rollouts: 2 rollouts, 1 policy file, every metric has an evaluator in ${stack})`);
+  });
+
   it('has help text with examples', () => {
     const run = spawnSync(process.execPath, [fledgeCli(), 'validate', '--help'], { encoding: 'utf8' });
     expect(run.status).toBe(0);

@@ -27,6 +27,14 @@ const TIME_SCALE = 120;
 /** The background analysis's interval: 0.5 s at TIME_SCALE. */
 const GUARD_INTERVAL = '1m';
 const GUARD_INTERVAL_MS = 60_000 / TIME_SCALE;
+const GOLDEN_FILE = join(import.meta.dirname, '../fixtures/golden/probe-test.yaml');
+/** GOLDEN_FILE's questions, with the sims' right and wrong answers. */
+const QA = [
+  { prompt: 'What is the capital of France?', answer: 'The capital of France is Paris.', wrongAnswer: 'The capital of France is Lyon.' },
+  { prompt: 'Which planet is the largest?', answer: 'Jupiter is the largest planet.', wrongAnswer: 'Neptune is the largest planet.' },
+  { prompt: 'At what temperature in Celsius does water boil?', answer: 'Water boils at 100 °C at sea level.', wrongAnswer: 'Water boils at 80 °C.' },
+  { prompt: 'In which year did the Second World War end?', answer: 'It ended in 1945.', wrongAnswer: 'It ended in 1939.' },
+];
 
 describe('local-mode controller and CLI on the real local stack', () => {
   const dir = mkdtempSync(join(tmpdir(), 'fledge-local-controller-'));
@@ -84,15 +92,17 @@ describe('local-mode controller and CLI on the real local stack', () => {
 
   beforeAll(async () => {
     ports = await freeStackPorts(6);
-    const healthy = { knobs: { latency: { kind: 'fixed', ms: 5 }, qualityHeaders: true, qualityScore: 0.95, hallucinationRate: 0 } };
+    // The sims answer the golden questions of GOLDEN_FILE (wrongly at their hallucinationRate).
+    const healthy = { knobs: { latency: { kind: 'fixed', ms: 5 }, hallucinationRate: 0, golden: QA } };
     const service = { stable: 'v1', versions: { v1: healthy, v2: healthy } };
     const config = stackConfigSchema.parse({
       ports,
       services: { chat: service, summarize: service, embed: service },
-      // Every response sampled, so the quality series have the canary's data from the first requests.
-      extproc: { quality: { sampling: { defaultRate: 1 }, modelReported: { services: ['*'] } } },
-      // This test is about the controller's mechanics: quality comes from the sims' opted-in
-      // headers, so golden probes (whose questions these sims cannot answer) stay off.
+      // Every response sampled, so the quality series have the canary's data from the first
+      // requests; quality and hallucination are extproc's golden checks of the answer text.
+      extproc: { quality: { sampling: { defaultRate: 1 }, golden: { file: GOLDEN_FILE, inspect: 'sampled' } } },
+      // This test is about the controller's mechanics: the user traffic asks the golden
+      // questions itself, so golden probes stay off.
       probes: { enabled: false },
     });
     mkdirSync(dir, { recursive: true });
@@ -154,7 +164,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
         host,
         rps,
         users: Array.from({ length: 400 }, (_, i) => ({ id: `user-${i}`, segment: i % 10 === 0 ? 'internal' : 'public' })),
-        request: (i) => ({ kind: 'chat', body: { model: host, messages: [{ role: 'user', content: `question ${i}` }] } }),
+        request: (i) => ({ kind: 'golden', body: { model: host, messages: [{ role: 'user', content: QA[i % QA.length]!.prompt }] } }),
       });
       traffic[host].start();
     }

@@ -10,7 +10,10 @@ import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.j
 /**
  * The seed's four analysis queries (verbatim from test/fixtures/seed/analysis-template.yaml,
  * hash filled in) and the cost queries, evaluated by a real Prometheus scraping a real
- * extproc behind a real Envoy, return what the simulated models were set to.
+ * extproc behind a real Envoy, return what the simulated models were set to. Quality and
+ * hallucination come from extproc's golden checks of the answers' text (every chat request
+ * asks a golden question; the sim answers it wrongly at its hallucinationRate), compared
+ * with the right/wrong answers this test itself received: no self-reported score.
  */
 const template = parseYaml(readFileSync(join(import.meta.dirname, '../fixtures/seed/analysis-template.yaml'), 'utf8')) as {
   spec: { metrics: { name: string; provider: { prometheus: { query: string } } }[] };
@@ -27,9 +30,19 @@ const perRequest = (metric: string, hash: string, extra = '') =>
 
 const PROMPT_TOKENS = 100;
 const versions = {
-  v1: { hash: 'hash-v1', latencyMs: 150, errorRate: 0.02, hallucinationRate: 0.02, qualityScore: 0.95, completion: 32, cached: 60, cacheHitRate: 0.5 },
-  v2: { hash: 'hash-v2', latencyMs: 800, errorRate: 0, hallucinationRate: 0.1, qualityScore: 0.8, completion: 64, cached: 0, cacheHitRate: 0 },
+  v1: { hash: 'hash-v1', latencyMs: 150, errorRate: 0.02, hallucinationRate: 0.05, completion: 32, cached: 60, cacheHitRate: 0.5 },
+  v2: { hash: 'hash-v2', latencyMs: 800, errorRate: 0, hallucinationRate: 0.2, completion: 64, cached: 0, cacheHitRate: 0 },
 } as const;
+const GOLDEN_FILE = join(import.meta.dirname, '../fixtures/golden/probe-test.yaml');
+/** The golden questions of GOLDEN_FILE with the sims' right and wrong answers. */
+const QA = [
+  { prompt: 'What is the capital of France?', answer: 'The capital of France is Paris.', wrongAnswer: 'The capital of France is Lyon.' },
+  { prompt: 'Which planet is the largest?', answer: 'Jupiter is the largest planet.', wrongAnswer: 'Neptune is the largest planet.' },
+  { prompt: 'At what temperature in Celsius does water boil?', answer: 'Water boils at 100 °C at sea level.', wrongAnswer: 'Water boils at 80 °C.' },
+  { prompt: 'In which year did the Second World War end?', answer: 'It ended in 1945.', wrongAnswer: 'It ended in 1939.' },
+];
+/** What each version's answers to the measured golden requests were, as this test received them. */
+const received: Record<string, { right: number; wrong: number; requests: number }> = {};
 const prices = { v1: { inputPerMillion: 1000, outputPerMillion: 2000, cachedInputPerMillion: 500 }, v2: { inputPerMillion: 3000, outputPerMillion: 6000 } };
 // extproc's bucket bounds; the set latencies sit 100-200 ms below their bucket's top, room for a loaded machine.
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2];
@@ -54,8 +67,7 @@ describe('quality signals through Envoy, extproc and Prometheus', () => {
           latency: { kind: 'fixed' as const, ms: v.latencyMs },
           errorRate: v.errorRate,
           hallucinationRate: v.hallucinationRate,
-          qualityScore: v.qualityScore,
-          qualityHeaders: true,
+          golden: QA,
           tokens: { prompt: PROMPT_TOKENS, completion: v.completion, cachedPrompt: v.cached, cacheHitRate: v.cacheHitRate },
           seed: 11 + i,
         },
@@ -70,14 +82,26 @@ describe('quality signals through Envoy, extproc and Prometheus', () => {
         { name: 'sampled', stable: 'v1', rolloutHashes: { v1: 'hash-sampled' } },
       ],
       undefined,
-      { knobs, extprocConfig: { quality: { sampling: { services: { chat: 1, stream: 1 } }, modelReported: { services: ['chat', 'stream'] }, prices } } },
+      { knobs, extprocConfig: { quality: { sampling: { services: { chat: 1, stream: 1 } }, golden: { file: GOLDEN_FILE, inspect: 'sampled' }, prices } } },
     );
     prom = await startPrometheus([`127.0.0.1:${dp.adminPort}`], 1000);
     // One request per series, then a scrape: every series starts before the measured traffic.
     await mapLimit(['a', 'b', 'c', 'd'], 4, (u) => dp.request({ host: 'chat', user: `warm-${u}` }));
     await dp.request({ host: 'stream', body: { messages: [{ role: 'user', content: 'hi' }], stream: true, stream_options: { include_usage: true } } });
     await prom.waitForScrapes(1);
-    await mapLimit(Array.from({ length: USERS }, (_, i) => i), 60, (i) => dp.request({ host: 'chat', user: `user-${i}` }));
+    for (const v of Object.keys(versions)) received[v] = { right: 0, wrong: 0, requests: 0 };
+    await mapLimit(Array.from({ length: USERS }, (_, i) => i), 60, async (i) => {
+      const qa = QA[i % QA.length]!;
+      const res = await dp.request({ host: 'chat', user: `user-${i}`, body: { model: 'chat', messages: [{ role: 'user', content: qa.prompt }] } });
+      const count = received[res.headers['x-fledge-version'] as string];
+      if (!count) return;
+      count.requests++;
+      if (res.status !== 200) return;
+      const text = (JSON.parse(res.body) as { choices: { message: { content: string } }[] }).choices[0]!.message.content;
+      if (text === qa.answer) count.right++;
+      else if (text === qa.wrongAnswer) count.wrong++;
+      else throw new Error(`unexpected answer to "${qa.prompt}": ${text}`);
+    });
     await mapLimit(Array.from({ length: 60 }, (_, i) => i), 20, () =>
       dp.request({ host: 'stream', body: { messages: [{ role: 'user', content: 'stream please' }], stream: true, logprobs: true, stream_options: { include_usage: true } } }),
     );
@@ -108,14 +132,18 @@ describe('quality signals through Envoy, extproc and Prometheus', () => {
         expect(value).toBeLessThanOrEqual(upper);
       });
 
-      it(`quality-score is the sim's reported ${v.qualityScore} (±0.001)`, async () => {
+      it('quality-score is the share of golden answers that were right, as received (±0.001)', async () => {
         const [value] = await prom.query(seedQuery('quality-score', v.hash));
-        expect(value).toBeCloseTo(v.qualityScore, 3);
+        const got = received[version]!;
+        expect(got.right + got.wrong).toBeGreaterThan(100);
+        expect(value).toBeCloseTo(got.right / (got.right + got.wrong), 3);
       });
 
-      it(`hallucination-rate is the sim's hallucinationRate ${v.hallucinationRate} (±0.04)`, async () => {
+      it(`hallucination-rate is the wrong golden answers per request, as received (±0.02), near the sim's ${v.hallucinationRate} (±0.06)`, async () => {
         const [value] = await prom.query(seedQuery('hallucination-rate', v.hash));
-        expect(Math.abs(value! - v.hallucinationRate * (1 - v.errorRate))).toBeLessThanOrEqual(0.04);
+        const got = received[version]!;
+        expect(Math.abs(value! - got.wrong / got.requests)).toBeLessThanOrEqual(0.02);
+        expect(Math.abs(value! - v.hallucinationRate * (1 - v.errorRate))).toBeLessThanOrEqual(0.06);
       });
 
       it(`tokens per request is the sim's completion ${v.completion} x answered share (±3%)`, async () => {

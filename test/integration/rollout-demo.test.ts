@@ -67,7 +67,10 @@ describe('fledge demo (rollouts)', () => {
     for (const r of summary.rollouts) {
       expect(new Set(r.analyses.map((a) => a.metric))).toEqual(new Set(METRICS));
       for (const a of r.analyses) {
-        expect(Object.keys(a).sort()).toEqual(['metric', 'n', 'passed', 'threshold', 'value']);
+        // The stable's value comes along exactly when the condition compares with it.
+        const comparesWithStable = a.threshold.includes('stable[0]');
+        expect(Object.keys(a).sort()).toEqual(['metric', 'n', 'passed', ...(comparesWithStable ? ['stable'] : []), 'threshold', 'value']);
+        if (comparesWithStable) expect(typeof (a as { stable?: unknown }).stable).toBe('number');
         // n: the evaluated samples behind the value, at least the policy's minimum for every measurement that passed.
         if (a.passed) expect(a.n).toBeGreaterThanOrEqual(50);
         expect(typeof a.value).toBe('number');

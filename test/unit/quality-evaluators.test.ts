@@ -87,6 +87,8 @@ describe('format and model-reported evaluators', () => {
     expect(formatEvaluator.evaluate(sample('Sure, here it is.'))).toBeUndefined();
   });
 
+  // About the opt-in model-reported evaluator itself (off by default; a service opts in with
+  // quality.modelReported.services), so self-reported headers are its input here.
   it('reads x-quality-score and x-hallucination', () => {
     const headers = new Map([['x-quality-score', '0.7'], ['x-hallucination', 'true']]);
     expect(modelReportedEvaluator.evaluate(sample('', { responseHeaders: headers }))).toEqual({ score: 0.7, hallucination: true });
@@ -100,6 +102,8 @@ describe('recording a sample', () => {
     expect(costOf(undefined, { input: 1, output: 1, cached: 0 })).toBeUndefined();
   });
 
+  // The self-report is opted in on purpose: the test is about merging two evaluators'
+  // verdicts (the golden check of "Lyon" and a model-reported one) into one hallucination.
   it('scales counted quantities by 1/p and merges verdicts into one hallucination', async () => {
     const registry = new Registry();
     const metrics = new QualityMetrics(registry, 300);
