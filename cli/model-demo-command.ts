@@ -2,20 +2,18 @@
 import { MODEL_DEMO_ROLLOUTS } from '../local/model-rollout-demo-plan.js';
 import { runModelRolloutDemo, type ModelDemoOptions } from '../local/model-rollout-demo.js';
 import { demoJson, lineProgress, renderDemoSummary } from './rollout-demo-view.js';
+import { interruptSignal } from './interrupt.js';
 
 export async function runModelDemoCommand(options: Omit<ModelDemoOptions, 'signal'>, json: boolean): Promise<void> {
   const started = Date.now();
   const say = json ? () => {} : (line: string) => process.stdout.write(`${line}\n`);
-  const aborter = new AbortController();
-  const interrupt = () => aborter.abort(new Error('interrupted; the local stack was stopped'));
-  process.once('SIGINT', interrupt);
-  process.once('SIGTERM', interrupt);
+  const interrupt = interruptSignal();
   // One line per change: the rollouts run one after the other, a bar per rollout adds little.
   const progress = json ? undefined : lineProgress(process.stdout);
   try {
     say(`fledge demo --model smollm2: starting the local stack on the real model (time scale ${options.timeScale}, golden probes at ${options.probeRate}/s per version)`);
     const result = await runModelRolloutDemo(
-      { ...options, signal: aborter.signal },
+      { ...options, signal: interrupt.signal },
       {
         componentUp: (c) => say(`up  ${c.name.padEnd(20)} ${c.summary}`),
         rolloutStarted: (plan) => say(`rollout ${plan.name}: ${plan.service} ${plan.stable} -> ${plan.candidate} under policy real-model (examples/real-model/policy.yaml)`),
@@ -36,7 +34,6 @@ export async function runModelDemoCommand(options: Omit<ModelDemoOptions, 'signa
       process.exitCode = 1;
     }
   } finally {
-    process.off('SIGINT', interrupt);
-    process.off('SIGTERM', interrupt);
+    interrupt.release();
   }
 }

@@ -2,19 +2,17 @@
 import { DEMO_ROLLOUTS } from '../local/rollout-demo-config.js';
 import { runRolloutDemo, type RolloutDemoOptions } from '../local/rollout-demo.js';
 import { barProgress, demoJson, lineProgress, renderDemoSummary, type RolloutProgress } from './rollout-demo-view.js';
+import { interruptSignal } from './interrupt.js';
 
 export async function runRolloutDemoCommand(options: Omit<RolloutDemoOptions, 'signal'>, json: boolean): Promise<void> {
   const started = Date.now();
   const say = json ? () => {} : (line: string) => process.stdout.write(`${line}\n`);
-  const aborter = new AbortController();
-  const interrupt = () => aborter.abort(new Error('interrupted; the local stack was stopped'));
-  process.once('SIGINT', interrupt);
-  process.once('SIGTERM', interrupt);
+  const interrupt = interruptSignal();
   let progress: RolloutProgress | undefined;
   try {
     say(`fledge demo: starting the local stack (time scale ${options.timeScale}: the default policy's 10m pause lasts ${Math.round(600 / options.timeScale)} s; ${options.rps} requests/s per service)`);
     const result = await runRolloutDemo(
-      { ...options, signal: aborter.signal },
+      { ...options, signal: interrupt.signal },
       {
         componentUp: (c) => say(`up  ${c.name.padEnd(20)} ${c.summary}`),
         rolloutsStarted: (names) => {
@@ -35,7 +33,6 @@ export async function runRolloutDemoCommand(options: Omit<RolloutDemoOptions, 's
     }
   } finally {
     progress?.stop();
-    process.off('SIGINT', interrupt);
-    process.off('SIGTERM', interrupt);
+    interrupt.release();
   }
 }

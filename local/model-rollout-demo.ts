@@ -9,7 +9,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from 'pino';
 import { stringify as toYaml } from 'yaml';
 import type { RolloutStatus } from '../controller/kube/rollout-status.js';
 import { LocalStateStore } from '../controller/local/state-store.js';
@@ -19,19 +18,14 @@ import type { Policy } from '../controller/policy/policy.js';
 import { MODEL_DEMO_ROLLOUTS, MODEL_POLICY_FILE, MODEL_POLICY_NAME, MODEL_STACK_FILE, type ModelRolloutPlan } from './model-rollout-demo-plan.js';
 import { preflight, PreflightError } from './preflight.js';
 import { RolloutRecorder } from './rollout-demo-recorder.js';
+import type { DemoRunOptions } from './rollout-demo.js';
 import { summarizeRollout, type RolloutSummary } from './rollout-demo-summary.js';
 import { loadStackConfig, stackConfigSchema, type StackConfig, type StackPorts } from './stack-config.js';
 import { LocalStack, type StackComponent } from './stack.js';
 
-export interface ModelDemoOptions {
-  ports: StackPorts;
-  timeScale: number;
+export interface ModelDemoOptions extends DemoRunOptions {
+  /** Golden probes per second per version. */
   probeRate: number;
-  /** Kept after the run when given; otherwise a temporary dir, removed unless the run failed. */
-  stateDir?: string;
-  logger: Logger;
-  portFlags?: Partial<Record<keyof StackPorts, string>>;
-  signal?: AbortSignal;
 }
 
 export interface ModelDemoEvents {

@@ -22,11 +22,10 @@ import { modelServers, type StackPorts } from './stack-config.js';
 import { LocalStack, type StackComponent } from './stack.js';
 import { TrafficGenerator } from './traffic.js';
 
-export interface RolloutDemoOptions {
+/** What every rollout demo (simulated or real models) is run with. */
+export interface DemoRunOptions {
   ports: StackPorts;
   timeScale: number;
-  /** Requests per second per service. */
-  rps: number;
   /** Kept after the run when given; otherwise a temporary dir, removed unless the run failed. */
   stateDir?: string;
   logger: Logger;
@@ -34,6 +33,11 @@ export interface RolloutDemoOptions {
   portFlags?: Partial<Record<keyof StackPorts, string>>;
   /** Aborting (Ctrl-C) stops the demo and the whole stack. */
   signal?: AbortSignal;
+}
+
+export interface RolloutDemoOptions extends DemoRunOptions {
+  /** Requests per second per service. */
+  rps: number;
 }
 
 export interface RolloutDemoEvents {

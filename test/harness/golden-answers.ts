@@ -5,6 +5,7 @@
  * one at its hallucination knob's rate; every quality figure then comes from extproc
  * evaluating the answer text, as with a real model.
  */
+import { fileURLToPath } from 'node:url';
 import { GoldenSet, checkGoldenAnswer, type GoldenEntry } from '../../extproc/quality/evaluators/golden-set.js';
 
 const WRONG = 'I am not sure; it may be 42.';
@@ -33,3 +34,13 @@ export function simGoldenAnswers(goldenFile: string): { prompt: string; answer: 
     return { prompt: entry.prompt, answer, wrongAnswer: WRONG };
   });
 }
+
+/** test/fixtures/golden/probe-test.yaml, the small golden set the local-stack tests give extproc and the prober. */
+export const PROBE_TEST_GOLDEN_FILE = fileURLToPath(new URL('../fixtures/golden/probe-test.yaml', import.meta.url));
+/** Its questions with the simulated models' right and wrong answers (wrong at their hallucination knob's rate). */
+export const PROBE_TEST_QA: { prompt: string; answer: string; wrongAnswer: string }[] = [
+  { prompt: 'What is the capital of France?', answer: 'The capital of France is Paris.', wrongAnswer: 'The capital of France is Lyon.' },
+  { prompt: 'Which planet is the largest?', answer: 'Jupiter is the largest planet.', wrongAnswer: 'Neptune is the largest planet.' },
+  { prompt: 'At what temperature in Celsius does water boil?', answer: 'Water boils at 100 °C at sea level.', wrongAnswer: 'Water boils at 80 °C.' },
+  { prompt: 'In which year did the Second World War end?', answer: 'It ended in 1945.', wrongAnswer: 'It ended in 1939.' },
+];

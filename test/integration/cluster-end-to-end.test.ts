@@ -15,19 +15,14 @@ import { startKube, type KubeHarness } from '../harness/kube.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
 import { annotate, createModelService, freshNamespace, readVirtualService, waitForStatus, weightsOf } from '../harness/rollout-fixture.js';
 import type { KnobsInput } from '../../sim/knobs.js';
+import { PROBE_TEST_GOLDEN_FILE, PROBE_TEST_QA } from '../harness/golden-answers.js';
 
 const seed = (name: string) => readFile(resolve(import.meta.dirname, '../fixtures/seed', name), 'utf8');
 // The seed's pauses are 10m and 15m: 120x makes them 5 s and 7.5 s, long enough for
 // Prometheus to hold two scrapes of the canary's new series (rate() needs them).
 const TIME_SCALE = 120;
-const GOLDEN_FILE = resolve(import.meta.dirname, '../fixtures/golden/probe-test.yaml');
-/** GOLDEN_FILE's questions, with the sims' right and wrong answers (wrong at their hallucinationRate). */
-const QA = [
-  { prompt: 'What is the capital of France?', answer: 'The capital of France is Paris.', wrongAnswer: 'The capital of France is Lyon.' },
-  { prompt: 'Which planet is the largest?', answer: 'Jupiter is the largest planet.', wrongAnswer: 'Neptune is the largest planet.' },
-  { prompt: 'At what temperature in Celsius does water boil?', answer: 'Water boils at 100 °C at sea level.', wrongAnswer: 'Water boils at 80 °C.' },
-  { prompt: 'In which year did the Second World War end?', answer: 'It ended in 1945.', wrongAnswer: 'It ended in 1939.' },
-];
+const GOLDEN_FILE = PROBE_TEST_GOLDEN_FILE;
+const QA = PROBE_TEST_QA;
 
 /** Lets traffic run until 40 requests sent after `since` are answered, then stops it; returns those answers. */
 async function answersAfter(traffic: TrafficGenerator, since: number) {

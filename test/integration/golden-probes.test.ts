@@ -2,13 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
+import { startProcess, type ManagedProcess } from '../../local/child-process.js';
 import { freePort } from '../../local/ports.js';
 import { TrafficGenerator } from '../../local/traffic.js';
 import { signProbe } from '../../extproc/probes/probe-token.js';
 import { stickyBucket } from '../../extproc/sticky.js';
 import { CLI, DataPlane, metricValue } from '../harness/dataplane.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
+import { PROBE_TEST_GOLDEN_FILE, PROBE_TEST_QA } from '../harness/golden-answers.js';
 
 /**
  * Golden probes end to end: `fledge probe` signs golden prompts for each version, a real
@@ -17,13 +18,8 @@ import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.j
  * hallucination queries with the probes' figures, while user traffic runs alongside and
  * its series never see a probe.
  */
-const GOLDEN_FILE = join(import.meta.dirname, '../fixtures/golden/probe-test.yaml');
-const QA = [
-  { prompt: 'What is the capital of France?', answer: 'The capital of France is Paris.', wrongAnswer: 'The capital of France is Lyon.' },
-  { prompt: 'Which planet is the largest?', answer: 'Jupiter is the largest planet.', wrongAnswer: 'Neptune is the largest planet.' },
-  { prompt: 'At what temperature in Celsius does water boil?', answer: 'Water boils at 100 °C at sea level.', wrongAnswer: 'Water boils at 80 °C.' },
-  { prompt: 'In which year did the Second World War end?', answer: 'It ended in 1945.', wrongAnswer: 'It ended in 1939.' },
-];
+const GOLDEN_FILE = PROBE_TEST_GOLDEN_FILE;
+const QA = PROBE_TEST_QA;
 const CANARY_WRONG = 0.4;
 const PROBES_PER_VERSION = 150;
 

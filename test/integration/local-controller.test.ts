@@ -12,12 +12,14 @@ import { parse, stringify as toYaml } from 'yaml';
 import { LocalTrafficRouter } from '../../controller/local/local-router.js';
 import { LocalStateStore } from '../../controller/local/state-store.js';
 import { readTrafficState } from '../../controller/local/traffic-state.js';
-import { parseStatus, type RolloutStatus } from '../../controller/kube/rollout-status.js';
-import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
+import type { RolloutStatus } from '../../controller/kube/rollout-status.js';
+import type { ManagedProcess } from '../../local/child-process.js';
 import { modelServers, stackConfigSchema } from '../../local/stack-config.js';
 import { LocalStack } from '../../local/stack.js';
 import { TrafficGenerator } from '../../local/traffic.js';
 import { CLI } from '../harness/dataplane.js';
+import { readLocalStatus, startLocalController, waitForLocalStatus, waitForPrometheusUp, type LocalControllerOptions } from '../harness/local-stack.js';
+import { PROBE_TEST_GOLDEN_FILE, PROBE_TEST_QA } from '../harness/golden-answers.js';
 
 const run = promisify(execFile);
 const seedDir = join(import.meta.dirname, '../fixtures/seed');
@@ -27,14 +29,8 @@ const TIME_SCALE = 120;
 /** The background analysis's interval: 0.5 s at TIME_SCALE. */
 const GUARD_INTERVAL = '1m';
 const GUARD_INTERVAL_MS = 60_000 / TIME_SCALE;
-const GOLDEN_FILE = join(import.meta.dirname, '../fixtures/golden/probe-test.yaml');
-/** GOLDEN_FILE's questions, with the sims' right and wrong answers. */
-const QA = [
-  { prompt: 'What is the capital of France?', answer: 'The capital of France is Paris.', wrongAnswer: 'The capital of France is Lyon.' },
-  { prompt: 'Which planet is the largest?', answer: 'Jupiter is the largest planet.', wrongAnswer: 'Neptune is the largest planet.' },
-  { prompt: 'At what temperature in Celsius does water boil?', answer: 'Water boils at 100 °C at sea level.', wrongAnswer: 'Water boils at 80 °C.' },
-  { prompt: 'In which year did the Second World War end?', answer: 'It ended in 1945.', wrongAnswer: 'It ended in 1939.' },
-];
+const GOLDEN_FILE = PROBE_TEST_GOLDEN_FILE;
+const QA = PROBE_TEST_QA;
 
 describe('local-mode controller and CLI on the real local stack', () => {
   const dir = mkdtempSync(join(tmpdir(), 'fledge-local-controller-'));
@@ -48,15 +44,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
   let ports: Record<string, number>;
 
   const startController = async () => {
-    controller = startProcess(
-      'controller',
-      process.execPath,
-      [CLI, 'controller', '--local', '--state-dir', stateDir, '--rollouts', rolloutsFile, '--prometheus-url', `http://127.0.0.1:${ports.prometheus}`,
-        '--envoy-admin-url', `http://127.0.0.1:${ports.envoyAdmin}`, '--extproc-admin-url', `http://127.0.0.1:${ports.extprocAdmin}`,
-        '--time-scale', String(TIME_SCALE), '--admin-port', String(ports.controllerAdmin)],
-      join(dir, 'controller.log'),
-    );
-    await waitForHttp(controller, `http://127.0.0.1:${ports.controllerAdmin}/readyz`);
+    controller = await startLocalController({ stateDir, rolloutsFile, ports: ports as LocalControllerOptions['ports'], timeScale: TIME_SCALE, logFile: join(dir, 'controller.log') });
   };
   const writeRollouts = (more: object[]) =>
     writeFileSync(
@@ -72,21 +60,9 @@ describe('local-mode controller and CLI on the real local stack', () => {
         ],
       }),
     );
-  const status = (name: string): RolloutStatus => parseStatus(readFileSync(store.statusFile(name), 'utf8'));
-  const waitFor = async (name: string, what: string, ok: (s: RolloutStatus) => boolean, timeoutMs = 60_000): Promise<RolloutStatus> => {
-    const deadline = Date.now() + timeoutMs;
-    let last: RolloutStatus | undefined;
-    for (;;) {
-      try {
-        last = status(name);
-        if (ok(last)) return last;
-      } catch {
-        // not written yet
-      }
-      if (Date.now() > deadline) throw new Error(`${name} did not reach ${what} in ${timeoutMs} ms; last status ${JSON.stringify(last)}\n${controller?.logTail(20)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  const status = (name: string): RolloutStatus => readLocalStatus(store, name);
+  const waitFor = (name: string, what: string, ok: (s: RolloutStatus) => boolean, timeoutMs = 60_000): Promise<RolloutStatus> =>
+    waitForLocalStatus(store, name, what, ok, { timeoutMs, ...(controller ? { controller } : {}) });
   const fledge = async (args: string[], cwd = dir) => (await run(process.execPath, [CLI, ...args], { cwd })).stdout;
   const envoyWeight = (service: string, version: string) => stack.routes.canaryWeightInForce(service, version);
 
@@ -149,15 +125,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
     writeRollouts([]);
     stack = new LocalStack(config, { stateDir });
     await stack.start(() => undefined);
-    // Prometheus applies its targets on a 5 s tick: wait until it has scraped extproc.
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const res = await fetch(`http://127.0.0.1:${ports.prometheus}/api/v1/query?query=up`);
-      const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
-      if (body.data.result.some((r) => r.value[1] === '1')) break;
-      if (Date.now() > deadline) throw new Error('Prometheus did not scrape extproc in 20 s');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitForPrometheusUp(ports.prometheus!);
     for (const [host, rps] of [['chat', 45], ['summarize', 45], ['embed', 10]] as const) {
       traffic[host] = new TrafficGenerator({
         port: ports.envoy!,

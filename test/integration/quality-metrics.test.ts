@@ -6,6 +6,7 @@ import { sampledByRate } from '../../extproc/quality/sampling.js';
 import { DataPlane, metricValue } from '../harness/dataplane.js';
 import { mapLimit } from '../harness/http-client.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
+import { PROBE_TEST_GOLDEN_FILE, PROBE_TEST_QA } from '../harness/golden-answers.js';
 
 /**
  * The seed's four analysis queries (verbatim from test/fixtures/seed/analysis-template.yaml,
@@ -33,14 +34,8 @@ const versions = {
   v1: { hash: 'hash-v1', latencyMs: 150, errorRate: 0.02, hallucinationRate: 0.05, completion: 32, cached: 60, cacheHitRate: 0.5 },
   v2: { hash: 'hash-v2', latencyMs: 800, errorRate: 0, hallucinationRate: 0.2, completion: 64, cached: 0, cacheHitRate: 0 },
 } as const;
-const GOLDEN_FILE = join(import.meta.dirname, '../fixtures/golden/probe-test.yaml');
-/** The golden questions of GOLDEN_FILE with the sims' right and wrong answers. */
-const QA = [
-  { prompt: 'What is the capital of France?', answer: 'The capital of France is Paris.', wrongAnswer: 'The capital of France is Lyon.' },
-  { prompt: 'Which planet is the largest?', answer: 'Jupiter is the largest planet.', wrongAnswer: 'Neptune is the largest planet.' },
-  { prompt: 'At what temperature in Celsius does water boil?', answer: 'Water boils at 100 °C at sea level.', wrongAnswer: 'Water boils at 80 °C.' },
-  { prompt: 'In which year did the Second World War end?', answer: 'It ended in 1945.', wrongAnswer: 'It ended in 1939.' },
-];
+const GOLDEN_FILE = PROBE_TEST_GOLDEN_FILE;
+const QA = PROBE_TEST_QA;
 /** What each version's answers to the measured golden requests were, as this test received them. */
 const received: Record<string, { right: number; wrong: number; requests: number }> = {};
 const prices = { v1: { inputPerMillion: 1000, outputPerMillion: 2000, cachedInputPerMillion: 500 }, v2: { inputPerMillion: 3000, outputPerMillion: 6000 } };
