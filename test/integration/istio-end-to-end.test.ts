@@ -341,7 +341,10 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
   it('rolls back the candidate that answers golden questions wrongly; no request fails and traffic returns to stable', async () => {
     const done = await waitForStatus(kube.adminKubeConfig, A.namespace, 'chat-v2', 'a verdict', (s) => VERDICTS.includes(s.phase), 60_000);
     expect(done.phase, done.message).toBe('RolledBack');
-    expect(done.message).toMatch(/hallucination-rate|quality-score/);
+    // 30% wrong answers is past the default policy's hard limit (hallucinations > 20% of the last 50 verdicts):
+    // extproc's guardrail takes the canary off first and the controller rolls back on its trip (fledge_guardrail_tripped
+    // in Prometheus); with a milder fault the background analysis's hallucination-rate or quality-score decides.
+    expect(done.message).toMatch(/metric (guardrail|hallucination-rate|quality-score) failed/);
     expect(weightsOf(await readVirtualService(kube.adminKubeConfig, A.namespace, 'chat'), A)).toEqual([100, 0]);
     expect(done.weightVerified).toMatchObject({ weight: 0, verified: true });
     // The probes' verdicts: ~30% of the candidate's golden answers wrong, none of the stable's.
