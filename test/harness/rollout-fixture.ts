@@ -177,11 +177,12 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, tim
 }
 
 /** The Deployment's Events once one with `reason` exists (the controller records them in the background, in order). */
-export async function eventsOnceRecorded(kc: KubeConfig, namespace: string, name: string, reason: string, timeoutMs = 15_000): ReturnType<typeof eventsFor> {
+export async function eventsOnceRecorded(kc: KubeConfig, namespace: string, name: string, reason: string, timeoutMs = 15_000, count = 1): ReturnType<typeof eventsFor> {
   let events: Awaited<ReturnType<typeof eventsFor>> = [];
-  await waitUntil(`Event ${reason} on ${namespace}/${name}`, async () => {
+  // Events are recorded after the status write: wait for them rather than read once.
+  await waitUntil(`${count} Event(s) ${reason} on ${namespace}/${name}`, async () => {
     events = await eventsFor(kc, namespace, name);
-    return events.some((e) => e.reason === reason);
+    return events.filter((e) => e.reason === reason).length >= count;
   }, timeoutMs);
   return events;
 }

@@ -215,7 +215,7 @@ describe('invalid input → Invalid, VirtualService untouched', () => {
 
 describe('stages that end on evidence (examples/policies/evidence.yaml, verbatim)', () => {
   const evidencePolicy = () => readFile(new URL('../../examples/policies/evidence.yaml', import.meta.url), 'utf8');
-  const stageEvents = async (ns: string, reason: string) => (await eventsOnceRecorded(admin, ns, 'model-v2', reason)).filter((e) => e.reason === reason);
+  const stageEvents = async (ns: string, reason: string, count = 1) => (await eventsOnceRecorded(admin, ns, 'model-v2', reason, 15_000, count)).filter((e) => e.reason === reason);
   /** The example policy on a fresh service with these series; resolves with the status that left Progressing. */
   const rollOut = async (prefix: string, canary: Partial<VersionMetrics>, stable: Partial<VersionMetrics> = {}) => {
     const svc = await service(prefix, { policies: { evidence: await evidencePolicy() } }, canary, stable);
@@ -229,7 +229,7 @@ describe('stages that end on evidence (examples/policies/evidence.yaml, verbatim
     // Every answer judged (golden probes at a high rate): a few seconds of series hold enough verdicts for the 2-point margin.
     const { svc, s } = await rollOut('evgood', { evaluatedRatio: 1 }, { evaluatedRatio: 1 });
     expect(s.phase, s.message).toBe('Promoted');
-    const decided = await stageEvents(svc.namespace, 'StageDecided');
+    const decided = await stageEvents(svc.namespace, 'StageDecided', 3);
     expect(decided.length).toBe(3);
     for (const e of decided) {
       expect(e.message).toMatch(/of (10|15)m planned: every compared metric is not worse than stable/);
