@@ -17,7 +17,7 @@ interface DemoJson {
     steps: string[];
     analyses: { metric: string; value: number | null; threshold: string; passed: boolean; n: number | null }[];
     background?: { phase: string; analyses: { metric: string; value: number | null; threshold: string; passed: boolean; n: number | null }[] };
-    breach?: { metric: string; value: number | null; threshold: string };
+    breach?: { metric: string; value: number | null; threshold: string; n: number | null };
     rollbackSeconds?: number;
     failedRequests: number;
   }[];
@@ -48,17 +48,19 @@ describe('fledge demo (rollouts)', () => {
 
     expect(assistant.outcome).toBe('rolled-back');
     // Half the candidate's golden answers wrong is a hard breach: extproc's guardrail takes the
-    // canary off and the background analysis's guardrail metric rolls it back.
-    expect(assistant.breach?.metric).toBe('guardrail');
-    expect(assistant.breach?.value).toBe(1);
-    expect(assistant.breach?.threshold).toBe('result[0] < 1');
+    // canary off and the background analysis rolls it back, on the guardrail's trip or on the
+    // quality metrics that measure the same wrong answers, whichever of its looks comes first.
+    const breach = assistant.breach!;
+    expect(['guardrail', 'quality-score', 'hallucination-rate']).toContain(breach.metric);
+    if (breach.metric === 'guardrail') expect([breach.value, breach.threshold]).toEqual([1, 'result[0] < 1']);
+    else expect(breach.n).toBeGreaterThanOrEqual(50);
     expect(assistant.steps).not.toContain('setWeight 50');
     // Caught by the default policy's background analysis during the 15m stage at 25%, before
     // that stage's own analysis: the step analyses that ran all passed.
     expect(assistant.steps.at(-2)).toBe('pause 15m');
     expect(assistant.analyses.every((a) => a.passed)).toBe(true);
     expect(assistant.background?.phase).toBe('Failed');
-    expect(assistant.background?.analyses.filter((a) => !a.passed).map((a) => a.metric)).toContain('guardrail');
+    expect(assistant.background?.analyses.filter((a) => !a.passed).map((a) => a.metric)).toContain(breach.metric);
     expect(chat.background?.analyses.map((a) => a.metric)).toEqual(['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate', 'guardrail']);
     expect(chat.background?.analyses.every((a) => a.passed)).toBe(true);
     expect(typeof assistant.rollbackSeconds).toBe('number');
