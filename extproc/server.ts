@@ -12,6 +12,7 @@ import { createRoutingSource } from './routing/create-source.js';
 import type { RoutingStateSource } from './routing/state.js';
 import { ProbeVerifier } from './probes/probe-token.js';
 import { loadProbeSecret } from './probes/secret.js';
+import { coverageReport } from './quality/coverage-report.js';
 import { startQualityPipeline } from './quality/pipeline.js';
 import { handleProcessStream } from './stream.js';
 
@@ -84,6 +85,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
         guardrail: { trips: guardrail.guardrail.list(), peers: config.guardrail.redisUrl ? { channel: config.guardrail.channel } : null },
         flags: flagProvider ? { file: flagProvider.file, generation: flagProvider.generation, lastError: flagProvider.lastError ?? null } : null,
       }),
+      coverage: async () => coverageReport({ config: config.quality, golden: quality?.golden, probeSecretConfigured: probeSecret !== undefined, probesSeen: await probesSeen(metrics) }),
     },
     logger,
   );
@@ -101,4 +103,14 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
       await guardrail.close();
     },
   };
+}
+
+/** Verified probes answered per service, summed over versions and status classes. */
+async function probesSeen(metrics: ExtprocMetrics): Promise<Record<string, number>> {
+  const seen: Record<string, number> = {};
+  for (const v of (await metrics.probeRequests.get()).values) {
+    const service = String(v.labels.service ?? '');
+    seen[service] = (seen[service] ?? 0) + v.value;
+  }
+  return seen;
 }

@@ -32,6 +32,8 @@ export interface ControllerAppOptions {
   decisionCheck?: DecisionMonitorOptions | false;
   /** istiod's HTTP debug URL: confirm each weight write in the proxies (off when unset). */
   istiodDebugUrl?: string;
+  /** extproc's admin URL: a rollout whose policy reads a metric none of its evaluators produces is Invalid at start (off when unset). */
+  extprocAdminUrl?: string;
   logger: Logger;
   /** The leader cannot start reconciling (e.g. RBAC forbids the watch); the CLI exits so the Pod restarts. */
   onFatal?: (err: Error) => void;
@@ -71,6 +73,7 @@ export async function startControllerApp(o: ControllerAppOptions): Promise<Contr
         metrics,
         ...(o.concurrency === undefined ? {} : { concurrency: o.concurrency }),
         ...(o.decisionCheck === undefined ? {} : { decisionCheck: o.decisionCheck }),
+        ...(o.extprocAdminUrl === undefined ? {} : { extprocAdminUrl: o.extprocAdminUrl }),
         ...(o.istiodDebugUrl === undefined ? {} : { weightVerifier: new IstiodWeightVerifier({ debugUrl: o.istiodDebugUrl, logger: log }) }),
       }).then(
         (c) => {

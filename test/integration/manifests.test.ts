@@ -167,6 +167,10 @@ describe('extproc.yaml and controller.yaml use the contract ports and ServiceAcc
     const leaseNamespace = find(rbac, 'Role', 'fledge-controller-leader-election').metadata?.namespace;
     expect(args).toEqual(expect.arrayContaining(['controller', `--lease-namespace=${leaseNamespace}`, '--admin-port=9102']));
     expect(args.some((a) => a.startsWith('--lease-name='))).toBe(true);
+    // The evaluator-coverage check reads extproc's admin port through its Service.
+    const service = find(extproc, 'Service', 'fledge-extproc');
+    const adminPort = service.spec.ports.find((p: { name: string }) => p.name === 'http-admin').port;
+    expect(args).toContain(`--extproc-admin-url=http://${service.metadata?.name}.${service.metadata?.namespace}.svc.cluster.local:${adminPort}`);
     expect(pod.containers[0].ports[0].containerPort).toBe(9102);
     expect(pod.containers[0].readinessProbe.httpGet.path).toBe('/readyz');
     expect(pod.containers[0].livenessProbe.httpGet.path).toBe('/healthz');
