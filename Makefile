@@ -101,6 +101,12 @@ bench: deps vegeta build
 bench-model: model-deps build
 	node dist/bench/model-bench.js
 
+# The real model's logprob confidence per configuration (healthy vs temperature 2) on
+# golden questions (writes bench/results/model-confidence.json; ~8 min on a loaded machine).
+.PHONY: bench-model-confidence
+bench-model-confidence: model-deps build
+	node dist/bench/model-confidence-bench.js
+
 # Evidence-based stages by seeded simulation (no servers, ~1 min): A/A false rollbacks,
 # samples to detect 5% -> 10% hallucination, time to promotion vs the fixed timer
 # (writes bench/results/evidence.json).
