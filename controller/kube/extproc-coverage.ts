@@ -42,18 +42,18 @@ export class ExtprocCoverage {
     this.url = new URL(COVERAGE_PATH, o.adminUrl).toString();
   }
 
-  /** The policy's metrics that extproc's evaluators leave without data for the service. */
-  async check(policy: Policy, service: string): Promise<CoverageVerdict> {
-    const report = await this.report();
+  /** The policy's metrics that extproc's evaluators leave without data for the service; `fresh` skips the shared recent read. */
+  async check(policy: Policy, service: string, fresh = false): Promise<CoverageVerdict> {
+    const report = await this.report(fresh);
     if (report instanceof Error) return { kind: 'unknown', reason: report.message };
     const uncovered = uncoveredMetrics(policy, service, inventoryFromReport(report));
     if (uncovered.length === 0) return { kind: 'covered' };
     return { kind: 'uncovered', problem: `${uncovered.map((u) => u.message).join('; ')} (evaluators as reported by extproc at ${this.url})` };
   }
 
-  private report(): Promise<CoverageReport | Error> {
+  private report(fresh: boolean): Promise<CoverageReport | Error> {
     const now = (this.o.clock ?? Date.now)();
-    if (this.last && now - this.last.at < (this.o.reuseMs ?? 5_000)) return this.last.result;
+    if (!fresh && this.last && now - this.last.at < (this.o.reuseMs ?? 5_000)) return this.last.result;
     const result = this.read().catch((err: unknown) => new Error(`extproc's evaluator coverage (${this.url}) could not be read: ${causeText(err)}`));
     this.last = { at: now, result };
     return result;

@@ -105,7 +105,7 @@ export class Reconciler {
     lap('resolve');
 
     const stored = readStored(statusText);
-    const policy = resolution.kind === 'ready' && 'policy' in lookup && this.startsRollout(stored, resolution.target, action) ? await this.checkCoverage(deployment, cacheKey, lookup, resolution.target, log) : lookup;
+    const policy = resolution.kind === 'ready' && 'policy' in lookup && this.startsRollout(stored, resolution.target, action) ? await this.checkCoverage(deployment, cacheKey, lookup, resolution.target, action === 'retry', log) : lookup;
     lap('coverage');
     const inputs: RolloutInputs = {
       stored,
@@ -137,9 +137,10 @@ export class Reconciler {
    * problem (the rollout Invalid) when they do not. An unreadable report keeps the policy
    * and records one Warning per revision: the check cannot decide, the analysis still guards.
    */
-  private async checkCoverage(deployment: V1Deployment, key: string, lookup: { policy: Policy }, target: RolloutTarget, log: Logger): Promise<PolicyLookup> {
+  private async checkCoverage(deployment: V1Deployment, key: string, lookup: { policy: Policy }, target: RolloutTarget, retry: boolean, log: Logger): Promise<PolicyLookup> {
     const service = target.service ?? target.virtualService;
-    const verdict = await this.deps.coverage!.check(lookup.policy, service);
+    // A retry (after fixing extproc's config) reads the report afresh.
+    const verdict = await this.deps.coverage!.check(lookup.policy, service, retry);
     if (verdict.kind === 'uncovered') return { problem: verdict.problem };
     if (verdict.kind === 'unknown') {
       const warned = `${key}@${target.canaryHash}`;

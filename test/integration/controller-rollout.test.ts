@@ -276,25 +276,31 @@ describe('evaluator coverage from extproc\'s report (real extproc, cluster mode)
   let extprocAdmin: string;
   const dir = mkdtempSync(join(tmpdir(), 'fledge-coverage-'));
 
-  beforeAll(async () => {
-    // extproc as in the cluster (VirtualService source, its ServiceAccount), with a golden set
-    // that covers only the service "chat", no judge, no opted-in self-reports.
-    const golden = join(dir, 'golden.yaml');
-    writeFileSync(golden, toYaml({ entries: [{ id: 'capital', service: 'chat', prompt: 'What is the capital of France?', expect: { facts: ['Paris'] } }] }));
-    const config = join(dir, 'extproc.yaml');
+  let adminPort: number;
+  let kubeconfig: string;
+
+  /** extproc as in the cluster (VirtualService source, its ServiceAccount) with a golden set for `service` only, no judge, no opted-in self-reports. */
+  async function startExtproc(service: string) {
+    const golden = join(dir, `golden-${service}.yaml`);
+    writeFileSync(golden, toYaml({ entries: [{ id: 'capital', service, prompt: 'What is the capital of France?', expect: { facts: ['Paris'] } }] }));
+    const config = join(dir, `extproc-${service}.yaml`);
     writeFileSync(config, toYaml({ quality: { golden: { file: golden } } }));
-    const kubeconfig = await kube.writeKubeconfig(await kube.kubeconfigFor('fledge-extproc', 'fledge-system'), 'extproc-coverage');
-    const adminPort = await freePort();
-    extprocAdmin = `http://127.0.0.1:${adminPort}`;
-    extproc = startProcess('extproc', process.execPath, [CLI, 'extproc', '--routing-source', 'virtualservice', '--kubeconfig', kubeconfig, '--port', String(await freePort()), '--admin-port', String(adminPort), '--config', config], join(dir, 'extproc.log'));
+    extproc = startProcess('extproc', process.execPath, [CLI, 'extproc', '--routing-source', 'virtualservice', '--kubeconfig', kubeconfig, '--port', String(await freePort()), '--admin-port', String(adminPort), '--config', config], join(dir, `extproc-${service}.log`));
     await waitForHttp(extproc, `${extprocAdmin}/readyz`);
+  }
+
+  beforeAll(async () => {
+    kubeconfig = await kube.writeKubeconfig(await kube.kubeconfigFor('fledge-extproc', 'fledge-system'), 'extproc-coverage');
+    adminPort = await freePort();
+    extprocAdmin = `http://127.0.0.1:${adminPort}`;
+    await startExtproc('chat');
   });
   afterAll(async () => {
     await extproc?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a default-policy rollout of a service no extproc evaluator covers is Invalid at start, naming metric and service; traffic untouched', async () => {
+  it('a default-policy rollout of a service no extproc evaluator covers is Invalid at start, naming metric and service; traffic untouched; once covered, retry starts it', async () => {
     const report = (await (await fetch(`${extprocAdmin}/coverage`)).json()) as CoverageReport;
     expect(report).toMatchObject({ quality: true, golden: { entries: 1, anyService: 0, services: { chat: 1 } }, judge: { configured: false }, probes: { verified: false } });
 
@@ -310,6 +316,13 @@ describe('evaluator coverage from extproc\'s report (real extproc, cluster mode)
     const invalid = (await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'Invalid')).find((e) => e.reason === 'Invalid');
     expect(invalid?.type).toBe('Warning');
     expect(invalid?.message).toContain('metric quality-score');
+
+    // extproc restarted with a golden set for "model": a retry reads the report again and the rollout starts.
+    await extproc.stop();
+    await startExtproc('model');
+    await optIn(svc.namespace, { 'fledge.dev/action': 'retry' });
+    const retried = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict after the retry', (st) => st.phase !== 'Invalid' && st.phase !== 'Progressing');
+    expect(retried.phase, retried.message).toBe('Promoted');
   });
 
   it('an unreadable report does not make the rollout Invalid: a Warning Event, and the analyses decide', async () => {
