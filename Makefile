@@ -114,6 +114,13 @@ bench-model-confidence: model-deps build
 bench-evidence: build
 	node dist/bench/evidence-bench.js
 
+# The detection figure once on the real local stack (Envoy, extproc, Prometheus, sims, local
+# controller): 10% vs 5% hallucinating candidates under examples/policies/evidence.yaml; the
+# canary's judged answers at the rollback look (adds end_to_end to bench/results/evidence.json).
+.PHONY: bench-evidence-e2e
+bench-evidence-e2e: build
+	node dist/bench/evidence-end-to-end.js
+
 # Controller against a real kube-apiserver and Prometheus: rollback actuation, reconcile p99
 # with 100 concurrent rollouts, RSS (writes bench/results/controller.json).
 .PHONY: bench-controller

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { createLogger, type Logger } from '../common/logger.js';
 import { DEFAULT_DECISIONS_QUERY, DEFAULT_MIN_REQUESTS, DEFAULT_TRAFFIC_QUERY } from '../controller/analysis/decision-coverage.js';
 import { parseDuration } from '../controller/policy/duration.js';
+import { DEFAULT_EVIDENCE_MIN_WINDOW_SECONDS } from '../controller/analysis/evidence/look.js';
 import { exitOnError, stopOnSignals } from './exit.js';
 import { loadKubeConfig } from './kubeconfig.js';
 
@@ -19,6 +20,7 @@ interface ControllerOptions {
   allNamespaces?: boolean;
   prometheusUrl: string;
   timeScale: number;
+  evidenceMinWindow: number;
   leaseNamespace: string;
   leaseName: string;
   id: string;
@@ -80,6 +82,11 @@ export function controllerCommand(): Command {
         .default(1)
         .argParser(positive('--time-scale')),
     )
+    .addOption(
+      new Option('--evidence-min-window <seconds>', "the shortest range of an evidence stage's count queries: a few of Prometheus's scrape intervals (the local stack scrapes every 1 s); not divided by --time-scale")
+        .default(DEFAULT_EVIDENCE_MIN_WINDOW_SECONDS)
+        .argParser(positive('--evidence-min-window')),
+    )
     .addOption(new Option('--lease-namespace <ns>', 'namespace of the leader-election Lease').default('fledge-system'))
     .addOption(new Option('--lease-name <name>', 'name of the leader-election Lease').default('fledge-controller'))
     .addOption(new Option('--id <identity>', 'this replica\'s identity in the Lease (hostname_pid unless set)').default(`${hostname()}_${process.pid}`))
@@ -110,6 +117,7 @@ export function controllerCommand(): Command {
         ...(opts.namespace ? { namespace: opts.namespace } : {}),
         prometheusUrl: opts.prometheusUrl,
         timeScale: opts.timeScale,
+        evidenceMinWindowSeconds: opts.evidenceMinWindow,
         leaseNamespace: opts.leaseNamespace,
         leaseName: opts.leaseName,
         identity: opts.id,
@@ -150,6 +158,7 @@ async function runLocal(opts: ControllerOptions, logger: Logger): Promise<void> 
     envoyAdminUrl: opts.envoyAdminUrl,
     extprocAdminUrl: opts.extprocAdminUrl,
     timeScale: opts.timeScale,
+    evidenceMinWindowSeconds: opts.evidenceMinWindow,
     adminHost: opts.adminHost,
     adminPort: opts.adminPort,
     logger,

@@ -103,6 +103,7 @@ export async function runRolloutDemo(o: RolloutDemoOptions, events: RolloutDemoE
         policy,
         final: recorder.status,
         runs: recorder.analysisRuns(),
+        evidence: recorder.evidenceStages(),
         lastStepIndex: recorder.lastStepIndex(),
         requests: t.answers.length + t.shed,
         failedRequests: t.failures().length + t.shed,

@@ -14,6 +14,9 @@ import { startPrometheus } from './prometheus.js';
 import { startRedis } from './redis.js';
 import { modelServers, type RealModel, type StackConfig } from './stack-config.js';
 
+/** The shortest evidence count range for the local stack's controller: five of its Prometheus's 1 s scrapes. */
+export const LOCAL_EVIDENCE_MIN_WINDOW_SECONDS = 5;
+
 
 /** One running part of the stack, as `fledge up` reports it. */
 export interface StackComponent {
@@ -167,6 +170,8 @@ export class LocalStack {
           '--envoy-admin-url', `http://127.0.0.1:${ports.envoyAdmin}`,
           '--extproc-admin-url', `http://127.0.0.1:${ports.extprocAdmin}`,
           '--time-scale', String(timeScale),
+          // Prometheus scrapes every second here: an evidence stage counts from its own start, not 60 s back.
+          '--evidence-min-window', String(LOCAL_EVIDENCE_MIN_WINDOW_SECONDS),
           '--admin-port', String(ports.controllerAdmin),
         ]);
         await waitForHttp(controller, `http://127.0.0.1:${ports.controllerAdmin}/readyz`);

@@ -85,6 +85,13 @@ export interface MachineOptions {
   candidate?: CandidateAvailability;
   /** How long a weight step waits for an available candidate (before timeScale; default 10m). */
   availabilityTimeoutMs?: number;
+  /**
+   * The shortest range of an evidence stage's count queries, in seconds (default 60): a few
+   * Prometheus scrape intervals, so that increase() has samples to work with. Not
+   * time-scaled: it is about the scrapes, not the policy. A stage younger than this counts
+   * from before it began (the previous stage's traffic, or probes before the rollout).
+   */
+  evidenceMinWindowSeconds?: number;
 }
 
 export interface Transition {

@@ -17,6 +17,8 @@ export interface ControllerAppOptions {
   namespace?: string;
   prometheusUrl: string;
   timeScale: number;
+  /** MachineOptions.evidenceMinWindowSeconds. */
+  evidenceMinWindowSeconds?: number;
   leaseNamespace: string;
   leaseName: string;
   identity: string;
@@ -67,7 +69,7 @@ export async function startControllerApp(o: ControllerAppOptions): Promise<Contr
         kubeConfig: o.kubeConfig,
         ...(o.namespace === undefined ? {} : { namespace: o.namespace }),
         metricsProvider: new PrometheusProvider({ address: o.prometheusUrl }),
-        machine: { timeScale: o.timeScale, ...(o.availabilityTimeoutMs === undefined ? {} : { availabilityTimeoutMs: o.availabilityTimeoutMs }) },
+        machine: { timeScale: o.timeScale, ...(o.evidenceMinWindowSeconds === undefined ? {} : { evidenceMinWindowSeconds: o.evidenceMinWindowSeconds }), ...(o.availabilityTimeoutMs === undefined ? {} : { availabilityTimeoutMs: o.availabilityTimeoutMs }) },
         identity: o.identity,
         logger: log,
         metrics,
