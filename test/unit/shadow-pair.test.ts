@@ -1,0 +1,63 @@
+import { describe, expect, it } from 'vitest';
+import { answerFeatures, minHash, similarity, wordsOf, SIGNATURE_SIZE } from '../../extproc/shadow/answer-features.js';
+import { comparePair } from '../../extproc/shadow/pair-comparison.js';
+import { emptyObservation } from '../../extproc/quality/observation.js';
+
+const answer = (text: string, extra: Partial<ReturnType<typeof emptyObservation>> = {}) => ({ ...emptyObservation(), kind: 'json' as const, text, textLength: text.length, finishReason: 'stop', ...extra });
+
+/** The exact Jaccard similarity of two texts' word pairs, computed independently of MinHash. */
+function jaccard(a: string, b: string): number {
+  const pairs = (t: string) => {
+    const w = wordsOf(t);
+    return new Set(w.length < 2 ? [w.join(' ')] : w.slice(1).map((x, i) => `${w[i]} ${x}`));
+  };
+  const A = pairs(a);
+  const B = pairs(b);
+  const inter = [...A].filter((x) => B.has(x)).length;
+  return inter / (A.size + B.size - inter);
+}
+
+describe('answer features', () => {
+  it('describe an answer without keeping its text: length, refusal, failure, a signature', () => {
+    const f = answerFeatures({ observation: answer('I cannot help with that request.'), status: 200, latencyMs: 120, goldenCorrect: false });
+    expect(f).toMatchObject({ chars: 32, words: 6, refusal: true, failed: false, goldenCorrect: false, latencyMs: 120, finishReason: 'stop' });
+    expect(f.signature).toHaveLength(SIGNATURE_SIZE);
+    expect(JSON.stringify(f)).not.toContain('help');
+    expect(answerFeatures({ observation: answer('half', { truncated: true }), status: 200, latencyMs: 1 }).failed).toBe(true);
+    expect(answerFeatures({ observation: answer(''), status: 503, latencyMs: 1 }).failed).toBe(true);
+  });
+
+  it('MinHash similarity: 1 for the same words (case and punctuation aside), near the exact Jaccard otherwise', () => {
+    expect(similarity(minHash(wordsOf('The capital of France is Paris.')), minHash(wordsOf('the capital of france is paris')))).toBe(1);
+    const a = 'The capital of France is Paris, a city on the Seine known for its museums and cafes.';
+    const b = 'The capital of France is Paris, which lies on the river Seine and is famous for art.';
+    const c = 'Neptune is the eighth planet from the Sun and the farthest known planet.';
+    const ab = similarity(minHash(wordsOf(a)), minHash(wordsOf(b)));
+    // 64 hashes: standard error ≤ 1/(2·8) = 0.0625; three of them is a generous bound.
+    expect(Math.abs(ab - jaccard(a, b))).toBeLessThan(0.19);
+    expect(similarity(minHash(wordsOf(a)), minHash(wordsOf(c)))).toBeLessThan(0.1);
+    expect(() => similarity([1, 2], [1])).toThrow(RangeError);
+  });
+});
+
+describe('comparePair', () => {
+  const stable = answerFeatures({ observation: answer('Jupiter is the largest planet in our solar system.', { usage: { input: 10, output: 12, cached: 0 } }), status: 200, latencyMs: 200, goldenCorrect: true });
+
+  it('an identical answer: no flips, similarity 1, length ratio 1', () => {
+    const same = comparePair(stable, { ...stable, latencyMs: 230 });
+    expect(same).toMatchObject({ lengthRatio: 1, latencyDeltaMs: 30, similarity: 1, finishReasonChanged: false, refusal: undefined, goldenCorrect: undefined, failed: undefined, outputTokensDelta: 0 });
+  });
+
+  it('a wrong, twice-as-long answer: golden correctness lost, length ratio ~2, low similarity', () => {
+    const text = 'Neptune is the largest planet in our solar system, bigger than every other planet we know of by far.';
+    const wrong = answerFeatures({ observation: answer(text, { usage: { input: 10, output: 25, cached: 0 }, finishReason: 'length' }), status: 200, latencyMs: 450, goldenCorrect: false });
+    const c = comparePair(stable, wrong);
+    expect(c.goldenCorrect).toBe('lost');
+    expect(c.lengthRatio).toBeCloseTo((text.length + 1) / (stable.chars + 1), 6);
+    expect(c.lengthRatio).toBeGreaterThan(1.9);
+    expect(c.outputTokensDelta).toBe(13);
+    expect(c.finishReasonChanged).toBe(true);
+    expect(c.similarity).toBeLessThan(0.6);
+    expect(comparePair(wrong, stable).goldenCorrect).toBe('gained');
+  });
+});
