@@ -1,0 +1,64 @@
+/**
+ * Pairs the answers of one shadowed request, which arrive in any order and possibly at
+ * different extproc replicas. The stable's answer to the user meets the candidate's answer
+ * to the copy (a candidate pair) and, for requests also sent to the stable a second time,
+ * that second answer (a noise pair: what the stable itself varies by, Diffy's noise floor).
+ * Each side is written to Redis under the request id with a TTL, in one MULTI with a GET of
+ * its partner; whoever writes second gets the pair and deletes both. Memory is bounded by
+ * the TTL times the shadow rate; a side whose partner never comes (the candidate hung, the
+ * copy was dropped) expires.
+ */
+import type { Redis } from 'ioredis';
+import type { AnswerFeatures } from './answer-features.js';
+
+/** Which answer this is: the stable's to the user, the candidate's to the copy, or the stable's second answer. */
+export type PairSide = 'stable' | 'candidate' | 'stable-again';
+export type PairKind = 'candidate' | 'noise';
+
+export interface ShadowPair {
+  kind: PairKind;
+  requestId: string;
+  stable: AnswerFeatures;
+  /** The candidate's answer (kind candidate) or the stable's second answer (kind noise). */
+  other: AnswerFeatures;
+}
+
+export const DEFAULT_PAIR_TTL_SECONDS = 120;
+
+export class ShadowPairStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly options: { service: string; ttlSeconds?: number; prefix?: string },
+  ) {}
+
+  /**
+   * Records one side and returns the pairs it completed. The stable side is offered to the
+   * candidate pair, and to the noise pair when `withNoise` (the request was also sent to the
+   * stable again).
+   */
+  async record(requestId: string, side: PairSide, features: AnswerFeatures, withNoise = false): Promise<ShadowPair[]> {
+    const kinds: PairKind[] = side === 'candidate' ? ['candidate'] : side === 'stable-again' ? ['noise'] : withNoise ? ['candidate', 'noise'] : ['candidate'];
+    const own = side === 'stable' ? 'stable' : 'other';
+    const partner = side === 'stable' ? 'other' : 'stable';
+    const ttl = this.options.ttlSeconds ?? DEFAULT_PAIR_TTL_SECONDS;
+    const text = JSON.stringify(features);
+    const tx = this.redis.multi();
+    for (const kind of kinds) tx.set(this.key(requestId, kind, own), text, 'EX', ttl).get(this.key(requestId, kind, partner));
+    const results = await tx.exec();
+    if (!results) throw new Error(`shadow pair ${requestId}: Redis transaction aborted`);
+    for (const [err] of results) if (err) throw new Error(`shadow pair ${requestId}: ${err.message}`);
+    const pairs: ShadowPair[] = [];
+    for (const [i, kind] of kinds.entries()) {
+      const found = results[2 * i + 1]![1] as string | null;
+      if (found === null) continue;
+      await this.redis.del(this.key(requestId, kind, own), this.key(requestId, kind, partner));
+      const theirs = JSON.parse(found) as AnswerFeatures;
+      pairs.push(side === 'stable' ? { kind, requestId, stable: features, other: theirs } : { kind, requestId, stable: theirs, other: features });
+    }
+    return pairs;
+  }
+
+  private key(requestId: string, kind: PairKind, side: 'stable' | 'other'): string {
+    return `${this.options.prefix ?? 'fledge:shadow'}:${this.options.service}:${kind}:${requestId}:${side}`;
+  }
+}
