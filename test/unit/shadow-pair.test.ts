@@ -61,3 +61,26 @@ describe('comparePair', () => {
     expect(comparePair(wrong, stable).goldenCorrect).toBe('gained');
   });
 });
+
+describe('ShadowMetrics', () => {
+  it('counts pairs by kind, flips by feature and direction, and observes the distributions', async () => {
+    const { Registry } = await import('prom-client');
+    const { ShadowMetrics } = await import('../../extproc/shadow/shadow-metrics.js');
+    const registry = new Registry();
+    const m = new ShadowMetrics(registry);
+    const right = answerFeatures({ observation: answer('Jupiter is the largest planet.'), status: 200, latencyMs: 200, goldenCorrect: true });
+    const wrong = answerFeatures({ observation: answer('Neptune is the largest planet by far, much bigger than Jupiter.'), status: 200, latencyMs: 700, goldenCorrect: false });
+    const labels = { service: 'chat', version: 'v2', rollout_hash: 'h2' };
+    m.record({ kind: 'candidate', requestId: 'r1', stable: right, other: wrong }, labels);
+    m.record({ kind: 'noise', requestId: 'r1', stable: right, other: right }, labels);
+    const text = await registry.metrics();
+    expect(text).toContain('inference_shadow_pairs_total{service="chat",version="v2",rollout_hash="h2",pair="candidate"} 1');
+    expect(text).toContain('inference_shadow_pairs_total{service="chat",version="v2",rollout_hash="h2",pair="noise"} 1');
+    expect(text).toContain('inference_shadow_flips_total{service="chat",version="v2",rollout_hash="h2",pair="candidate",feature="golden-correct",direction="lost"} 1');
+    expect(text).not.toMatch(/inference_shadow_flips_total\{[^}]*pair="noise"/);
+    // The noise pair is identical: similarity 1 falls in the le="1" bucket but not le="0.95".
+    expect(text).toContain('inference_shadow_similarity_bucket{le="0.95",service="chat",version="v2",rollout_hash="h2",pair="noise"} 0');
+    expect(text).toContain('inference_shadow_similarity_bucket{le="1",service="chat",version="v2",rollout_hash="h2",pair="noise"} 1');
+    expect(text).toContain('inference_shadow_latency_delta_seconds_sum{service="chat",version="v2",rollout_hash="h2",pair="candidate"} 0.5');
+  });
+});

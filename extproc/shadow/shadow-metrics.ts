@@ -1,0 +1,49 @@
+/**
+ * inference_shadow_*: every completed pair, by kind (candidate: the stable's answer against
+ * the candidate's; noise: against the stable's own second answer). A shadow analysis compares
+ * the two kinds: a difference the candidate pairs show and the noise pairs do not is the
+ * candidate's. Counters are plain counts of pairs (no 1/p weighting), so rates of them are
+ * counts an evidence comparison can use.
+ */
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { ShadowPair } from './pair-store.js';
+import { comparePair, type Flip } from './pair-comparison.js';
+
+const LABELS = ['service', 'version', 'rollout_hash', 'pair'] as const;
+type Labels = Record<(typeof LABELS)[number], string>;
+
+/** Boolean features whose change between the two answers is counted. */
+export const FLIP_FEATURES = ['golden-correct', 'refusal', 'json-valid', 'failed'] as const;
+
+export class ShadowMetrics {
+  readonly pairs: Counter<(typeof LABELS)[number]>;
+  readonly flips: Counter<(typeof LABELS)[number] | 'feature' | 'direction'>;
+  readonly finishReasonChanged: Counter<(typeof LABELS)[number]>;
+  readonly lengthRatio: Histogram<(typeof LABELS)[number]>;
+  readonly similarity: Histogram<(typeof LABELS)[number]>;
+  readonly latencyDelta: Histogram<(typeof LABELS)[number]>;
+  readonly unpaired: Counter<'service' | 'side'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.pairs = new Counter({ name: 'inference_shadow_pairs_total', help: 'Shadow pairs compared: pair=candidate (stable vs candidate answer) or noise (stable vs its own second answer).', labelNames: LABELS, registers });
+    this.flips = new Counter({ name: 'inference_shadow_flips_total', help: 'Pairs whose second answer gained or lost a property the stable answer had or lacked (feature: golden-correct, refusal, json-valid, failed).', labelNames: [...LABELS, 'feature', 'direction'], registers });
+    this.finishReasonChanged = new Counter({ name: 'inference_shadow_finish_reason_changed_total', help: 'Pairs whose two answers stopped for different reasons.', labelNames: LABELS, registers });
+    this.lengthRatio = new Histogram({ name: 'inference_shadow_length_ratio', help: 'Second answer length / stable answer length (characters + 1).', labelNames: LABELS, buckets: [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4], registers });
+    this.similarity = new Histogram({ name: 'inference_shadow_similarity', help: 'Estimated Jaccard similarity of the two answers\' word pairs (MinHash).', labelNames: LABELS, buckets: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1], registers });
+    this.latencyDelta = new Histogram({ name: 'inference_shadow_latency_delta_seconds', help: 'Second answer latency minus stable answer latency.', labelNames: LABELS, buckets: [-2, -1, -0.5, -0.25, -0.1, -0.05, 0, 0.05, 0.1, 0.25, 0.5, 1, 2], registers });
+    this.unpaired = new Counter({ name: 'inference_shadow_unpaired_total', help: 'Shadow answers whose partner never arrived (expired), by the side that waited.', labelNames: ['service', 'side'], registers });
+  }
+
+  record(pair: ShadowPair, labels: Omit<Labels, 'pair'>): void {
+    const l: Labels = { ...labels, pair: pair.kind };
+    const c = comparePair(pair.stable, pair.other);
+    this.pairs.inc(l);
+    const flips: [(typeof FLIP_FEATURES)[number], Flip][] = [['golden-correct', c.goldenCorrect], ['refusal', c.refusal], ['json-valid', c.jsonValid], ['failed', c.failed]];
+    for (const [feature, direction] of flips) if (direction) this.flips.inc({ ...l, feature, direction });
+    if (c.finishReasonChanged) this.finishReasonChanged.inc(l);
+    this.lengthRatio.observe(l, c.lengthRatio);
+    this.similarity.observe(l, c.similarity);
+    this.latencyDelta.observe(l, c.latencyDeltaMs / 1000);
+  }
+}
