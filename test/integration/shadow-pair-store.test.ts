@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answerFeatures } from '../../extproc/shadow/answer-features.js';
 import { ShadowPairStore } from '../../extproc/shadow/pair-store.js';
+import { ShadowPairLog, toRecord } from '../../extproc/shadow/pair-log.js';
 import { emptyObservation } from '../../extproc/quality/observation.js';
 import { freePort } from '../../local/ports.js';
 import { startRedis, type RunningRedis } from '../harness/redis.js';
@@ -54,5 +55,22 @@ describe('ShadowPairStore (real Redis)', () => {
     const key = (await client.keys('fledge:shadow:ttl:*'))[0]!;
     expect(await client.ttl(key)).toBeGreaterThan(0);
     expect(await client.ttl(key)).toBeLessThanOrEqual(1);
+  });
+
+  it('the pair log keeps the newest pairs of one rollout up to its cap, without the signatures', async () => {
+    const log = new ShadowPairLog(client, { cap: 3 });
+    const labels = { service: 'log', version: 'v2', rolloutHash: 'h2' };
+    for (let i = 0; i < 5; i++) {
+      await log.append(toRecord({ kind: i % 2 ? 'noise' : 'candidate', requestId: `r${i}`, stable: features('Paris is the capital', 100), other: features('Lyon is the capital', 100 + i) }, labels, i));
+    }
+    await client.lpush('fledge:shadow-log:log:h2', '{not json');
+    const { records, unreadable } = await log.read('log', 'h2');
+    expect(unreadable).toBe(1);
+    expect(records.map((r) => r.requestId)).toEqual(['r4', 'r3', 'r2']);
+    expect(records[0]!.comparison.latencyDeltaMs).toBe(4);
+    expect(records[0]!.comparison.similarity).toBeLessThan(1);
+    expect(records[0]!.stable).not.toHaveProperty('signature');
+    expect(await log.rollouts('log')).toEqual(['h2']);
+    expect(await client.ttl('fledge:shadow-log:log:h2')).toBeGreaterThan(3600);
   });
 });
