@@ -19,6 +19,12 @@
  *   minutes). Too few samples early in a stage is normal, so its inconclusiveLimit is high
  *   (60: more one-minute measurements than the steps' 40 minutes of pauses take); the
  *   step analyses still decide when evidence is lacking. Cost only gates the steps.
+ * - A shadow stage first (docs/shadow.md): 20% of the stable's requests are copied to the
+ *   candidate for 10 minutes (no user sees it), then shadow-check judges the pairs while the
+ *   copies go on: the candidate's answers must not fail more often, lose golden answers more
+ *   often, or differ in length by more than the stable's own second answers do (the noise
+ *   floor); its golden-probe quality must hold; and if answers are not being captured
+ *   (Redis down, capture not configured) the rollout waits for review rather than moving on.
  * - The data-plane guardrail (docs/extproc.md): extproc itself takes the canary off within a
  *   second of a hard breach. Its limits come from the rollback table: the smallest round
  *   share that a version sitting exactly at the table's limit (1% errors, 5% hallucinations)
@@ -84,10 +90,70 @@ function rollbackMetrics(extra: string): string {
 `;
 }
 
+export const DEFAULT_MIN_SAMPLES = 50;
+
+/** A shadow series of the canary's pairs, `pair` = candidate or noise. */
+const shadowPairs = (pair: string) => `sum(increase(inference_shadow_pairs_total{rollout_hash="${CANARY}",pair="${pair}"}[10m]))`;
+/** The share of a kind's pairs whose second answer gained (or lost) a property; 0 when no pair had the feature. */
+function flipShare(pair: string, feature: string, direction: string): string {
+  const where = `rollout_hash="${CANARY}",pair="${pair}",feature="${feature}"`;
+  return `((sum(increase(inference_shadow_flips_total{${where},direction="${direction}"}[10m])) or vector(0)) / (sum(increase(inference_shadow_compared_total{${where}}[10m])) or vector(1)))`;
+}
+/** The candidate's share minus the noise floor's: what the candidate changes beyond the stable's own variation. */
+const flipExcess = (feature: string, direction: string) => `${flipShare('candidate', feature, direction)} - ${flipShare('noise', feature, direction)}`;
+
+const SHADOW_TEMPLATE = `          - name: shadow-capture-failures
+            provider:
+              prometheus:
+                query: |
+                  (sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}",outcome!="recorded"}[10m])) or vector(0))
+                  /
+                  sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}"}[10m]))
+            successCondition: result[0] <= 0.1
+            action: pause-for-review
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}"}[10m]))
+          - name: shadow-failures
+            provider:
+              prometheus:
+                query: |
+                  ${flipExcess('failed', 'gained')}
+            successCondition: result[0] <= 0.02
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${shadowPairs('candidate')}
+          - name: shadow-golden-lost
+            provider:
+              prometheus:
+                query: |
+                  ${flipExcess('golden-correct', 'lost')}
+            successCondition: result[0] <= 0.1
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${shadowPairs('candidate')}
+          - name: shadow-length-ratio
+            provider:
+              prometheus:
+                query: |
+                  histogram_quantile(0.5, sum by (le) (rate(inference_shadow_length_ratio_bucket{rollout_hash="${CANARY}",pair="candidate"}[10m])))
+            successCondition: result[0] >= 0.67 && result[0] <= 1.5
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${shadowPairs('candidate')}
+          - name: quality-score
+            provider:
+              prometheus:
+                query: |
+                  avg(inference_quality_score{rollout_hash="${CANARY}"})
+            successCondition: result[0] >= 0.85
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+            samplesQuery: ${evaluated}
+`;
+
 export const DEFAULT_POLICY_NAME = 'default';
 /** The guardrail's hard limits (see the derivation above). */
 export const DEFAULT_GUARDRAIL = { errorRate: 0.1, hallucinationRate: 0.2, minSamples: 50, window: 50, maxAge: '1m', checkInterval: '5s' } as const;
-export const DEFAULT_MIN_SAMPLES = 50;
 
 export const DEFAULT_POLICY_YAML = `# fledge's default policy: the seed's steps and ai-quality-check, plus the rollback table.
 apiVersion: fledge.dev/v1alpha1
@@ -96,15 +162,19 @@ metadata:
   name: ${DEFAULT_POLICY_NAME}
 spec:
   steps:
+    - shadow: {duration: 10m, percent: 20}
+    - analysis:
+        templates:
+          - templateName: shadow-check
+        args:
+          - name: canary-hash
+            valueFrom:
+              podTemplateHashValue: Latest
     - setWeight: 5
     - pause: {duration: 10m}
     - analysis:
         templates:
           - templateName: ai-quality-check
-        args:
-          - name: canary-hash
-            valueFrom:
-              podTemplateHashValue: Latest
     - setWeight: 25
     - pause: {duration: 15m}
     - analysis:
@@ -123,7 +193,7 @@ spec:
       - name: canary-hash
         valueFrom:
           podTemplateHashValue: Latest
-    startingStep: 1
+    startingStep: 3
   guardrail:
     errorRate: ${DEFAULT_GUARDRAIL.errorRate}
     hallucinationRate: ${DEFAULT_GUARDRAIL.hallucinationRate}
@@ -133,6 +203,12 @@ spec:
     checkInterval: ${DEFAULT_GUARDRAIL.checkInterval}
   analysisTemplates:
     - apiVersion: argoproj.io/v1alpha1
+      kind: AnalysisTemplate
+      metadata:
+        name: shadow-check
+      spec:
+        metrics:
+${SHADOW_TEMPLATE}    - apiVersion: argoproj.io/v1alpha1
       kind: AnalysisTemplate
       metadata:
         name: ai-quality-check

@@ -6,7 +6,15 @@
  * counts an evidence comparison can use.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
-import type { ShadowPair } from './pair-store.js';
+import type { PairSide, ShadowPair } from './pair-store.js';
+import type { ShadowTicket } from './shadow-decision.js';
+
+export type CaptureOutcome = 'recorded' | 'dropped' | 'store-error' | 'unavailable';
+
+/** Pair and capture series carry the candidate's labels (noise pairs too: the rollout they belong to). */
+export function shadowLabels(t: ShadowTicket): Omit<Labels, 'pair'> {
+  return { service: t.service, version: t.candidate, rollout_hash: t.candidateHash };
+}
 import { comparePair, type Flip } from './pair-comparison.js';
 
 const LABELS = ['service', 'version', 'rollout_hash', 'pair'] as const;
@@ -22,7 +30,8 @@ export class ShadowMetrics {
   readonly lengthRatio: Histogram<(typeof LABELS)[number]>;
   readonly similarity: Histogram<(typeof LABELS)[number]>;
   readonly latencyDelta: Histogram<(typeof LABELS)[number]>;
-  readonly unpaired: Counter<'service' | 'side'>;
+  readonly compared: Counter<(typeof LABELS)[number] | 'feature'>;
+  readonly captures: Counter<'service' | 'version' | 'rollout_hash' | 'side' | 'outcome'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -32,7 +41,17 @@ export class ShadowMetrics {
     this.lengthRatio = new Histogram({ name: 'inference_shadow_length_ratio', help: 'Second answer length / stable answer length (characters + 1).', labelNames: LABELS, buckets: [0.25, 0.5, 0.67, 0.8, 0.9, 1, 1.1, 1.25, 1.5, 2, 4], registers });
     this.similarity = new Histogram({ name: 'inference_shadow_similarity', help: 'Estimated Jaccard similarity of the two answers\' word pairs (MinHash).', labelNames: LABELS, buckets: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1], registers });
     this.latencyDelta = new Histogram({ name: 'inference_shadow_latency_delta_seconds', help: 'Second answer latency minus stable answer latency.', labelNames: LABELS, buckets: [-2, -1, -0.5, -0.25, -0.1, -0.05, 0, 0.05, 0.1, 0.25, 0.5, 1, 2], registers });
-    this.unpaired = new Counter({ name: 'inference_shadow_unpaired_total', help: 'Shadow answers whose partner never arrived (expired), by the side that waited.', labelNames: ['service', 'side'], registers });
+    this.compared = new Counter({ name: 'inference_shadow_compared_total', help: 'Pairs in which a boolean feature was defined on both answers (the denominator of its flips; golden-correct only for golden questions).', labelNames: [...LABELS, 'feature'], registers });
+    this.captures = new Counter({
+      name: 'inference_shadow_captures_total',
+      help: 'Answers shadow mode tried to capture, by side (stable, candidate, stable-again) and outcome: recorded; dropped (too many copies in flight, or a body over the cap); store-error (Redis); unavailable (a shadow step with shadow capture not configured). version and rollout_hash are the candidate\'s.',
+      labelNames: ['service', 'version', 'rollout_hash', 'side', 'outcome'],
+      registers,
+    });
+  }
+
+  countCapture(ticket: ShadowTicket, side: PairSide, outcome: CaptureOutcome): void {
+    this.captures.inc({ ...shadowLabels(ticket), side, outcome });
   }
 
   record(pair: ShadowPair, labels: Omit<Labels, 'pair'>): void {
@@ -40,7 +59,17 @@ export class ShadowMetrics {
     const c = comparePair(pair.stable, pair.other);
     this.pairs.inc(l);
     const flips: [(typeof FLIP_FEATURES)[number], Flip][] = [['golden-correct', c.goldenCorrect], ['refusal', c.refusal], ['json-valid', c.jsonValid], ['failed', c.failed]];
-    for (const [feature, direction] of flips) if (direction) this.flips.inc({ ...l, feature, direction });
+    const defined: Record<(typeof FLIP_FEATURES)[number], boolean> = {
+      'golden-correct': pair.stable.goldenCorrect !== undefined && pair.other.goldenCorrect !== undefined,
+      refusal: true,
+      'json-valid': pair.stable.jsonValid !== undefined && pair.other.jsonValid !== undefined,
+      failed: true,
+    };
+    for (const [feature, direction] of flips) {
+      if (!defined[feature]) continue;
+      this.compared.inc({ ...l, feature });
+      if (direction) this.flips.inc({ ...l, feature, direction });
+    }
     if (c.finishReasonChanged) this.finishReasonChanged.inc(l);
     this.lengthRatio.observe(l, c.lengthRatio);
     this.similarity.observe(l, c.similarity);

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { MetricsProvider } from '../../controller/analysis/prometheus.js';
 import { advanceRollout, type AdvanceResult } from '../../controller/engine/advance.js';
-import { invalidRollout, startRollout, transition, SHADOW_UNSUPPORTED, type RolloutEffect } from '../../controller/engine/rollout-machine.js';
+import { invalidRollout, startRollout, transition, type RolloutEffect } from '../../controller/engine/rollout-machine.js';
 import { parseRolloutState, serializeRolloutState, type RolloutState } from '../../controller/engine/rollout-state.js';
 import { loadDefaultPolicy, loadPolicyFiles, loadPolicyText } from '../../controller/policy/load.js';
 import type { Policy } from '../../controller/policy/policy.js';
@@ -24,8 +24,13 @@ interface Values {
   samples: number;
   /** fledge_guardrail_tripped for the revision: 1 while an extproc replica has tripped it. */
   tripped?: number;
+  /** The shadow stage: share of answers not captured, failure/golden-loss excess over the noise floor, median length ratio. */
+  shadowCaptureFailures: number;
+  shadowFailures: number;
+  shadowGoldenLost: number;
+  shadowLengthRatio: number;
 }
-const healthy: Values = { errors: 0.001, p95: 1.0, quality: 0.93, hallucination: 0.01, cost: 0.002, samples: 500 };
+const healthy: Values = { errors: 0.001, p95: 1.0, quality: 0.93, hallucination: 0.01, cost: 0.002, samples: 500, shadowCaptureFailures: 0, shadowFailures: 0, shadowGoldenLost: 0, shadowLengthRatio: 1 };
 
 function metrics(canary: Partial<Values> = {}, stable: Partial<Values> = {}): MetricsProvider & { queries: string[] } {
   const queries: string[] = [];
@@ -34,6 +39,11 @@ function metrics(canary: Partial<Values> = {}, stable: Partial<Values> = {}): Me
     async measure(query) {
       queries.push(query);
       const v = { ...healthy, ...(query.includes('"new"') ? canary : stable) };
+      if (query.startsWith('sum(increase(inference_shadow_captures_total') || query.startsWith('sum(increase(inference_shadow_pairs_total')) return [v.samples];
+      if (query.includes('inference_shadow_captures_total')) return [v.shadowCaptureFailures];
+      if (query.includes('feature="failed"')) return [v.shadowFailures];
+      if (query.includes('feature="golden-correct"')) return [v.shadowGoldenLost];
+      if (query.includes('inference_shadow_length_ratio_bucket')) return [v.shadowLengthRatio];
       if (query.includes('increase(inference_requests_total') || query.includes('fledge_quality_evaluated_total')) return [v.samples];
       if (query.includes('inference_errors_total')) return [v.errors];
       if (query.includes('inference_latency_seconds_bucket')) return [v.p95];
@@ -93,18 +103,22 @@ describe('a healthy canary', () => {
 });
 
 describe('the rollback table (default policy)', () => {
-  const rows: [string, Partial<Values>, Partial<Values>, string][] = [
-    ['error-rate', { errors: 0.02 }, {}, 'result[0] <= 0.01'],
-    ['p95-latency', { p95: 1.5 }, { p95: 0.5 }, 'result[0] < 2.0 && result[0] <= 2 * stable[0]'],
-    ['quality-score', { quality: 0.8 }, {}, 'result[0] >= 0.85'],
-    ['hallucination-rate', { hallucination: 0.07 }, {}, 'result[0] <= 0.05'],
+  // Quality comes from golden probes, which reach the candidate in the shadow stage already: no user sees it.
+  const rows: [string, Partial<Values>, Partial<Values>, string, number[]][] = [
+    ['error-rate', { errors: 0.02 }, {}, 'result[0] <= 0.01', [5, 0]],
+    ['p95-latency', { p95: 1.5 }, { p95: 0.5 }, 'result[0] < 2.0 && result[0] <= 2 * stable[0]', [5, 0]],
+    ['quality-score', { quality: 0.8 }, {}, 'result[0] >= 0.85', [0]],
+    ['hallucination-rate', { hallucination: 0.07 }, {}, 'result[0] <= 0.05', [5, 0]],
+    ['shadow-failures', { shadowFailures: 0.1 }, {}, 'result[0] <= 0.02', [0]],
+    ['shadow-golden-lost', { shadowGoldenLost: 0.3 }, {}, 'result[0] <= 0.1', [0]],
+    ['shadow-length-ratio', { shadowLengthRatio: 2 }, {}, 'result[0] >= 0.67 && result[0] <= 1.5', [0]],
   ];
-  for (const [metric, canary, stable, threshold] of rows) {
+  for (const [metric, canary, stable, threshold, weightsSeen] of rows) {
     it(`${metric} breach rolls back: weight 0 in the same transition, naming metric, value and threshold`, async () => {
       const { state, effects } = await run(defaultPolicy, metrics(canary, stable));
       expect(state.phase).toBe('RolledBack');
       expect(state.weight).toBe(0);
-      expect(weights(effects)).toEqual([5, 0]);
+      expect(weights(effects)).toEqual(weightsSeen);
       // The candidate is retired right after its weight 0: no flag or header reaches it.
       expect(effects.findIndex((e) => e.type === 'retire-candidate')).toBe(effects.findLastIndex((e) => e.type === 'set-weight') + 1);
       expect(state.message).toContain(`metric ${metric} failed`);
@@ -122,8 +136,24 @@ describe('the rollback table (default policy)', () => {
     expect(weights(effects)).toEqual([5]);
     expect(state.message).toContain('metric cost-per-request failed: value 0.004 (stable 0.002)');
     const promoted = transition(defaultPolicy, state, { type: 'action', action: 'promote', now }, {});
-    expect(promoted.state).toMatchObject({ phase: 'Progressing', stepIndex: 4, weight: 25 });
+    expect(promoted.state).toMatchObject({ phase: 'Progressing', stepIndex: 6, weight: 25 });
     expect(weights(promoted.effects)).toEqual([25]);
+  });
+
+  it('shadow answers not being captured (Redis down) hold the rollout for review before any user sees the candidate', async () => {
+    const { state, effects } = await run(defaultPolicy, metrics({ shadowCaptureFailures: 1 }));
+    expect(state.phase).toBe('AwaitingReview');
+    expect(weights(effects)).toEqual([]);
+    expect(state.message).toContain('metric shadow-capture-failures failed');
+    // The copies stop only when the shadow stage is left; the review holds them going.
+    expect(effects.filter((e) => e.type === 'set-mirror')).toEqual([{ type: 'set-mirror', percent: 20 }]);
+  });
+
+  it('a healthy shadow stage copies 20% until the first canary weight, then stops the copies', async () => {
+    const { state, effects } = await run(defaultPolicy, metrics());
+    expect(state.phase).toBe('Promoted');
+    const traffic = effects.filter((e) => e.type === 'set-mirror' || e.type === 'set-weight');
+    expect(traffic.slice(0, 3)).toEqual([{ type: 'set-mirror', percent: 20 }, { type: 'set-mirror', percent: 0 }, { type: 'set-weight', weight: 5 }]);
   });
 
   it('cost review then abort rolls back', async () => {
@@ -139,7 +169,7 @@ describe('not enough evidence never promotes', () => {
     const { state, effects, now } = await run(defaultPolicy, metrics({ samples: 3 }));
     expect(state.phase).toBe('Paused');
     expect(state.pause?.reason).toBe('inconclusive');
-    expect(state.weight).toBe(5);
+    expect(state.weight).toBe(0);
     expect(state.message).toContain('only 3 samples; at least 50 needed');
     expect(reasons(effects)).toContain('AnalysisInconclusive');
     expect(reasons(effects)).not.toContain('RolloutCompleted');
@@ -246,17 +276,12 @@ describe('restart', () => {
 describe('invalid input changes no traffic', () => {
   const shadow = loadPolicyText('kind: Policy\nmetadata: {name: s}\nspec:\n  steps:\n    - shadow: {duration: 1h, percent: 100}\n    - setWeight: 50\n', 's.yaml').policies.get('s')!;
 
-  it('shadow steps are rejected until the feature exists', () => {
+  it('a shadow step copies traffic for its duration, serving no user, then the canary steps begin', () => {
     const r = startRollout(shadow, T0);
-    expect(r.state.phase).toBe('Invalid');
-    expect(r.state.message).toContain(SHADOW_UNSUPPORTED);
-    expect(weights(r.effects)).toEqual([]);
-  });
-
-  it('with the flag, a shadow step mirrors for its duration', () => {
-    const r = startRollout(shadow, T0, { shadowSupported: true });
+    expect(r.state).toMatchObject({ phase: 'Progressing', weight: 0 });
     expect(r.effects).toContainEqual({ type: 'set-mirror', percent: 100 });
-    const later = transition(shadow, r.state, { type: 'tick', now: T0 + 60 * MIN }, { shadowSupported: true });
+    expect(weights(r.effects)).toEqual([]);
+    const later = transition(shadow, r.state, { type: 'tick', now: T0 + 60 * MIN });
     expect(later.effects.filter((e) => e.type !== 'event')).toEqual([{ type: 'set-mirror', percent: 0 }, { type: 'set-weight', weight: 50 }, { type: 'set-weight', weight: 100 }, { type: 'promote-candidate' }]);
   });
 
@@ -304,14 +329,14 @@ describe('background analysis (Argo canary.analysis)', () => {
       state = r.state;
       wakeAt = r.wakeAt;
       // The fault starts the moment the rollout enters the 15m pause at weight 25.
-      if (faultAt === undefined && state.stepIndex === 4) faultAt = now;
+      if (faultAt === undefined && state.stepIndex === 6) faultAt = now;
       if (wakeAt === undefined) break;
     }
     expect(faultAt).toBeDefined();
     expect(state.phase, state.message).toBe('RolledBack');
     expect(state.weight).toBe(0);
     // Still inside the 15m stage (30 s at 30x): found by the background run, not the step's analysis.
-    expect(state.stepIndex).toBe(4);
+    expect(state.stepIndex).toBe(6);
     const interval = MIN / SCALE;
     expect(now - faultAt!).toBeLessThanOrEqual(interval);
     expect(state.message).toContain('background analysis ai-quality-guard, guardrail: metric hallucination-rate failed: value 0.3 breached result[0] <= 0.05');
@@ -338,12 +363,12 @@ describe('background analysis (Argo canary.analysis)', () => {
       const r = await advanceRollout({ policy: defaultPolicy, state, hashes, provider, clock: () => now, options });
       state = r.state;
       wakeAt = r.wakeAt;
-      if (faultAt === undefined && state.stepIndex === 4) faultAt = now;
+      if (faultAt === undefined && state.stepIndex === 6) faultAt = now;
       if (wakeAt === undefined) break;
     }
     expect(state.phase, state.message).toBe('RolledBack');
     expect(state.weight).toBe(0);
-    expect(state.stepIndex).toBe(4);
+    expect(state.stepIndex).toBe(6);
     expect(now - faultAt!).toBeLessThanOrEqual(5_000 / SCALE);
     expect(state.message).toMatch(/background analysis ai-quality-guard, guardrail: metric guardrail failed: value 1 breached result\[0\] < 1; all traffic returned to stable/);
   });
@@ -360,7 +385,7 @@ describe('background analysis (Argo canary.analysis)', () => {
       const r = await advanceRollout({ policy: seedDefault, state, hashes, provider, clock: () => now });
       state = r.state;
       wakeAt = r.wakeAt;
-      if (faultAt === undefined && state.stepIndex === 4) faultAt = now;
+      if (faultAt === undefined && state.stepIndex === 6) faultAt = now;
     }
     expect(state.phase).toBe('RolledBack');
     expect(now - faultAt!).toBe(15 * MIN);

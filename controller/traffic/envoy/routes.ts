@@ -22,8 +22,6 @@ export interface LocalService {
    * routing state. Without it there are no per-version routes: the weights decide everything.
    */
   routeToken?: string;
-  /** Shadow: copy this percent of the stable version's requests to the candidate (answers discarded). */
-  mirrorPercent?: number;
   /** version → upstream address. */
   upstreams: Record<string, { host: string; port: number }>;
 }
@@ -57,9 +55,9 @@ export function routeConfig(services: LocalService[]) {
             ],
           },
           request_headers_to_remove: [ROUTE_TOKEN_HEADER],
-          route: { cluster: clusterName(s.name, version), timeout: '120s', ...(version === s.stable ? mirror(s) : {}) },
+          route: { cluster: clusterName(s.name, version), timeout: '120s' },
         })),
-        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s', ...mirror(s) } },
+        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s' } },
       ],
     })),
   };
@@ -69,16 +67,6 @@ export function routeConfig(services: LocalService[]) {
 function servingVersions(s: LocalService): string[] {
   if (!s.routeToken) return [];
   return [s.stable, ...(s.canary && s.canary !== s.stable ? [s.canary] : [])].filter((v) => v in s.upstreams);
-}
-
-/** Envoy sends the copy with "-shadow" appended to the host, which extproc recognises. */
-function mirror(s: LocalService) {
-  if (!s.canary || !s.mirrorPercent) return {};
-  return {
-    request_mirror_policies: [
-      { cluster: clusterName(s.name, s.canary), runtime_fraction: { default_value: { numerator: Math.round(s.mirrorPercent), denominator: 'HUNDRED' } } },
-    ],
-  };
 }
 
 function fallbackWeights(s: LocalService) {
