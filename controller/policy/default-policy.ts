@@ -19,12 +19,6 @@
  *   minutes). Too few samples early in a stage is normal, so its inconclusiveLimit is high
  *   (60: more one-minute measurements than the steps' 40 minutes of pauses take); the
  *   step analyses still decide when evidence is lacking. Cost only gates the steps.
- * - A shadow stage first (docs/shadow.md): 20% of the stable's requests are copied to the
- *   candidate for 10 minutes (no user sees it), then shadow-check judges the pairs while the
- *   copies go on: the candidate's answers must not fail more often, lose golden answers more
- *   often, or differ in length by more than the stable's own second answers do (the noise
- *   floor); its golden-probe quality must hold; and if answers are not being captured
- *   (Redis down, capture not configured) the rollout waits for review rather than moving on.
  * - The data-plane guardrail (docs/extproc.md): extproc itself takes the canary off within a
  *   second of a hard breach. Its limits come from the rollback table: the smallest round
  *   share that a version sitting exactly at the table's limit (1% errors, 5% hallucinations)
@@ -32,6 +26,7 @@
  *   test/unit/guardrail.test.ts): errors > 10%, hallucinations > 20%. 50 outcomes, as the
  *   analyses' minimum, before anything trips; outcomes older than a minute leave the window.
  */
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { evaluatedSamplesQuery, requestSamplesQuery } from '../analysis/samples.js';
 import type { PolicySource } from './load.js';
 
@@ -40,6 +35,7 @@ const requests = `sum(rate(inference_requests_total{rollout_hash="${CANARY}"}[10
 const samples = requestSamplesQuery(CANARY);
 /** Quality and hallucination count answers an evaluator judged (golden probes included), not requests. */
 const evaluated = evaluatedSamplesQuery(CANARY);
+export const DEFAULT_MIN_SAMPLES = 50;
 /** How often the background analysis measures. */
 export const DEFAULT_BACKGROUND_INTERVAL = '1m';
 export const DEFAULT_BACKGROUND_INCONCLUSIVE_LIMIT = 60;
@@ -90,8 +86,6 @@ function rollbackMetrics(extra: string): string {
 `;
 }
 
-export const DEFAULT_MIN_SAMPLES = 50;
-
 /** A shadow series of the canary's pairs, `pair` = candidate or noise. */
 const shadowPairs = (pair: string) => `sum(increase(inference_shadow_pairs_total{rollout_hash="${CANARY}",pair="${pair}"}[10m]))`;
 /** The share of a kind's pairs whose second answer gained (or lost) a property; 0 when no pair had the feature. */
@@ -101,6 +95,16 @@ function flipShare(pair: string, feature: string, direction: string): string {
 }
 /** The candidate's share minus the noise floor's: what the candidate changes beyond the stable's own variation. */
 const flipExcess = (feature: string, direction: string) => `${flipShare('candidate', feature, direction)} - ${flipShare('noise', feature, direction)}`;
+
+/**
+ * shadow-check measures every minute, three times: the copies go on meanwhile, so a stage
+ * whose first look has too few pairs (a quiet service, a slow start) gets two more before it
+ * pauses; a failed look rolls back at once.
+ */
+const SHADOW_CADENCE = `            interval: 1m
+            count: 3
+            inconclusiveLimit: 2
+`;
 
 const SHADOW_TEMPLATE = `          - name: shadow-capture-failures
             provider:
@@ -112,7 +116,7 @@ const SHADOW_TEMPLATE = `          - name: shadow-capture-failures
             successCondition: result[0] <= 0.1
             action: pause-for-review
             minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}"}[10m]))
+${SHADOW_CADENCE}            samplesQuery: sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}"}[10m]))
           - name: shadow-failures
             provider:
               prometheus:
@@ -121,7 +125,7 @@ const SHADOW_TEMPLATE = `          - name: shadow-capture-failures
             successCondition: result[0] <= 0.02
             action: rollback
             minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${shadowPairs('candidate')}
+${SHADOW_CADENCE}            samplesQuery: ${shadowPairs('candidate')}
           - name: shadow-golden-lost
             provider:
               prometheus:
@@ -130,7 +134,7 @@ const SHADOW_TEMPLATE = `          - name: shadow-capture-failures
             successCondition: result[0] <= 0.1
             action: rollback
             minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${shadowPairs('candidate')}
+${SHADOW_CADENCE}            samplesQuery: ${shadowPairs('candidate')}
           - name: shadow-length-ratio
             provider:
               prometheus:
@@ -139,7 +143,7 @@ const SHADOW_TEMPLATE = `          - name: shadow-capture-failures
             successCondition: result[0] >= 0.67 && result[0] <= 1.5
             action: rollback
             minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${shadowPairs('candidate')}
+${SHADOW_CADENCE}            samplesQuery: ${shadowPairs('candidate')}
           - name: quality-score
             provider:
               prometheus:
@@ -148,7 +152,7 @@ const SHADOW_TEMPLATE = `          - name: shadow-capture-failures
             successCondition: result[0] >= 0.85
             action: rollback
             minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${evaluated}
+${SHADOW_CADENCE}            samplesQuery: ${evaluated}
 `;
 
 export const DEFAULT_POLICY_NAME = 'default';
@@ -162,19 +166,15 @@ metadata:
   name: ${DEFAULT_POLICY_NAME}
 spec:
   steps:
-    - shadow: {duration: 10m, percent: 20}
-    - analysis:
-        templates:
-          - templateName: shadow-check
-        args:
-          - name: canary-hash
-            valueFrom:
-              podTemplateHashValue: Latest
     - setWeight: 5
     - pause: {duration: 10m}
     - analysis:
         templates:
           - templateName: ai-quality-check
+        args:
+          - name: canary-hash
+            valueFrom:
+              podTemplateHashValue: Latest
     - setWeight: 25
     - pause: {duration: 15m}
     - analysis:
@@ -193,7 +193,7 @@ spec:
       - name: canary-hash
         valueFrom:
           podTemplateHashValue: Latest
-    startingStep: 3
+    startingStep: 1
   guardrail:
     errorRate: ${DEFAULT_GUARDRAIL.errorRate}
     hallucinationRate: ${DEFAULT_GUARDRAIL.hallucinationRate}
@@ -203,12 +203,6 @@ spec:
     checkInterval: ${DEFAULT_GUARDRAIL.checkInterval}
   analysisTemplates:
     - apiVersion: argoproj.io/v1alpha1
-      kind: AnalysisTemplate
-      metadata:
-        name: shadow-check
-      spec:
-        metrics:
-${SHADOW_TEMPLATE}    - apiVersion: argoproj.io/v1alpha1
       kind: AnalysisTemplate
       metadata:
         name: ai-quality-check
@@ -238,4 +232,44 @@ ${rollbackMetrics(`
 
 export function defaultPolicyEntry(): PolicySource {
   return { source: 'built-in default policy', text: DEFAULT_POLICY_YAML };
+}
+
+export const SHADOW_POLICY_NAME = 'shadow-canary';
+export const SHADOW_STEP = { duration: '10m', percent: 20 } as const;
+
+/**
+ * The built-in `shadow-canary` policy: the default policy with a shadow stage in front
+ * (docs/shadow.md). 20% of the stable's requests are copied to the candidate for 10 minutes
+ * (no user sees it), then shadow-check judges the pairs while the copies go on: the
+ * candidate's answers must not fail more often, lose golden answers more often, or differ in
+ * length more than the stable's own second answers do (the noise floor); its golden-probe
+ * quality must hold; and if answers are not being captured (Redis down, capture not
+ * configured) the rollout waits for review rather than moving on. Everything after is the
+ * default policy's, unchanged (its background analysis starts at the same step as there).
+ */
+export function shadowPolicyYaml(): string {
+  const policy = parseYaml(DEFAULT_POLICY_YAML) as {
+    metadata: { name: string };
+    spec: { steps: unknown[]; analysis?: { startingStep?: number }; analysisTemplates: unknown[] };
+  };
+  const shadowStage = [
+    { shadow: { ...SHADOW_STEP } },
+    { analysis: { templates: [{ templateName: 'shadow-check' }], args: [{ name: 'canary-hash', valueFrom: { podTemplateHashValue: 'Latest' } }] } },
+  ];
+  policy.metadata.name = SHADOW_POLICY_NAME;
+  policy.spec.steps.unshift(...shadowStage);
+  if (policy.spec.analysis?.startingStep !== undefined) policy.spec.analysis.startingStep += shadowStage.length;
+  policy.spec.analysisTemplates.unshift(parseYaml(`apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: shadow-check
+spec:
+  metrics:
+${SHADOW_TEMPLATE.replace(/^ {8}/gm, '  ')}`));
+  return `# fledge's shadow-canary policy: a shadow stage, then the default policy.\n${toYaml(policy, { lineWidth: 0 })}`;
+}
+
+/** Every built-in policy, by name; a source that defines the same name replaces it. */
+export function builtInPolicyEntries(): PolicySource[] {
+  return [defaultPolicyEntry(), { source: 'built-in shadow-canary policy', text: shadowPolicyYaml() }];
 }

@@ -14,7 +14,7 @@ import type { Observation } from '../quality/observation.js';
 import { featuresOfAnswer } from './answer-of.js';
 import { CopySender, type CopyRequest } from './copy-sender.js';
 import { ShadowPairLog, toRecord } from './pair-log.js';
-import { ShadowPairStore, type PairSide } from './pair-store.js';
+import { MemoryPairStore, ShadowPairStore, type PairSide, type PairStore } from './pair-store.js';
 import type { ShadowConfig } from './shadow-config.js';
 import type { ShadowTicket } from './shadow-decision.js';
 import { shadowLabels, type CaptureOutcome, type ShadowMetrics } from './shadow-metrics.js';
@@ -52,23 +52,16 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
   const { config } = deps;
   const log = deps.logger.child({ part: 'shadow' });
   const { metrics } = deps;
-  const redis = new Redis(config.redisUrl!, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: false });
-  let redisDown = false;
-  redis.on('error', (err) => {
-    if (!redisDown) log.warn({ err: err.message, redis: config.redisUrl }, 'shadow pair store unreachable: shadow pairs are lost until it is back (user traffic is unaffected)');
-    redisDown = true;
-  });
-  redis.on('ready', () => {
-    if (redisDown) log.info({ redis: config.redisUrl }, 'shadow pair store reachable again');
-    redisDown = false;
-  });
-  const stores = new Map<string, ShadowPairStore>();
-  const storeFor = (service: string) => {
+  const redis = config.redisUrl ? connect(config.redisUrl, log) : undefined;
+  const memory = new MemoryPairStore({ ttlSeconds: config.pairTtlSeconds });
+  const stores = new Map<string, PairStore>();
+  const storeFor = (service: string): PairStore => {
+    if (!redis) return memory;
     let store = stores.get(service);
     if (!store) stores.set(service, (store = new ShadowPairStore(redis, { service, ttlSeconds: config.pairTtlSeconds })));
     return store;
   };
-  const pairLog = config.logCap > 0 ? new ShadowPairLog(redis, { cap: config.logCap }) : undefined;
+  const pairLog = redis && config.logCap > 0 ? new ShadowPairLog(redis, { cap: config.logCap }) : undefined;
   const sender = new CopySender({ via: new URL(config.via!), secret: deps.secret, maxInFlight: config.maxInFlight, timeoutMs: config.timeoutSeconds * 1000, maxBodyBytes: deps.maxBodyBytes });
   const labelsOf = shadowLabels;
   const count = (t: ShadowTicket, side: PairSide, outcome: CaptureOutcome) => metrics.countCapture(t, side, outcome);
@@ -120,7 +113,21 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
     },
     async close() {
       sender.close();
-      redis.disconnect();
+      redis?.disconnect();
     },
   };
+}
+
+function connect(url: string, log: Logger): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  let down = false;
+  redis.on('error', (err: Error) => {
+    if (!down) log.warn({ err: err.message, redis: url }, 'shadow pair store unreachable: shadow pairs are lost until it is back (user traffic is unaffected)');
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) log.info({ redis: url }, 'shadow pair store reachable again');
+    down = false;
+  });
+  return redis;
 }

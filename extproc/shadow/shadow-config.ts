@@ -10,7 +10,11 @@ export const shadowConfigSchema = z
   .strictObject({
     /** The proxy that serves the service (local Envoy's listener, the mesh gateway): copies go through it, pinned. */
     via: z.url({ error: 'shadow.via must be a URL, e.g. http://127.0.0.1:10000' }).optional(),
-    /** Where the two answers of a request meet (pairs are written under the request id). */
+    /**
+     * Where the two answers of a request meet and where compared pairs are kept for
+     * `fledge shadow-report`. Without it pairs meet in extproc's memory (the replica that
+     * sends a copy reads its answer, so that is enough) and no report is kept.
+     */
     redisUrl: z.string().min(1).optional(),
     /** Share of shadowed requests also sent to the stable a second time: the noise floor. */
     noiseShare: z.number().min(0).max(1).default(0.25),
@@ -30,7 +34,6 @@ export type ShadowConfig = z.output<typeof shadowConfigSchema>;
 /** Why shadow capture cannot run with this config, or undefined when it can. */
 export function shadowUnavailable(config: ShadowConfig, probeSecret: boolean, qualityEnabled: boolean): string | undefined {
   if (!config.via) return 'shadow.via is not set';
-  if (!config.redisUrl) return 'shadow.redisUrl is not set';
   if (!probeSecret) return 'no probe secret (copies are pinned to a version with it)';
   if (!qualityEnabled) return 'quality.enabled is false (answers are read by the quality observer)';
   return undefined;

@@ -50,7 +50,27 @@ export class ShadowMetrics {
     });
   }
 
+  private readonly touched = new Set<string>();
+
+  /**
+   * Creates a rollout's pair and capture series at 0 on its first shadowed request, so a
+   * rate or increase over them counts the first pairs too (Prometheus cannot see an increase
+   * into a series' first sample).
+   */
+  touch(ticket: ShadowTicket): void {
+    const key = `${ticket.service}\u0000${ticket.candidateHash}`;
+    if (this.touched.has(key)) return;
+    this.touched.add(key);
+    const labels = shadowLabels(ticket);
+    for (const pair of ['candidate', 'noise']) {
+      this.pairs.inc({ ...labels, pair }, 0);
+      for (const feature of FLIP_FEATURES) this.compared.inc({ ...labels, pair, feature }, 0);
+    }
+    for (const side of ['stable', 'candidate', 'stable-again']) this.captures.inc({ ...labels, side, outcome: 'recorded' }, 0);
+  }
+
   countCapture(ticket: ShadowTicket, side: PairSide, outcome: CaptureOutcome): void {
+    this.touch(ticket);
     this.captures.inc({ ...shadowLabels(ticket), side, outcome });
   }
 

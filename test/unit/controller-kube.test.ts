@@ -4,7 +4,7 @@ import { policyFromConfigMap } from '../../controller/kube/policy-source.js';
 import { deploymentFingerprint, parseAction, parseStatus, serializeStatus, toStatus } from '../../controller/kube/rollout-status.js';
 import { ReconcileQueue } from '../../controller/reconcile/work-queue.js';
 import { startRollout } from '../../controller/engine/rollout-machine.js';
-import { loadDefaultPolicy } from '../../controller/policy/load.js';
+import { loadBuiltInPolicies, loadDefaultPolicy } from '../../controller/policy/load.js';
 import { applyShadow, applyPromotion, applyWeight, currentWeight, subsetForPodLabels, weightedRouteIndex, weightedRouteProblem, type DestinationRule, type VirtualService } from '../../controller/traffic/istio/virtual-service.js';
 import { renderTable, stepBar, summarizeAnalysis, viewOf } from '../../cli/rollout-view.js';
 
@@ -76,14 +76,14 @@ describe('Istio VirtualService weights', () => {
 });
 
 describe('policies from the fledge-policies ConfigMap', () => {
-  const builtIn = loadDefaultPolicy();
+  const builtIn = loadBuiltInPolicies();
   it('a key holds a Rollout; AnalysisTemplates may live in other keys', () => {
     const found = policyFromConfigMap({ seed: seed('rollout.yaml'), templates: seed('analysis-template.yaml') }, 'ConfigMap ns/fledge-policies', 'seed', builtIn);
     expect('policy' in found && found.policy.steps.map((s) => s.kind)).toEqual(['setWeight', 'pause', 'analysis', 'setWeight', 'pause', 'analysis', 'setWeight', 'pause', 'analysis', 'setWeight']);
   });
 
   it('default falls back to the built-in policy; other missing names are a problem', () => {
-    expect(policyFromConfigMap({}, 'cm', 'default', builtIn)).toEqual({ policy: builtIn });
+    expect(policyFromConfigMap({}, 'cm', 'default', builtIn)).toEqual({ policy: builtIn.get('default') });
     expect(policyFromConfigMap({ a: 'x' }, 'cm', 'b', builtIn)).toEqual({ problem: 'policy "b" not found: cm has no key "b" (keys: a)' });
   });
 
@@ -97,8 +97,7 @@ describe('status annotation', () => {
   it('round-trips with the summary fields and the target', () => {
     const state = startRollout(loadDefaultPolicy(), 1_000).state;
     const status = toStatus(state, 10, { virtualService: 'model', stableSubset: 'v1', canarySubset: 'v2', canaryHash: 'c', stableHash: 's' });
-    // The default policy starts with its shadow step: weight 0, the candidate serves no user.
-    expect(status).toMatchObject({ step: 1, steps: 10, weight: 0, phase: 'Progressing' });
+    expect(status).toMatchObject({ step: 2, steps: 10, weight: 5, phase: 'Progressing' });
     expect(parseStatus(serializeStatus(status))).toEqual(status);
   });
 

@@ -54,7 +54,7 @@ describe('seed files load verbatim', () => {
     const pause = policy.steps[1]!;
     expect(pause.kind === 'pause' && pause.durationMs).toBe(600_000);
     // The built-in default is added beside it.
-    expect([...catalog.policies.keys()].sort()).toEqual(['default', 'inference-service']);
+    expect([...catalog.policies.keys()].sort()).toEqual(['default', 'inference-service', 'shadow-canary']);
   });
 
   it('the same texts as one multi-document YAML load too', () => {
@@ -84,24 +84,13 @@ describe('seed files load verbatim', () => {
 describe('the default policy', () => {
   const policy = loadDefaultPolicy();
 
-  it('has a shadow stage, then the seed steps', () => {
-    expect(policy.steps.slice(0, 2).map(describeStep)).toEqual(['shadow 20% for 10m', 'analysis shadow-check']);
-    expect(policy.steps.slice(2).map(describeStep)).toEqual(loadPolicyFiles([SEED_ROLLOUT, SEED_TEMPLATE]).policies.get('inference-service')!.steps.map(describeStep));
-  });
-
-  it('judges the shadow stage on the pairs against the noise floor, and on golden-probe quality', () => {
-    const step = policy.steps[1]!;
-    if (step.kind !== 'analysis') throw new Error('step 1 should be analysis');
-    const byName = Object.fromEntries(step.analysis.metrics.map((m) => [m.name, m]));
-    expect(Object.keys(byName)).toEqual(['shadow-capture-failures', 'shadow-failures', 'shadow-golden-lost', 'shadow-length-ratio', 'quality-score']);
-    expect(byName['shadow-capture-failures']!.action).toBe('pause-for-review');
-    expect(byName['shadow-failures']!.provider.prometheus.query).toMatch(/pair="candidate".*-.*pair="noise"/s);
-    for (const m of Object.values(byName)) expect(m.minSamples).toBe(DEFAULT_MIN_SAMPLES);
+  it('has the seed steps', () => {
+    expect(policy.steps.map(describeStep)).toEqual(loadPolicyFiles([SEED_ROLLOUT, SEED_TEMPLATE]).policies.get('inference-service')!.steps.map(describeStep));
   });
 
   it('extends ai-quality-check with the rollback table', () => {
-    const step = policy.steps[4]!;
-    if (step.kind !== 'analysis') throw new Error('step 4 should be analysis');
+    const step = policy.steps[2]!;
+    if (step.kind !== 'analysis') throw new Error('step 2 should be analysis');
     const byName = Object.fromEntries(step.analysis.metrics.map((m) => [m.name, m]));
     expect(Object.keys(byName)).toEqual(['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate', 'cost-per-request']);
     expect(byName['cost-per-request']!.action).toBe('pause-for-review');
@@ -111,8 +100,8 @@ describe('the default policy', () => {
   });
 
   it('runs the rollback metrics as background analysis every minute from the first pause', () => {
-    expect(policy.background?.startingStep).toBe(3);
-    expect(policy.steps[3]).toMatchObject({ kind: 'pause', duration: '10m' });
+    expect(policy.background?.startingStep).toBe(1);
+    expect(policy.steps[1]).toMatchObject({ kind: 'pause', duration: '10m' });
     const metrics = policy.background!.analysis.metrics;
     expect(metrics.map((m) => m.name)).toEqual(['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate', 'guardrail']);
     for (const m of metrics.slice(0, 4)) expect(m).toMatchObject({ interval: '1m', initialDelay: '1m', action: 'rollback', minSamples: DEFAULT_MIN_SAMPLES, failureLimit: 0 });

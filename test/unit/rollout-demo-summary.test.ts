@@ -7,10 +7,9 @@ import { summarizeRollout } from '../../local/rollout-demo-summary.js';
 
 const policy = loadDefaultPolicy();
 const METRICS = ['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate', 'cost-per-request'];
-const SHADOW_METRICS = ['shadow-capture-failures', 'shadow-failures', 'shadow-golden-lost', 'shadow-length-ratio', 'quality-score'];
 
-function run(startedAt: number, failing?: { metric: string; value: number }, names = METRICS): AnalysisRunState {
-  const metrics: MetricRunState[] = names.map((name) => {
+function run(startedAt: number, failing?: { metric: string; value: number }): AnalysisRunState {
+  const metrics: MetricRunState[] = METRICS.map((name) => {
     const failed = failing?.metric === name;
     const value = failed ? failing!.value : 0.01;
     return {
@@ -29,33 +28,30 @@ function run(startedAt: number, failing?: { metric: string; value: number }, nam
 }
 
 function status(over: Partial<RolloutStatus>): RolloutStatus {
-  return { version: 1, policy: 'default', phase: 'Progressing', stepIndex: 2, weight: 0, stepStartedAt: 0, message: '', updatedAt: 0, step: 1, steps: policy.steps.length, ...over };
+  return { version: 1, policy: 'default', phase: 'Progressing', stepIndex: 0, weight: 0, stepStartedAt: 0, message: '', updatedAt: 0, step: 1, steps: policy.steps.length, ...over };
 }
 
 describe('rollout demo summary', () => {
   it('keeps every analysis run seen while polling, though the status holds only two', () => {
     const recorder = new RolloutRecorder();
-    expect(recorder.observe(status({ stepIndex: 3, weight: 5, lastAnalysis: run(50, undefined, SHADOW_METRICS) }))).toBe(true);
-    expect(recorder.observe(status({ stepIndex: 3, weight: 5, lastAnalysis: run(50, undefined, SHADOW_METRICS) }))).toBe(false);
-    recorder.observe(status({ stepIndex: 6, weight: 25, lastAnalysis: run(100) }));
-    recorder.observe(status({ stepIndex: 9, weight: 50, lastAnalysis: run(200) }));
-    recorder.observe(status({ stepIndex: 11, weight: 100, phase: 'Promoted', lastAnalysis: run(300) }));
+    expect(recorder.observe(status({ stepIndex: 1, weight: 5 }))).toBe(true);
+    expect(recorder.observe(status({ stepIndex: 1, weight: 5 }))).toBe(false);
+    recorder.observe(status({ stepIndex: 4, weight: 25, lastAnalysis: run(100) }));
+    recorder.observe(status({ stepIndex: 7, weight: 50, lastAnalysis: run(200) }));
+    recorder.observe(status({ stepIndex: 9, weight: 100, phase: 'Promoted', lastAnalysis: run(300) }));
     const s = summarizeRollout({ name: 'chat-v2', policy, final: recorder.status, runs: recorder.analysisRuns(), lastStepIndex: recorder.lastStepIndex(), requests: 10, failedRequests: 0 });
     expect(s.outcome).toBe('promoted');
-    // The shadow stage's analysis at weight 0, then the canary stages'.
-    expect(s.analysisSteps.map((a) => a.weight)).toEqual([0, 5, 25, 50]);
-    expect(s.analyses).toHaveLength(20);
-    expect(s.analyses[0]?.metric).toBe('shadow-capture-failures');
-    expect(s.analyses[5]).toEqual({ metric: 'error-rate', value: 0.01, threshold: 'result[0] <= 0.01', passed: true, n: 120 });
+    expect(s.analysisSteps.map((a) => a.weight)).toEqual([5, 25, 50]);
+    expect(s.analyses).toHaveLength(15);
+    expect(s.analyses[0]).toEqual({ metric: 'error-rate', value: 0.01, threshold: 'result[0] <= 0.01', passed: true, n: 120 });
     expect(s.steps).toHaveLength(policy.steps.length + 1);
     expect(s.breach).toBeUndefined();
   });
 
   it('names the breach and times the rollback from the fault to traffic off the canary', () => {
     const recorder = new RolloutRecorder();
-    recorder.observe(status({ stepIndex: 3, weight: 5, lastAnalysis: run(50, undefined, SHADOW_METRICS) }));
-    recorder.observe(status({ stepIndex: 6, weight: 25, lastAnalysis: run(100) }));
-    recorder.observe(status({ stepIndex: 7, weight: 0, phase: 'RolledBack', message: 'metric hallucination-rate failed', lastAnalysis: run(200, { metric: 'hallucination-rate', value: 0.27 }) }));
+    recorder.observe(status({ stepIndex: 4, weight: 25, lastAnalysis: run(100) }));
+    recorder.observe(status({ stepIndex: 5, weight: 0, phase: 'RolledBack', message: 'metric hallucination-rate failed', lastAnalysis: run(200, { metric: 'hallucination-rate', value: 0.27 }) }));
     const s = summarizeRollout({
       name: 'assistant-v2', policy, final: recorder.status, runs: recorder.analysisRuns(), lastStepIndex: recorder.lastStepIndex(), requests: 10, failedRequests: 1, faultAt: 1_000, trafficOffAt: 31_234,
     });
@@ -72,8 +68,8 @@ describe('rollout demo summary', () => {
     const background = run(50, { metric: 'hallucination-rate', value: 0.3 });
     background.metrics = background.metrics.filter((m) => m.name !== 'cost-per-request');
     background.metrics[0]!.phase = 'Running';
-    recorder.observe(status({ stepIndex: 6, weight: 25, lastAnalysis: run(100) }));
-    recorder.observe(status({ stepIndex: 6, weight: 0, phase: 'RolledBack', message: 'background analysis ai-quality-guard: metric hallucination-rate failed', lastAnalysis: run(100), background }));
+    recorder.observe(status({ stepIndex: 4, weight: 25, lastAnalysis: run(100) }));
+    recorder.observe(status({ stepIndex: 4, weight: 0, phase: 'RolledBack', message: 'background analysis ai-quality-guard: metric hallucination-rate failed', lastAnalysis: run(100), background }));
     const s = summarizeRollout({ name: 'assistant-v2', policy, final: recorder.status, runs: recorder.analysisRuns(), lastStepIndex: recorder.lastStepIndex(), requests: 10, failedRequests: 0, faultAt: 1_000, trafficOffAt: 4_000 });
     expect(s.breach).toEqual({ metric: 'hallucination-rate', value: 0.3, threshold: 'result[0] <= 0.05', n: 120 });
     expect(s.background?.phase).toBe('Failed');
@@ -86,7 +82,7 @@ describe('rollout demo summary', () => {
   it('reports a rollout that never settled as unfinished, and NaN as null', () => {
     const nan = run(100);
     nan.metrics[0]!.measurements[0]!.value = [Number.NaN];
-    const s = summarizeRollout({ name: 'x', policy, final: status({ stepIndex: 4, phase: 'Paused', message: 'inconclusive' }), runs: [nan], lastStepIndex: 4, requests: 0, failedRequests: 0 });
+    const s = summarizeRollout({ name: 'x', policy, final: status({ stepIndex: 2, phase: 'Paused', message: 'inconclusive' }), runs: [nan], lastStepIndex: 2, requests: 0, failedRequests: 0 });
     expect(s.outcome).toBe('unfinished');
     expect(s.analyses[0]!.value).toBeNull();
     expect(s.steps.at(-1)).toBe('stopped in phase Paused: inconclusive');

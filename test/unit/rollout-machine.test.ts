@@ -4,7 +4,7 @@ import type { MetricsProvider } from '../../controller/analysis/prometheus.js';
 import { advanceRollout, type AdvanceResult } from '../../controller/engine/advance.js';
 import { invalidRollout, startRollout, transition, type RolloutEffect } from '../../controller/engine/rollout-machine.js';
 import { parseRolloutState, serializeRolloutState, type RolloutState } from '../../controller/engine/rollout-state.js';
-import { loadDefaultPolicy, loadPolicyFiles, loadPolicyText } from '../../controller/policy/load.js';
+import { loadDefaultPolicy, loadPolicyFiles, loadPolicyText, loadShadowPolicy } from '../../controller/policy/load.js';
 import type { Policy } from '../../controller/policy/policy.js';
 
 const seed = (name: string) => fileURLToPath(new URL(`../fixtures/seed/${name}`, import.meta.url));
@@ -103,22 +103,18 @@ describe('a healthy canary', () => {
 });
 
 describe('the rollback table (default policy)', () => {
-  // Quality comes from golden probes, which reach the candidate in the shadow stage already: no user sees it.
-  const rows: [string, Partial<Values>, Partial<Values>, string, number[]][] = [
-    ['error-rate', { errors: 0.02 }, {}, 'result[0] <= 0.01', [5, 0]],
-    ['p95-latency', { p95: 1.5 }, { p95: 0.5 }, 'result[0] < 2.0 && result[0] <= 2 * stable[0]', [5, 0]],
-    ['quality-score', { quality: 0.8 }, {}, 'result[0] >= 0.85', [0]],
-    ['hallucination-rate', { hallucination: 0.07 }, {}, 'result[0] <= 0.05', [5, 0]],
-    ['shadow-failures', { shadowFailures: 0.1 }, {}, 'result[0] <= 0.02', [0]],
-    ['shadow-golden-lost', { shadowGoldenLost: 0.3 }, {}, 'result[0] <= 0.1', [0]],
-    ['shadow-length-ratio', { shadowLengthRatio: 2 }, {}, 'result[0] >= 0.67 && result[0] <= 1.5', [0]],
+  const rows: [string, Partial<Values>, Partial<Values>, string][] = [
+    ['error-rate', { errors: 0.02 }, {}, 'result[0] <= 0.01'],
+    ['p95-latency', { p95: 1.5 }, { p95: 0.5 }, 'result[0] < 2.0 && result[0] <= 2 * stable[0]'],
+    ['quality-score', { quality: 0.8 }, {}, 'result[0] >= 0.85'],
+    ['hallucination-rate', { hallucination: 0.07 }, {}, 'result[0] <= 0.05'],
   ];
-  for (const [metric, canary, stable, threshold, weightsSeen] of rows) {
+  for (const [metric, canary, stable, threshold] of rows) {
     it(`${metric} breach rolls back: weight 0 in the same transition, naming metric, value and threshold`, async () => {
       const { state, effects } = await run(defaultPolicy, metrics(canary, stable));
       expect(state.phase).toBe('RolledBack');
       expect(state.weight).toBe(0);
-      expect(weights(effects)).toEqual(weightsSeen);
+      expect(weights(effects)).toEqual([5, 0]);
       // The candidate is retired right after its weight 0: no flag or header reaches it.
       expect(effects.findIndex((e) => e.type === 'retire-candidate')).toBe(effects.findLastIndex((e) => e.type === 'set-weight') + 1);
       expect(state.message).toContain(`metric ${metric} failed`);
@@ -136,24 +132,8 @@ describe('the rollback table (default policy)', () => {
     expect(weights(effects)).toEqual([5]);
     expect(state.message).toContain('metric cost-per-request failed: value 0.004 (stable 0.002)');
     const promoted = transition(defaultPolicy, state, { type: 'action', action: 'promote', now }, {});
-    expect(promoted.state).toMatchObject({ phase: 'Progressing', stepIndex: 6, weight: 25 });
+    expect(promoted.state).toMatchObject({ phase: 'Progressing', stepIndex: 4, weight: 25 });
     expect(weights(promoted.effects)).toEqual([25]);
-  });
-
-  it('shadow answers not being captured (Redis down) hold the rollout for review before any user sees the candidate', async () => {
-    const { state, effects } = await run(defaultPolicy, metrics({ shadowCaptureFailures: 1 }));
-    expect(state.phase).toBe('AwaitingReview');
-    expect(weights(effects)).toEqual([]);
-    expect(state.message).toContain('metric shadow-capture-failures failed');
-    // The copies stop only when the shadow stage is left; the review holds them going.
-    expect(effects.filter((e) => e.type === 'set-mirror')).toEqual([{ type: 'set-mirror', percent: 20 }]);
-  });
-
-  it('a healthy shadow stage copies 20% until the first canary weight, then stops the copies', async () => {
-    const { state, effects } = await run(defaultPolicy, metrics());
-    expect(state.phase).toBe('Promoted');
-    const traffic = effects.filter((e) => e.type === 'set-mirror' || e.type === 'set-weight');
-    expect(traffic.slice(0, 3)).toEqual([{ type: 'set-mirror', percent: 20 }, { type: 'set-mirror', percent: 0 }, { type: 'set-weight', weight: 5 }]);
   });
 
   it('cost review then abort rolls back', async () => {
@@ -169,7 +149,7 @@ describe('not enough evidence never promotes', () => {
     const { state, effects, now } = await run(defaultPolicy, metrics({ samples: 3 }));
     expect(state.phase).toBe('Paused');
     expect(state.pause?.reason).toBe('inconclusive');
-    expect(state.weight).toBe(0);
+    expect(state.weight).toBe(5);
     expect(state.message).toContain('only 3 samples; at least 50 needed');
     expect(reasons(effects)).toContain('AnalysisInconclusive');
     expect(reasons(effects)).not.toContain('RolloutCompleted');
@@ -195,6 +175,51 @@ describe('not enough evidence never promotes', () => {
     expect(reasons(effects)).toContain('AnalysisError');
     // 4 retries allowed, 10s apart: the 5th consecutive error decides.
     expect(state.analysis?.metrics[0]).toMatchObject({ phase: 'Error', error: 5 });
+  });
+});
+
+describe('the shadow stage (shadow-canary policy)', () => {
+  const shadowPolicy = loadShadowPolicy();
+  // Quality comes from golden probes, which reach the candidate in the shadow stage already.
+  const rows: [string, Partial<Values>, string][] = [
+    ['quality-score', { quality: 0.8 }, 'result[0] >= 0.85'],
+    ['shadow-failures', { shadowFailures: 0.1 }, 'result[0] <= 0.02'],
+    ['shadow-golden-lost', { shadowGoldenLost: 0.3 }, 'result[0] <= 0.1'],
+    ['shadow-length-ratio', { shadowLengthRatio: 2 }, 'result[0] >= 0.67 && result[0] <= 1.5'],
+  ];
+  for (const [metric, canary, threshold] of rows) {
+    it(`${metric} rolls back in the shadow stage: no user ever served by the candidate`, async () => {
+      const { state, effects } = await run(shadowPolicy, metrics(canary));
+      expect(state.phase).toBe('RolledBack');
+      expect(state.stepIndex).toBe(1);
+      expect(weights(effects)).toEqual([0]);
+      expect(state.message).toContain(`metric ${metric} failed`);
+      expect(state.message).toContain(threshold);
+      // The copies stop with the rollback.
+      expect(effects.filter((e) => e.type === 'set-mirror')).toEqual([{ type: 'set-mirror', percent: 20 }, { type: 'set-mirror', percent: 0 }]);
+    });
+  }
+
+  it('answers not being captured (Redis down) hold the rollout for review before any user sees the candidate', async () => {
+    const { state, effects } = await run(shadowPolicy, metrics({ shadowCaptureFailures: 1 }));
+    expect(state.phase).toBe('AwaitingReview');
+    expect(weights(effects)).toEqual([]);
+    expect(state.message).toContain('metric shadow-capture-failures failed');
+    expect(effects.filter((e) => e.type === 'set-mirror')).toEqual([{ type: 'set-mirror', percent: 20 }]);
+  });
+
+  it('too few pairs after three looks pause, never promote', async () => {
+    const { state, effects } = await run(shadowPolicy, metrics({ samples: 3 }));
+    expect(state).toMatchObject({ phase: 'Paused', weight: 0, stepIndex: 1 });
+    expect(state.analysis?.metrics[0]?.measurements).toHaveLength(3);
+    expect(weights(effects)).toEqual([]);
+  });
+
+  it('a healthy shadow stage copies 20% through its analysis, then stops the copies at the first canary weight', async () => {
+    const { state, effects } = await run(shadowPolicy, metrics());
+    expect(state.phase).toBe('Promoted');
+    const traffic = effects.filter((e) => e.type === 'set-mirror' || e.type === 'set-weight');
+    expect(traffic.slice(0, 3)).toEqual([{ type: 'set-mirror', percent: 20 }, { type: 'set-mirror', percent: 0 }, { type: 'set-weight', weight: 5 }]);
   });
 });
 
@@ -329,14 +354,14 @@ describe('background analysis (Argo canary.analysis)', () => {
       state = r.state;
       wakeAt = r.wakeAt;
       // The fault starts the moment the rollout enters the 15m pause at weight 25.
-      if (faultAt === undefined && state.stepIndex === 6) faultAt = now;
+      if (faultAt === undefined && state.stepIndex === 4) faultAt = now;
       if (wakeAt === undefined) break;
     }
     expect(faultAt).toBeDefined();
     expect(state.phase, state.message).toBe('RolledBack');
     expect(state.weight).toBe(0);
     // Still inside the 15m stage (30 s at 30x): found by the background run, not the step's analysis.
-    expect(state.stepIndex).toBe(6);
+    expect(state.stepIndex).toBe(4);
     const interval = MIN / SCALE;
     expect(now - faultAt!).toBeLessThanOrEqual(interval);
     expect(state.message).toContain('background analysis ai-quality-guard, guardrail: metric hallucination-rate failed: value 0.3 breached result[0] <= 0.05');
@@ -363,12 +388,12 @@ describe('background analysis (Argo canary.analysis)', () => {
       const r = await advanceRollout({ policy: defaultPolicy, state, hashes, provider, clock: () => now, options });
       state = r.state;
       wakeAt = r.wakeAt;
-      if (faultAt === undefined && state.stepIndex === 6) faultAt = now;
+      if (faultAt === undefined && state.stepIndex === 4) faultAt = now;
       if (wakeAt === undefined) break;
     }
     expect(state.phase, state.message).toBe('RolledBack');
     expect(state.weight).toBe(0);
-    expect(state.stepIndex).toBe(6);
+    expect(state.stepIndex).toBe(4);
     expect(now - faultAt!).toBeLessThanOrEqual(5_000 / SCALE);
     expect(state.message).toMatch(/background analysis ai-quality-guard, guardrail: metric guardrail failed: value 1 breached result\[0\] < 1; all traffic returned to stable/);
   });
@@ -385,7 +410,7 @@ describe('background analysis (Argo canary.analysis)', () => {
       const r = await advanceRollout({ policy: seedDefault, state, hashes, provider, clock: () => now });
       state = r.state;
       wakeAt = r.wakeAt;
-      if (faultAt === undefined && state.stepIndex === 6) faultAt = now;
+      if (faultAt === undefined && state.stepIndex === 4) faultAt = now;
     }
     expect(state.phase).toBe('RolledBack');
     expect(now - faultAt!).toBe(15 * MIN);

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { answerFeatures, minHash, similarity, wordsOf, SIGNATURE_SIZE } from '../../extproc/shadow/answer-features.js';
 import { comparePair } from '../../extproc/shadow/pair-comparison.js';
+import { MemoryPairStore } from '../../extproc/shadow/pair-store.js';
 import { emptyObservation } from '../../extproc/quality/observation.js';
 
 const answer = (text: string, extra: Partial<ReturnType<typeof emptyObservation>> = {}) => ({ ...emptyObservation(), kind: 'json' as const, text, textLength: text.length, finishReason: 'stop', ...extra });
@@ -82,5 +83,32 @@ describe('ShadowMetrics', () => {
     expect(text).toContain('inference_shadow_similarity_bucket{le="0.95",service="chat",version="v2",rollout_hash="h2",pair="noise"} 0');
     expect(text).toContain('inference_shadow_similarity_bucket{le="1",service="chat",version="v2",rollout_hash="h2",pair="noise"} 1');
     expect(text).toContain('inference_shadow_latency_delta_seconds_sum{service="chat",version="v2",rollout_hash="h2",pair="candidate"} 0.5');
+  });
+});
+
+describe('MemoryPairStore (pairs met in extproc, without Redis)', () => {
+  const f = (text: string, latencyMs: number) => answerFeatures({ observation: { ...emptyObservation(), text, textLength: text.length }, status: 200, latencyMs });
+
+  it('pairs either order, the stable side meeting both the candidate and its own second answer, each once', async () => {
+    const store = new MemoryPairStore();
+    expect(await store.record('r1', 'candidate', f('Lyon', 300))).toEqual([]);
+    expect(await store.record('r1', 'stable-again', f('Paris', 90))).toEqual([]);
+    const pairs = await store.record('r1', 'stable', f('Paris', 100), true);
+    expect(pairs.map((p) => [p.kind, p.stable.latencyMs, p.other.latencyMs])).toEqual([['candidate', 100, 300], ['noise', 100, 90]]);
+    expect(store.size).toBe(0);
+    expect(await store.record('r2', 'stable', f('Paris', 100))).toEqual([]);
+    expect((await store.record('r2', 'candidate', f('Paris', 110)))[0]).toMatchObject({ kind: 'candidate', stable: { latencyMs: 100 } });
+  });
+
+  it('is bounded: a side waits at most its TTL, and the oldest go first when full', async () => {
+    let now = 0;
+    const store = new MemoryPairStore({ ttlSeconds: 10, maxWaiting: 2, now: () => now });
+    await store.record('a', 'stable', f('x', 1));
+    now = 11_000;
+    expect(await store.record('a', 'candidate', f('x', 1))).toEqual([]); // the stable side expired
+    await store.record('b', 'stable', f('x', 1));
+    await store.record('c', 'stable', f('x', 1)); // full: "a"'s candidate side goes
+    expect(store.size).toBe(2);
+    expect(await store.record('a', 'stable', f('x', 1))).toEqual([]);
   });
 });
