@@ -47,11 +47,12 @@ export interface FlipFeature {
 const golden = (r: ShadowPairRecord) => r.stable.goldenCorrect !== undefined && r.other.goldenCorrect !== undefined && r.stable.goldenCorrect !== null && r.other.goldenCorrect !== null;
 const json = (r: ShadowPairRecord) => r.stable.jsonValid !== undefined && r.other.jsonValid !== undefined && r.stable.jsonValid !== null && r.other.jsonValid !== null;
 
+/** The most serious first: the verdict and the tables list them in this order. */
 export const FLIP_FEATURES: readonly FlipFeature[] = [
+  { key: 'failedGained', label: 'failed gained', applies: () => true, flipped: (r) => r.comparison.failed === 'gained' },
   { key: 'goldenLost', label: 'golden-correct lost', applies: golden, flipped: (r) => r.comparison.goldenCorrect === 'lost' },
   { key: 'goldenGained', label: 'golden-correct gained', applies: golden, flipped: (r) => r.comparison.goldenCorrect === 'gained', good: true },
-  { key: 'refusalGained', label: 'refusal gained', applies: () => true, flipped: (r) => r.comparison.refusal === 'gained' },
   { key: 'jsonValidLost', label: 'JSON-valid lost', applies: json, flipped: (r) => r.comparison.jsonValid === 'lost' },
-  { key: 'failedGained', label: 'failed gained', applies: () => true, flipped: (r) => r.comparison.failed === 'gained' },
+  { key: 'refusalGained', label: 'refusal gained', applies: () => true, flipped: (r) => r.comparison.refusal === 'gained' },
   { key: 'finishReasonChanged', label: 'finish reason changed', applies: () => true, flipped: (r) => r.comparison.finishReasonChanged },
 ];

@@ -66,6 +66,18 @@ export function mannWhitneyU(x: readonly number[], y: readonly number[]): MannWh
   return { u, probabilityGreater: u / (n1 * n2), z: u >= mean ? z : -z, p: Math.min(1, 2 * normalUpperTail(z)) };
 }
 
+/**
+ * 95% interval for the difference of two proportions a − b from their Wilson intervals
+ * (Newcombe's hybrid score method): unlike "the two intervals do not overlap", which is far
+ * too strict, it is a test at about the 5% level (6 of 30 vs 0 of 30 is a difference).
+ */
+export function proportionDifference(a: { rate: number; ci95: [number, number] }, b: { rate: number; ci95: [number, number] }): { estimate: number; ci95: [number, number] } {
+  const d = a.rate - b.rate;
+  const lo = d - Math.sqrt((a.rate - a.ci95[0]) ** 2 + (b.ci95[1] - b.rate) ** 2);
+  const hi = d + Math.sqrt((a.ci95[1] - a.rate) ** 2 + (b.rate - b.ci95[0]) ** 2);
+  return { estimate: d, ci95: [lo, hi] };
+}
+
 /** P(Z > z) for a standard normal Z, accurate in the far tail (small p-values keep their digits). */
 export function normalUpperTail(z: number): number {
   return 0.5 * erfc(z / Math.SQRT2);
