@@ -11,7 +11,7 @@ export function renderText(report: ShadowReport): string {
   if (report.otherRollouts.length) out.push(`other rollouts of ${report.service}: ${report.otherRollouts.join(', ')} (pick one with --rollout-hash)`);
   out.push('', 'verdict:', ...report.verdict.lines.map((l) => `  - ${l}`), '');
 
-  const featureRows: string[][] = [['feature', 'pairs', 'n', 'p10', 'p50', 'p90', 'p99', 'candidate vs noise']];
+  const featureRows: string[][] = [['feature', 'kind', 'n', 'p10', 'p50', 'p90', 'p99', 'candidate vs noise']];
   for (const f of report.features) {
     const test = f.test ? `${pPhrase(f.test.p)} (Mann-Whitney)` : '-';
     for (const [kind, q] of [['candidate', f.candidate], ['noise', f.noise]] as const) {

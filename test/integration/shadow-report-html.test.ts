@@ -99,8 +99,8 @@ describe('fledge shadow-report (real Redis, built CLI, headless Chromium)', () =
   afterAll(async () => {
     client?.disconnect();
     await redis?.stop();
-    // FLEDGE_KEEP_REPORT=1 keeps the page and its screenshot to look at.
-    if (dir && !process.env.FLEDGE_KEEP_REPORT) rmSync(dir, { recursive: true, force: true });
+    // FLEDGE_KEEP_TMP=1 (as the other tests) keeps the page and its screenshot to look at.
+    if (dir && !process.env.FLEDGE_KEEP_TMP) rmSync(dir, { recursive: true, force: true });
   });
 
   it('text: the newest rollout by default, the other listed, the doubled length in the verdict', async () => {
