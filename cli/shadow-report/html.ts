@@ -56,7 +56,7 @@ export function renderHtml(report: ShadowReport, records: readonly ShadowPairRec
     `<div class="card">${legend(report)}${rateBars(report.flips.map(flipRow))}</div>`,
     `<h2>Worst candidate pairs</h2>`,
     worstTable(report),
-    `<footer>fledge shadow-report, ${esc(utc(generatedAt))}. Candidate pairs: the stable's answer vs the candidate's answer to the mirrored copy; noise floor: the stable's answer vs a second answer of the stable to the same request. Test: Mann-Whitney U, two-sided, normal approximation with tie correction, flagged below p=${ALPHA}. Rates: 95% Wilson intervals. Pairs with a failed answer count only in “failed gained”.</footer>`,
+    `<footer>fledge shadow-report, ${esc(utc(generatedAt))}. Candidate pairs: the stable's answer vs the candidate's answer to the mirrored copy; noise floor: the stable's answer vs a second answer of the stable to the same request. Test: Mann-Whitney U, two-sided, normal approximation with tie correction, flagged below p=${ALPHA}. Rates: 95% Wilson intervals; a flip is flagged when the 95% interval of its difference from the noise floor (Newcombe) lies above 0. Pairs with a failed answer count only in “failed gained”.</footer>`,
   ].join('\n');
   return `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>${esc(title)}</title><style>${STYLE}</style></head>\n<body><main>\n${body}\n</main></body></html>\n`;
 }

@@ -2,7 +2,7 @@
 // uses, read back by the built CLI, checked as text and JSON against what was written, and
 // its HTML page rendered by headless Chromium (Debian's package) and checked on the pixels.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -103,8 +103,10 @@ describe('fledge shadow-report (real Redis, built CLI, headless Chromium)', () =
     if (dir && !process.env.FLEDGE_KEEP_TMP) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('text: the newest rollout by default, the other listed, the doubled length in the verdict', async () => {
-    const { stdout } = await cli('chat', '--redis', redis.url);
+  it("text: the stack file's Redis, the newest rollout by default, the other listed, the doubled length in the verdict", async () => {
+    const stack = join(dir, 'stack.yaml');
+    writeFileSync(stack, `ports: {redis: ${redis.port}}\nservices:\n  chat: {stable: v1, versions: {v1: {}, v2: {}}}\n`);
+    const { stdout } = await cli('chat', '--stack', stack);
     expect(stdout).toContain('shadow report: chat rollout h-double (candidate v2)');
     expect(stdout).toContain(`pairs: ${PAIRS} candidate, ${PAIRS} noise floor`);
     expect(stdout).toContain('other rollouts of chat: h-same');
@@ -150,10 +152,12 @@ describe('fledge shadow-report (real Redis, built CLI, headless Chromium)', () =
     expect(background / (png.width * png.height)).toBeLessThan(0.8);
     // The verdict's "differs" border is in the top part of the page.
     expect(countColour(png, '#e8590c', { top: 0, bottom: 400 })).toBeGreaterThan(500);
-    // Both series drawn in the plot area below it: the candidate's and the noise floor's lines and bars.
-    const plots = { top: 300, bottom: png.height };
-    expect(countColour(png, COLOURS.candidate, plots)).toBeGreaterThan(2000);
-    expect(countColour(png, COLOURS.noise, plots)).toBeGreaterThan(2000);
+    // Both series drawn in the distribution plots (y 400–1700 at this window size: five cards,
+    // three-pixel ECDF lines), and the candidate's golden-lost bar in the flip chart below them.
+    const plots = { top: 400, bottom: 1700 };
+    expect(countColour(png, COLOURS.candidate, plots)).toBeGreaterThan(3000);
+    expect(countColour(png, COLOURS.noise, plots)).toBeGreaterThan(3000);
+    expect(countColour(png, COLOURS.candidate, { top: 1800, bottom: 2200 })).toBeGreaterThan(1500);
   });
 
   it('clear errors: Redis unreachable names the URL; a service without pairs says what to check', async () => {
