@@ -28,7 +28,7 @@ export interface EcdfOptions {
 export function ecdfPlot(o: EcdfOptions): string {
   const width = o.width ?? 440;
   const height = o.height ?? 250;
-  const m = { left: 52, right: 16, top: 14, bottom: 46 };
+  const m = { left: 52, right: 16, top: 14, bottom: 54 };
   const all = o.series.flatMap((s) => s.values);
   if (o.neutral !== undefined) all.push(o.neutral);
   const [x0, x1] = paddedDomain(Math.min(...all), Math.max(...all));
@@ -50,8 +50,8 @@ export function ecdfPlot(o: EcdfOptions): string {
   parts.push(`<text transform="translate(13 ${(m.top + sy(0)) / 2}) rotate(-90)" text-anchor="middle" font-size="12" fill="${AXIS}">share of pairs ≤ x</text>`);
   if (o.neutral !== undefined) parts.push(`<line x1="${sx(o.neutral)}" x2="${sx(o.neutral)}" y1="${sy(0)}" y2="${sy(1)}" stroke="#868e96" stroke-dasharray="4 4"/>`);
   // Steps; crisp edges keep the lines their exact colour (the screenshot test looks for it).
-  for (const s of o.series) {
-    if (s.values.length === 0) continue;
+  o.series.forEach((s, row) => {
+    if (s.values.length === 0) return;
     const sorted = [...s.values].sort((a, b) => a - b);
     let d = `M${sx(x0).toFixed(1)},${sy(0).toFixed(1)}`;
     sorted.forEach((v, i) => {
@@ -59,11 +59,11 @@ export function ecdfPlot(o: EcdfOptions): string {
     });
     d += ` H${sx(x1).toFixed(1)}`;
     parts.push(`<path d="${d}" fill="none" stroke="${s.colour}" stroke-width="3" shape-rendering="crispEdges"/>`);
-    // The median as a triangle under the axis.
+    // The median as a triangle under the axis, one row per series so equal medians both show.
     const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
     const x = sx(median);
-    parts.push(`<path d="M${x.toFixed(1)},${sy(0) + 24} l-5,7 h10 z" fill="${s.colour}"><title>${escapeXml(s.name)} median ${escapeXml(o.format(median))}</title></path>`);
-  }
+    parts.push(`<path d="M${x.toFixed(1)},${sy(0) + 23 + row * 8} l-4,6 h8 z" fill="${s.colour}"><title>${escapeXml(s.name)} median ${escapeXml(o.format(median))}</title></path>`);
+  });
   return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height + 10}" width="${width}" height="${height + 10}" ${FONT} role="img">${parts.join('')}</svg>`;
 }
 
