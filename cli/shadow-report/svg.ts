@@ -53,11 +53,14 @@ export function ecdfPlot(o: EcdfOptions): string {
   o.series.forEach((s, row) => {
     if (s.values.length === 0) return;
     const sorted = [...s.values].sort((a, b) => a - b);
-    let d = `M${sx(x0).toFixed(1)},${sy(0).toFixed(1)}`;
+    // At most two steps per pixel column (x rounded to half a pixel): 5000 pairs draw the same line as 370 steps, in a smaller page.
+    const steps: { x: string; y: string }[] = [];
     sorted.forEach((v, i) => {
-      d += ` H${sx(v).toFixed(1)} V${sy((i + 1) / sorted.length).toFixed(1)}`;
+      const step = { x: (Math.round(sx(v) * 2) / 2).toFixed(1), y: sy((i + 1) / sorted.length).toFixed(1) };
+      if (steps.at(-1)?.x === step.x) steps[steps.length - 1] = step;
+      else steps.push(step);
     });
-    d += ` H${sx(x1).toFixed(1)}`;
+    const d = `M${sx(x0).toFixed(1)},${sy(0).toFixed(1)}${steps.map((p) => ` H${p.x} V${p.y}`).join('')} H${sx(x1).toFixed(1)}`;
     parts.push(`<path d="${d}" fill="none" stroke="${s.colour}" stroke-width="3" shape-rendering="crispEdges"/>`);
     // The median as a triangle under the axis, one row per series so equal medians both show.
     const median = sorted[Math.floor((sorted.length - 1) / 2)]!;

@@ -9,6 +9,7 @@ import { buildShadowReport } from '../../cli/shadow-report/report.js';
 import { lengthWords } from '../../cli/shadow-report/verdict.js';
 import { renderText } from '../../cli/shadow-report/text.js';
 import { renderHtml } from '../../cli/shadow-report/html.js';
+import { ecdfPlot } from '../../cli/shadow-report/svg.js';
 
 const answer = (text: string, latencyMs: number, extra: { status?: number; goldenCorrect?: boolean } = {}) =>
   answerFeatures({ observation: { ...emptyObservation(), text, textLength: text.length, finishReason: 'stop' }, status: extra.status ?? 200, latencyMs, ...(extra.goldenCorrect === undefined ? {} : { goldenCorrect: extra.goldenCorrect }) });
@@ -100,5 +101,15 @@ describe('renderings', () => {
     expect(page.match(/stroke="#d9480f" stroke-width="3"/g)).toHaveLength(3);
     expect(page.match(/stroke="#1c7ed6" stroke-width="3"/g)).toHaveLength(3);
     expect(page).toContain('class="verdict differs"');
+  });
+
+  it('an ECDF of 5000 values draws at most two steps per pixel column, ending at 100%', () => {
+    const values = Array.from({ length: 5000 }, (_, i) => Math.sin(i) * 100);
+    const svg = ecdfPlot({ xLabel: 'x', format: String, series: [{ name: 'a', colour: '#000001', values }], width: 440, height: 250 });
+    const path = svg.match(/<path d="([^"]+)" fill="none" stroke="#000001"/)![1]!;
+    const steps = path.match(/V/g)!.length;
+    expect(steps).toBeGreaterThan(100);
+    expect(steps).toBeLessThanOrEqual(440 * 2); // x is rounded to half a pixel
+    expect(path).toMatch(/V14\.0 H\d/); // the last step reaches the top (y of 100%) before the final run
   });
 });
