@@ -50,7 +50,7 @@ interface Harness {
 async function startShadowStack(name: string, versions: Record<string, Record<string, unknown>>, extproc: Record<string, unknown> = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), `fledge-${name}-`));
   const stateDir = join(dir, '.fledge');
-  const ports = await freeStackPorts(6);
+  const ports = await freeStackPorts(2 * Object.keys(versions).length);
   const goldenFile = join(dir, 'golden.json');
   writeFileSync(goldenFile, JSON.stringify(demoGoldenFile()));
   const config = stackConfigSchema.parse({
