@@ -153,7 +153,14 @@ ${SHADOW_CADENCE}            samplesQuery: ${shadowPairs('candidate')}
             action: rollback
             minSamples: ${DEFAULT_MIN_SAMPLES}
 ${SHADOW_CADENCE}            samplesQuery: ${evaluated}
-`;
+          - name: shadow-guardrail
+            provider:
+              prometheus:
+                query: |
+                  max(fledge_guardrail_tripped{rollout_hash="${CANARY}"}) or vector(0)
+            successCondition: result[0] < 1
+            action: rollback
+${SHADOW_CADENCE}`;
 
 export const DEFAULT_POLICY_NAME = 'default';
 /** The guardrail's hard limits (see the derivation above). */
@@ -246,6 +253,9 @@ export const SHADOW_STEP = { duration: '10m', percent: 20 } as const;
  * quality must hold; and if answers are not being captured (Redis down, capture not
  * configured) the rollout waits for review rather than moving on. Everything after is the
  * default policy's, unchanged (its background analysis starts at the same step as there).
+ * The data-plane guardrail judges the golden probes' verdicts during shadow too: a candidate
+ * it takes off (no more copies go to it then) is rolled back by shadow-check's
+ * shadow-guardrail at its first look.
  */
 export function shadowPolicyYaml(): string {
   const policy = parseYaml(DEFAULT_POLICY_YAML) as {

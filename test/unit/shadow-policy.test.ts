@@ -22,10 +22,14 @@ describe('the shadow-canary policy', () => {
     const step = policy.steps[1]!;
     if (step.kind !== 'analysis') throw new Error('step 1 should be analysis');
     const byName = Object.fromEntries(step.analysis.metrics.map((m) => [m.name, m]));
-    expect(Object.keys(byName)).toEqual(['shadow-capture-failures', 'shadow-failures', 'shadow-golden-lost', 'shadow-length-ratio', 'quality-score']);
+    expect(Object.keys(byName)).toEqual(['shadow-capture-failures', 'shadow-failures', 'shadow-golden-lost', 'shadow-length-ratio', 'quality-score', 'shadow-guardrail']);
     expect(byName['shadow-capture-failures']!.action).toBe('pause-for-review');
     expect(byName['shadow-failures']!.provider.prometheus.query).toMatch(/pair="candidate".*-.*pair="noise"/s);
-    for (const m of Object.values(byName)) expect(m).toMatchObject({ minSamples: DEFAULT_MIN_SAMPLES, count: 3, inconclusiveLimit: 2 });
+    const { 'shadow-guardrail': trip, ...sampled } = byName;
+    for (const m of Object.values(sampled)) expect(m).toMatchObject({ minSamples: DEFAULT_MIN_SAMPLES, count: 3, inconclusiveLimit: 2 });
+    // A trip needs no samples: it is the guardrail's own verdict on its window.
+    expect(trip).toMatchObject({ successCondition: 'result[0] < 1', action: 'rollback' });
+    expect(trip!.minSamples).toBeUndefined();
   });
 
   it('is there beside default in every catalog and ConfigMap lookup; a user file may replace it', () => {

@@ -26,6 +26,13 @@ export interface LocalService {
   upstreams: Record<string, { host: string; port: number }>;
 }
 
+/**
+ * Retry only what never reached a model (a connection that could not be made, a stream the
+ * upstream refused): safe for a POST, and what Istio's default retry policy does in a mesh.
+ * A busy model server that is slow to accept would otherwise cost a user a 503.
+ */
+const RETRY_UNSENT = { retry_on: 'connect-failure,refused-stream', num_retries: 2 };
+
 /** The name of the route configuration, inline or delivered by file-based RDS. */
 export const ROUTE_CONFIG_NAME = 'fledge-local';
 
@@ -55,9 +62,9 @@ export function routeConfig(services: LocalService[]) {
             ],
           },
           request_headers_to_remove: [ROUTE_TOKEN_HEADER],
-          route: { cluster: clusterName(s.name, version), timeout: '120s' },
+          route: { cluster: clusterName(s.name, version), timeout: '120s', retry_policy: RETRY_UNSENT },
         })),
-        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s' } },
+        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s', retry_policy: RETRY_UNSENT } },
       ],
     })),
   };
