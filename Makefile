@@ -27,11 +27,14 @@ help:
 
 deps: node-deps envoy system-deps
 
-# Prometheus and Redis from Debian's packages (the tests start their own on free ports).
+# Prometheus and Redis from Debian's packages (the tests start their own on free ports);
+# Chromium (with a font) renders `fledge shadow-report --html` headless in the screenshot test.
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from Debian's packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

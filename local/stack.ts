@@ -122,7 +122,7 @@ export class LocalStack {
       const services = renderEnvoyServices(traffic);
       const extprocArgs = ['extproc', '--routing-file', this.routingFile, '--port', String(ports.extproc), '--admin-port', String(ports.extprocAdmin)];
       if (this.paths.flagsFile) extprocArgs.push('--flags-file', this.paths.flagsFile);
-      const extprocConfig = this.extprocConfig(redis.url);
+      const extprocConfig = this.extprocConfig(redis.url, ports.envoy);
       if (extprocConfig) {
         const configFile = join(this.paths.stateDir, 'extproc.yaml');
         writeFileSync(configFile, toYaml(extprocConfig));
@@ -190,18 +190,25 @@ export class LocalStack {
   }
 
   /**
-   * extproc's config: the stack file's `extproc` section, plus (with probes on) the probe
-   * secret, generated per stack, and the golden set (inspected among sampled requests only,
-   * unless the stack file says otherwise), and the stack's Redis for sharing guardrail trips.
+   * extproc's config: the stack file's `extproc` section, plus the probe secret, generated
+   * per stack (it pins golden probes and shadow copies), the stack's Redis (guardrail trips,
+   * shadow pairs), shadow copies through the stack's Envoy, and with probes on the golden
+   * set (inspected among sampled requests only, unless the stack file says otherwise).
    */
-  private extprocConfig(redisUrl: string): Record<string, unknown> {
+  private extprocConfig(redisUrl: string, envoyPort: number): Record<string, unknown> {
     const stackBase = this.config.extproc ?? {};
-    const base: Record<string, unknown> = { ...stackBase, guardrail: { redisUrl, ...((stackBase.guardrail ?? {}) as Record<string, unknown>) } };
-    if (!this.config.probes.enabled) return base;
+    const section = (name: string) => (stackBase[name] ?? {}) as Record<string, unknown>;
     writeFileSync(this.probeSecretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+    const base: Record<string, unknown> = {
+      ...stackBase,
+      guardrail: { redisUrl, ...section('guardrail') },
+      shadow: { via: `http://127.0.0.1:${envoyPort}`, redisUrl, ...section('shadow') },
+      probes: { secretFile: this.probeSecretFile },
+    };
+    if (!this.config.probes.enabled) return base;
     const quality = (base.quality ?? {}) as Record<string, unknown>;
     const golden = (quality.golden ?? {}) as Record<string, unknown>;
-    return { ...base, quality: { ...quality, golden: { inspect: 'sampled', ...golden, file: this.goldenFile() } }, probes: { secretFile: this.probeSecretFile } };
+    return { ...base, quality: { ...quality, golden: { inspect: 'sampled', ...golden, file: this.goldenFile() } } };
   }
 
   private get probeSecretFile(): string {
