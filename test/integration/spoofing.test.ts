@@ -87,7 +87,10 @@ describe('a client cannot pick its model by header, whatever state extproc is in
             // naming v2 did not raise its share above the weight.
             expect(canary.answers.filter((a) => a.reason !== undefined && a.servedBy !== 'v1')).toEqual([]);
             expect(canary.served.v2).toBeLessThanOrEqual(undecided);
-            if (state !== 'up') expect(canary.served.v2 / canary.answers.length).toBeLessThan(0.25 + 0.15);
+            // Undecided requests split by Envoy's weighted route: a Binomial(n, 0.25) share. Over 0.6
+            // has probability < 1e-4 at this n (32); a header that picked the subset would give 1.
+            // (0.40 failed ~4% of runs per state by chance alone.)
+            if (state !== 'up') expect(canary.served.v2 / canary.answers.length).toBeLessThan(0.6);
           }
         } finally {
           await leave(state);
