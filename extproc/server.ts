@@ -13,11 +13,13 @@ import type { RoutingStateSource } from './routing/state.js';
 import { ProbeVerifier } from './probes/probe-token.js';
 import { loadProbeSecret } from './probes/secret.js';
 import { startQualityPipeline } from './quality/pipeline.js';
-import { handleProcessStream } from './stream.js';
+import { handleProcessStream, type StreamDeps } from './stream.js';
 
 export interface RunningExtproc {
   grpcPort: number;
   adminPort: number;
+  /** What every stream is answered with (the in-process hot-path benchmark drives it directly). */
+  streamDeps: StreamDeps;
   stop(): Promise<void>;
 }
 
@@ -36,8 +38,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   if (config.flags.file) {
     flagProvider = new FlagdFileProvider(config.flags.file, logger);
     await OpenFeature.setProviderAndWait(OPENFEATURE_DOMAIN, flagProvider);
-    const provider = flagProvider;
-    flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN, (key) => provider.defaultVariant(key));
+    flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN, flagProvider);
   }
 
   if (probeSecret !== undefined) logger.info('golden probes: probe headers are verified with the configured secret');
@@ -50,9 +51,9 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   const contextHeaders = new Map(Object.entries({ ...DEFAULT_CONTEXT_HEADERS, ...config.flags.contextHeaders }));
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': 10_000 });
   // Built once: every stream (one per request) shares it.
-  const streamDeps = {
+  const streamDeps: StreamDeps = {
     routing,
-    evaluateFlags: flags ? (ctx: EvaluationContext) => flags.evaluate(ctx) : undefined,
+    evaluateFlags: flags ? (ctx: EvaluationContext, versions: readonly string[]) => flags.evaluate(ctx, versions) : undefined,
     contextHeaders,
     random: Math.random,
     probes: probeSecret === undefined ? undefined : new ProbeVerifier(probeSecret),
@@ -91,6 +92,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   return {
     grpcPort,
     adminPort: admin.port,
+    streamDeps,
     async stop() {
       routing.stop();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));

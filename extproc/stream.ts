@@ -58,7 +58,8 @@ async function answer(call: Call, ctx: RequestContext, msg: ProcessingRequest, d
   }
 }
 
-async function respond(ctx: RequestContext, msg: ProcessingRequest, deps: StreamDeps): Promise<ProcessingResponse> {
+/** One message's answer (exported for the in-process hot-path benchmark). */
+export async function respond(ctx: RequestContext, msg: ProcessingRequest, deps: StreamDeps): Promise<ProcessingResponse> {
   switch (msg.request) {
     case 'request_headers': {
       const response = await processRequestHeaders(ctx, msg.request_headers ?? {}, deps);

@@ -16,8 +16,8 @@ const FLEDGE_PREFIX = 'x-fledge-';
 
 export interface RequestHeadersDeps {
   routing: RoutingStateSource;
-  /** Evaluates the flags; absent when no flag file is configured. */
-  evaluateFlags: ((context: EvaluationContext) => Promise<FlagOutcome>) | undefined;
+  /** Evaluates the flags for a service with these versions; absent when no flag file is configured. */
+  evaluateFlags: ((context: EvaluationContext, versions: readonly string[]) => Promise<FlagOutcome>) | undefined;
   /** Request header → evaluation-context attribute. */
   contextHeaders: ReadonlyMap<string, string>;
   random: () => number;
@@ -60,7 +60,11 @@ export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeader
   const probe = probeVersion(canaryTripped ? withoutCanary(state!) : state, shadow, probeHeader, deps.probes, (why) => deps.onProbeRejected?.(why));
   ctx.probe = probe !== undefined;
   try {
-    const flags = !ctx.probe && !canaryTripped && needsFlags(state, shadow) && deps.evaluateFlags ? await deps.evaluateFlags({ ...attributes, service: state!.service }) : NO_FLAGS;
+    let flags = NO_FLAGS;
+    if (!ctx.probe && !canaryTripped && needsFlags(state, shadow) && deps.evaluateFlags) {
+      attributes.service = state!.service; // last, as the context's service is the routed one
+      flags = await deps.evaluateFlags(attributes, [state!.stable, state!.canary!]);
+    }
     decision = probe !== undefined ? { version: probe, reason: 'probe' } : decideVersion({
       state,
       shadow,
