@@ -48,7 +48,7 @@ export function handleProcessStream(call: Call, deps: StreamDeps): void {
 async function answer(call: Call, ctx: RequestContext, msg: ProcessingRequest, deps: StreamDeps): Promise<void> {
   const started = process.hrtime.bigint();
   const response = await respond(ctx, msg, deps);
-  deps.metrics.phaseDuration.observe({ phase: msg.request ?? 'unknown' }, Number(process.hrtime.bigint() - started) / 1e9);
+  deps.metrics.series.phase(msg.request ?? 'unknown').observe(Number(process.hrtime.bigint() - started) / 1e9);
   if (!call.writable) return;
   call.write(response);
   // Answered first; the chunk is parsed on a later turn, never before Envoy has its CONTINUE.
@@ -64,7 +64,7 @@ export async function respond(ctx: RequestContext, msg: ProcessingRequest, deps:
     case 'request_headers': {
       const response = await processRequestHeaders(ctx, msg.request_headers ?? {}, deps);
       guarded(deps, 'sample-request', () => sampleRequestHeaders(ctx, msg.request_headers ?? {}, response, deps.quality));
-      deps.metrics.decisions.inc({ service: ctx.service ?? '', version: ctx.version ?? '', reason: ctx.reason ?? 'unknown-service' });
+      deps.metrics.series.decision(ctx.service ?? '', ctx.version ?? '', ctx.reason ?? 'unknown-service').inc();
       return response;
     }
     case 'response_headers': {

@@ -19,16 +19,16 @@ export function processResponseHeaders(ctx: RequestContext, msg: HttpHeaders, me
 
 function recordResponse(ctx: RequestContext, metrics: ExtprocMetrics): void {
   if (!ctx.service || !ctx.version) return;
-  const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
   if (ctx.probe) {
+    const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
     // Golden probes are fledge's own traffic: never in the user request, error or latency series.
     metrics.probeRequests.inc({ ...labels, code: ctx.responseStatus === undefined ? 'none' : `${Math.floor(ctx.responseStatus / 100)}xx` });
     return;
   }
-  metrics.requests.inc(labels);
-  // inc by 0 creates the series, so an error rate with no errors is 0, not an empty result.
-  metrics.errors.inc(labels, failed(ctx.responseStatus) ? 1 : 0);
-  metrics.latency.observe(labels, Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
+  const series = metrics.series.inferenceSeries(ctx.service, ctx.version, ctx.rolloutHash ?? ctx.version);
+  series.requests.inc();
+  if (failed(ctx.responseStatus)) series.errors.inc();
+  series.latency.observe(Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
 }
 
 /** A 5xx (Envoy's own local replies included) or no status at all: the request failed. */
