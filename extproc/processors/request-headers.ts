@@ -1,5 +1,5 @@
 import type { EvaluationContext } from '@openfeature/server-sdk';
-import { headerText, setHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
+import { headerText, sharedSetHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
 import { decideVersion, type Decision } from '../decision.js';
 import type { Guardrail } from '../guardrail/guardrail.js';
 import type { FlagOutcome } from '../flags/version-flags.js';
@@ -99,7 +99,7 @@ export function remember(ctx: RequestContext, state: ServiceRouting | undefined,
 }
 
 function routeTo(version: string | undefined, routeToken: string | undefined, spoofed: string[]) {
-  const set = version === undefined ? [] : [setHeader(VERSION_HEADER, version), ...(routeToken ? [setHeader(ROUTE_TOKEN_HEADER, routeToken)] : [])];
+  const set = version === undefined ? [] : [sharedSetHeader(VERSION_HEADER, version), ...(routeToken ? [sharedSetHeader(ROUTE_TOKEN_HEADER, routeToken)] : [])];
   const setKeys = new Set(set.map((h) => h.header.key));
   // A set header overwrites every client value of it; every other client x-fledge-* goes.
   const removeHeaders = [...new Set(spoofed)].filter((k) => !setKeys.has(k));

@@ -1,4 +1,4 @@
-import { headerText, setHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
+import { headerText, sharedSetHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
 import type { Guardrail } from '../guardrail/guardrail.js';
 import type { ExtprocMetrics } from '../metrics.js';
 import type { RequestContext } from '../request-context.js';
@@ -12,8 +12,8 @@ export function processResponseHeaders(ctx: RequestContext, msg: HttpHeaders, me
   if (guardrail && !ctx.probe && ctx.service && ctx.version) {
     guardrail.observe('errors', { service: ctx.service, version: ctx.version, rolloutHash: ctx.rolloutHash ?? ctx.version }, failed(ctx.responseStatus));
   }
-  const setHeaders = [setHeader(REASON_HEADER, ctx.reason ?? 'unknown-service')];
-  if (ctx.version) setHeaders.push(setHeader(VERSION_HEADER, ctx.version));
+  const setHeaders = [sharedSetHeader(REASON_HEADER, ctx.reason ?? 'unknown-service')];
+  if (ctx.version) setHeaders.push(sharedSetHeader(VERSION_HEADER, ctx.version));
   return { response_headers: { response: { status: 'CONTINUE', header_mutation: { set_headers: setHeaders } } } };
 }
 
