@@ -35,7 +35,10 @@ export function handleProcessStream(call: Call, deps: StreamDeps): void {
     });
   });
   // A stream that ends before the response body did (client cut, timeout) still records what was seen.
-  const abandon = () => setImmediate(() => guarded(deps, 'finish-sample', () => finishSample(ctx, deps.quality, false)));
+  // Only a sample still being observed has anything to record: the rest schedule nothing.
+  const abandon = () => {
+    if (ctx.sample?.observer && !ctx.sample.done) setImmediate(() => guarded(deps, 'finish-sample', () => finishSample(ctx, deps.quality, false)));
+  };
   call.on('end', () => void queue.finally(() => call.end()).finally(abandon));
   call.on('error', (err) => {
     // Envoy cancels the stream when the client goes away or a timeout fires; nothing to do.
