@@ -1,3 +1,4 @@
+import { lstatSync, rmSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { OpenFeature, type EvaluationContext } from '@openfeature/server-sdk';
 import type { Logger } from '../common/logger.js';
@@ -16,7 +17,10 @@ import { startQualityPipeline } from './quality/pipeline.js';
 import { handleProcessStream, type StreamDeps } from './stream.js';
 
 export interface RunningExtproc {
+  /** The TCP port, or 0 when listening on a Unix socket. */
   grpcPort: number;
+  /** What gRPC listens on, as grpc-js names it: `host:port` or `unix:/path`. */
+  grpcAddress: string;
   adminPort: number;
   /** What every stream is answered with (the in-process hot-path benchmark drives it directly). */
   streamDeps: StreamDeps;
@@ -65,12 +69,15 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   };
   const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => handleProcessStream(call, streamDeps);
   server.addService(externalProcessorService, { Process: process as grpc.UntypedHandleCall });
-  const grpcPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${config.grpc.host}:${config.grpc.port}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
-      err ? reject(new Error(`extproc cannot listen on ${config.grpc.host}:${config.grpc.port}: ${err.message}`)) : resolve(port),
-    );
+  const socket = config.grpc.socket;
+  if (socket !== undefined) removeStaleSocket(socket);
+  const bindTo = socket !== undefined ? `unix:${socket}` : `${config.grpc.host}:${config.grpc.port}`;
+  const boundPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(bindTo, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`extproc cannot listen on ${bindTo}: ${err.message}`)) : resolve(port)));
   });
-  logger.info({ host: config.grpc.host, port: grpcPort }, 'ext_proc gRPC listening');
+  const grpcPort = socket !== undefined ? 0 : boundPort;
+  const grpcAddress = socket !== undefined ? bindTo : `${config.grpc.host}:${grpcPort}`;
+  logger.info({ address: grpcAddress }, 'ext_proc gRPC listening');
 
   const admin = await startAdminServer(
     config.admin.host,
@@ -91,6 +98,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
 
   return {
     grpcPort,
+    grpcAddress,
     adminPort: admin.port,
     streamDeps,
     async stop() {
@@ -103,4 +111,19 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
       await guardrail.close();
     },
   };
+}
+
+/**
+ * A socket file left by a previous extproc (killed, or restarted in its pod) would make the
+ * bind fail; a socket is removed, anything else at that path is an error, never deleted.
+ */
+function removeStaleSocket(path: string): void {
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch {
+    return; // nothing there
+  }
+  if (!stat.isSocket()) throw new Error(`grpc.socket ${path} exists and is not a socket; refusing to replace it`);
+  rmSync(path);
 }
