@@ -31,6 +31,8 @@ const FLAG_FILE = resolve(import.meta.dirname, '../../examples/flags.json');
 const BIG_BODY_BYTES = 1_000_000;
 /** Requests carrying it are always sampled (a quality.sampling.always rule): their body goes to extproc. */
 const BIG_BODY_HEADER = 'x-bench-big-body';
+/** How Envoy reaches extproc: tcp (loopback port) or unix (a socket, Envoy's pipe address); unix writes extproc-unix.json. */
+const TRANSPORT = process.env.BENCH_EXTPROC_TRANSPORT === 'unix' ? 'unix' : 'tcp';
 const REQUIRED_FIELDS = ['p50_ratio', 'p99_ratio', 'added_p50_ms', 'added_p99_ms', 'max_rps', 'max_rps_baseline', 'body_p99_delta_ms'] as const;
 const SAMPLED = 'bench-sampled';
 /** Covered by a golden set with `inspect: all`: extproc reads every request body to recognise golden prompts. */
@@ -66,7 +68,9 @@ async function main(): Promise<void> {
   writeFileSync(bodyFile, JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Write a haiku about load balancers.' }], max_tokens: 64 }));
 
   const [grpcPort, adminPort, listenPort, baselinePort, failClosedPort, directPort, envoyAdmin] = await Promise.all(Array.from({ length: 7 }, () => freePort()));
-  const extproc = startProcess('extproc', process.execPath, [cli, 'extproc', '--config', configFile, '--routing-file', routingFile, '--port', String(grpcPort), '--admin-port', String(adminPort)], join(dir, 'extproc.log'), {
+  const extprocSocket = TRANSPORT === 'unix' ? join(dir, 'extproc.sock') : undefined;
+  const listen = extprocSocket ? ['--listen', `unix:${extprocSocket}`] : ['--port', String(grpcPort)];
+  const extproc = startProcess('extproc', process.execPath, [cli, 'extproc', '--config', configFile, '--routing-file', routingFile, ...listen, '--admin-port', String(adminPort)], join(dir, 'extproc.log'), {
     ...process.env,
     FLEDGE_LOG_LEVEL: 'warn',
   });
@@ -77,6 +81,7 @@ async function main(): Promise<void> {
       listenPort: listenPort!,
       adminPort: envoyAdmin!,
       extprocPort: grpcPort,
+      extprocSocket,
       baselinePort,
       failClosedPort,
       directResponsePort: directPort,
@@ -149,6 +154,7 @@ async function main(): Promise<void> {
       cpus: cpus().length,
       quick: QUICK,
       flags: true,
+      transport: TRANSPORT,
       flag_file: FLAG_FILE,
       rate_rps: RATE,
       duration_s: SECONDS,
@@ -172,14 +178,14 @@ async function main(): Promise<void> {
         : {
             p50_ratio_le_1_5: round(withExtproc.p50Ms / baseline.p50Ms) <= 1.5,
             p99_ratio_le_2_5: round(withExtproc.p99Ms / baseline.p99Ms) <= 2.5,
-            max_rps_ge_half_baseline: extprocSteps.max >= 0.5 * baselineSteps.max,
+            max_rps_ge_half_baseline: baselineSteps.max > 0 && extprocSteps.max >= 0.5 * baselineSteps.max,
             body_p99_delta_le_0_5_ms: withBodies.p99Ms - withExtproc.p99Ms <= 0.5,
           },
-      setup: `one Envoy (--concurrency 1), upstream = Envoy direct_response; flags on (${FLAG_FILE}, the seed's flag file: both flags evaluated for every request of a service whose versions it names), services on the seed's versions v1.2 (stable) / v1.3 (canary, 50%), 1,000 distinct sticky users (x-user-id), header-only path (request + response headers); sampled_10pct: plus the response body streamed to extproc for 10% of requests by x-request-id; with_1mib_bodies: the header-only run again while one ${BIG_BODY_BYTES}-byte chat request per second is sampled (its body read and parsed by extproc); max_rps: fixed-rate steps (vegeta open model) with 100% success, throughput >= 95% of the rate and p99 <= ${MAX_RPS_P99_MS} ms, extproc through a fail-closed ext_proc listener (its failures are 500s), baseline through the listener without ext_proc`,
+      setup: `one Envoy (--concurrency 1), upstream = Envoy direct_response; flags on (${FLAG_FILE}, the seed's flag file: its version flag names v1.3, so it is evaluated for every request; it has no kill-switch flag, so that one is not), services on the seed's versions v1.2 (stable) / v1.3 (canary, 50%), 1,000 distinct sticky users (x-user-id), header-only path (request + response headers); sampled_10pct: plus the response body streamed to extproc for 10% of requests by x-request-id; with_1mib_bodies: the header-only run again while one ${BIG_BODY_BYTES}-byte chat request per second is sampled (its body read and parsed by extproc); max_rps: fixed-rate steps (vegeta open model) with 100% success, throughput >= 95% of the rate and p99 <= ${MAX_RPS_P99_MS} ms, extproc through a fail-closed ext_proc listener (its failures are 500s), baseline through the listener without ext_proc`,
     };
     const missing = REQUIRED_FIELDS.filter((f) => typeof result[f] !== 'number' || !Number.isFinite(result[f] as number));
     if (missing.length > 0) throw new Error(`bench result lacks finite ${missing.join(', ')}`);
-    writeFileSync(join(out, QUICK ? 'extproc-quick.json' : 'extproc.json'), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(join(out, `extproc${TRANSPORT === 'unix' ? '-unix' : ''}${QUICK ? '-quick' : ''}.json`), `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {
     await envoy.process.stop();
