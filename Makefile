@@ -27,11 +27,14 @@ help:
 
 deps: node-deps envoy system-deps
 
-# Prometheus and Redis from Debian's packages (the tests start their own on free ports).
+# Prometheus and Redis from Debian's packages (the tests start their own on free ports);
+# Chromium (with a font) renders `fledge shadow-report --html` headless in the screenshot test.
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing="$$missing fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from Debian's packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
@@ -108,12 +111,25 @@ bench-extproc-quick: deps vegeta build
 bench-model: model-deps build
 	node dist/bench/model-bench.js
 
+# The real model's logprob confidence per configuration (healthy vs temperature 2) on
+# golden questions (writes bench/results/model-confidence.json; ~8 min on a loaded machine).
+.PHONY: bench-model-confidence
+bench-model-confidence: model-deps build
+	node dist/bench/model-confidence-bench.js
+
 # Evidence-based stages by seeded simulation (no servers, ~1 min): A/A false rollbacks,
 # samples to detect 5% -> 10% hallucination, time to promotion vs the fixed timer
 # (writes bench/results/evidence.json).
 .PHONY: bench-evidence
 bench-evidence: build
 	node dist/bench/evidence-bench.js
+
+# The detection figure once on the real local stack (Envoy, extproc, Prometheus, sims, local
+# controller): 10% vs 5% hallucinating candidates under examples/policies/evidence.yaml; the
+# canary's judged answers at the rollback look (adds end_to_end to bench/results/evidence.json).
+.PHONY: bench-evidence-e2e
+bench-evidence-e2e: build
+	node dist/bench/evidence-end-to-end.js
 
 # Controller against a real kube-apiserver and Prometheus: rollback actuation, reconcile p99
 # with 100 concurrent rollouts, RSS (writes bench/results/controller.json).

@@ -12,7 +12,7 @@
  *   give the shares promoted, paused and rolled back, and two variants (a wider margin,
  *   the canary sampled at 50%).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { seededRandom } from '../sim/random.js';
 import { DEFAULT_SIM, runEvidenceRollout, runFixedRollout, samplesToDecide, type Rates, type RolloutOutcome } from './evidence-sim.js';
@@ -148,7 +148,10 @@ function main(): void {
   };
   const dir = join(root, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'evidence.json'), `${JSON.stringify(result, null, 2)}\n`);
+  // The real-stack run (bench/evidence-end-to-end.ts) is kept: this simulation does not redo it.
+  const file = join(dir, 'evidence.json');
+  const endToEnd = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as { end_to_end?: unknown }).end_to_end : undefined;
+  writeFileSync(file, `${JSON.stringify(endToEnd === undefined ? result : { ...result, end_to_end: endToEnd }, null, 2)}\n`);
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
 

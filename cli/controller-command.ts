@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { createLogger, type Logger } from '../common/logger.js';
 import { DEFAULT_DECISIONS_QUERY, DEFAULT_MIN_REQUESTS, DEFAULT_TRAFFIC_QUERY } from '../controller/analysis/decision-coverage.js';
 import { parseDuration } from '../controller/policy/duration.js';
+import { DEFAULT_EVIDENCE_MIN_WINDOW_SECONDS } from '../controller/analysis/evidence/look.js';
 import { exitOnError, stopOnSignals } from './exit.js';
 import { loadKubeConfig } from './kubeconfig.js';
 
@@ -19,6 +20,7 @@ interface ControllerOptions {
   allNamespaces?: boolean;
   prometheusUrl: string;
   timeScale: number;
+  evidenceMinWindow: number;
   leaseNamespace: string;
   leaseName: string;
   id: string;
@@ -48,6 +50,8 @@ const positive = (what: string) => (value: string) => {
   return n;
 };
 
+const LOCAL_EXTPROC_ADMIN_URL = 'http://127.0.0.1:9101';
+
 export function controllerCommand(): Command {
   return new Command('controller')
     .description(
@@ -62,7 +66,14 @@ export function controllerCommand(): Command {
     .addOption(new Option('--rollouts <file>', 'local mode: the rollouts file (rollouts: [{name, service, candidate, stable, policy}], policies: [files]); watched for changes'))
     .addOption(new Option('--stack <file>', "local mode: the stack file (fledge up's); a rollout whose policy reads a metric none of its evaluators produces (golden probes, golden set, judge, opted-in self-reports) is Invalid, named at start"))
     .addOption(new Option('--envoy-admin-url <url>', 'local mode: the local Envoy\'s admin URL (to verify routes)').default('http://127.0.0.1:9901'))
-    .addOption(new Option('--extproc-admin-url <url>', 'local mode: extproc\'s admin URL (to verify it routes by the new state)').default('http://127.0.0.1:9101'))
+    .addOption(
+      new Option(
+        '--extproc-admin-url <url>',
+        "extproc's admin URL. Local mode: to verify it routes by the new state (default http://127.0.0.1:9101). " +
+          'Cluster mode: its evaluator-coverage report (/coverage) is read at each rollout\'s start, and a policy metric none of its evaluators produces for the service makes the rollout Invalid; ' +
+          'unset: not checked (manifests/controller.yaml sets the fledge-extproc Service)',
+      ).default(LOCAL_EXTPROC_ADMIN_URL),
+    )
     .addOption(new Option('--kubeconfig <file>', 'kubeconfig file (default as kubectl: $KUBECONFIG, ~/.kube/config, in-cluster)'))
     .addOption(new Option('-n, --namespace <ns>', 'watch only this namespace (default: all namespaces)'))
     .addOption(new Option('--prometheus-url <url>', 'Prometheus base URL for analysis queries').default('http://127.0.0.1:9090'))
@@ -70,6 +81,11 @@ export function controllerCommand(): Command {
       new Option('--time-scale <factor>', 'divide every pause duration, analysis interval and initialDelay by this factor (for demos and tests: 600 makes a 10m pause last 1s); Prometheus query windows are not changed')
         .default(1)
         .argParser(positive('--time-scale')),
+    )
+    .addOption(
+      new Option('--evidence-min-window <seconds>', "the shortest range of an evidence stage's count queries: a few of Prometheus's scrape intervals (the local stack scrapes every 1 s); not divided by --time-scale")
+        .default(DEFAULT_EVIDENCE_MIN_WINDOW_SECONDS)
+        .argParser(positive('--evidence-min-window')),
     )
     .addOption(new Option('--lease-namespace <ns>', 'namespace of the leader-election Lease').default('fledge-system'))
     .addOption(new Option('--lease-name <name>', 'name of the leader-election Lease').default('fledge-controller'))
@@ -90,15 +106,18 @@ export function controllerCommand(): Command {
     .addOption(new Option('--decision-check-min-requests <n>', 'pause a rollout when at least this many requests reached its service and extproc decided none').default(DEFAULT_MIN_REQUESTS).argParser(positive('--decision-check-min-requests')))
     .addOption(new Option('--no-decision-check', 'turn the silent fail-open check off'))
     .addOption(new Option('--istiod-debug-url <url>', 'istiod\'s HTTP debug URL (e.g. http://istiod.istio-system:8080): after each weight write, confirm the proxies run it and report weightVerified in the status (off when unset)'))
-    .action(async (opts: ControllerOptions) => {
+    .action(async (opts: ControllerOptions, command: Command) => {
       const logger = createLogger('controller');
       if (opts.local) return runLocal(opts, logger);
+      // The local default would point a cluster controller at whatever listens on its own loopback.
+      const extprocAdminUrl = command.getOptionValueSource('extprocAdminUrl') === 'default' ? undefined : opts.extprocAdminUrl;
       const { startControllerApp } = await import('../controller/kube/controller-app.js');
       const app = await startControllerApp({
         kubeConfig: loadKubeConfig(opts.kubeconfig),
         ...(opts.namespace ? { namespace: opts.namespace } : {}),
         prometheusUrl: opts.prometheusUrl,
         timeScale: opts.timeScale,
+        evidenceMinWindowSeconds: opts.evidenceMinWindow,
         leaseNamespace: opts.leaseNamespace,
         leaseName: opts.leaseName,
         identity: opts.id,
@@ -111,6 +130,7 @@ export function controllerCommand(): Command {
         availabilityTimeoutMs: opts.availabilityTimeout,
         decisionCheck: opts.decisionCheck ? { queries: { traffic: opts.trafficQuery, decisions: opts.decisionsQuery }, minRequests: opts.decisionCheckMinRequests } : false,
         ...(opts.istiodDebugUrl ? { istiodDebugUrl: opts.istiodDebugUrl } : {}),
+        ...(extprocAdminUrl ? { extprocAdminUrl } : {}),
         logger,
         onFatal: (err) => exitOnError(err),
       }).catch(exitOnError);
@@ -138,6 +158,7 @@ async function runLocal(opts: ControllerOptions, logger: Logger): Promise<void> 
     envoyAdminUrl: opts.envoyAdminUrl,
     extprocAdminUrl: opts.extprocAdminUrl,
     timeScale: opts.timeScale,
+    evidenceMinWindowSeconds: opts.evidenceMinWindow,
     adminHost: opts.adminHost,
     adminPort: opts.adminPort,
     logger,

@@ -12,6 +12,7 @@ import { controllerCommand } from './controller-command.js';
 import { statusCommand } from './status-command.js';
 import { actionCommands } from './action-commands.js';
 import { validateCommand } from './validate-command.js';
+import { shadowReportCommand } from './shadow-report/command.js';
 
 const program = new Command()
   .name('fledge')
@@ -32,5 +33,6 @@ for (const command of actionCommands()) program.addCommand(command);
 program.addCommand(upCommand());
 program.addCommand(demoCommand());
 program.addCommand(validateCommand());
+program.addCommand(shadowReportCommand());
 
 program.parseAsync(process.argv).catch(exitOnError);

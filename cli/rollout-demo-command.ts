@@ -16,7 +16,7 @@ export async function runRolloutDemoCommand(options: Omit<RolloutDemoOptions, 's
       {
         componentUp: (c) => say(`up  ${c.name.padEnd(20)} ${c.summary}`),
         rolloutsStarted: (names) => {
-          say(`traffic is flowing; rollouts ${names.join(' and ')} started under the default policy`);
+          say(`traffic is flowing; rollouts ${names.join(' and ')} started under the shadow-canary policy (shadow first, then the canary stages)`);
           if (!json) progress = process.stdout.isTTY ? barProgress(names, process.stdout) : lineProgress(process.stdout);
         },
         status: (name, status) => progress?.update(name, status),

@@ -5,7 +5,7 @@
 import cliProgress from 'cli-progress';
 import type { RolloutStatus } from '../controller/kube/rollout-status.js';
 import { formatNumber } from '../controller/analysis/measurement.js';
-import type { AnalysisEntry, RolloutSummary } from '../local/rollout-demo-summary.js';
+import type { AnalysisEntry, EvidenceStageSummary, RolloutSummary } from '../local/rollout-demo-summary.js';
 
 export interface RolloutProgress {
   update(name: string, status: RolloutStatus): void;
@@ -68,6 +68,7 @@ export function renderDemoSummary(rollouts: readonly RolloutSummary[], wallSecon
         lines.push(analysisLine(a, width));
       }
     }
+    for (const stage of r.evidence) lines.push(...evidenceLines(stage));
     if (r.background) {
       lines.push(`  background analysis: ${r.background.phase}`);
       for (const a of r.background.analyses) {
@@ -82,6 +83,26 @@ export function renderDemoSummary(rollouts: readonly RolloutSummary[], wallSecon
     lines.push('');
   }
   return lines.join('\n');
+}
+
+const STAGE_OUTCOME: Record<EvidenceStageSummary['outcome'], string> = {
+  'not-worse': 'ended on evidence, not worse than stable',
+  worse: 'worse than stable: acted on at once',
+  'not-enough-evidence': 'paused: not enough evidence',
+  undecided: 'undecided when the rollout stopped',
+};
+
+/** "evidence at 5%: ended on evidence … after 23.4 s (pause 10m planned, 20 looks)", then each decision with n per arm. */
+function evidenceLines(stage: EvidenceStageSummary): string[] {
+  const f = (x: number | null) => (x === null ? '?' : formatNumber(Number(x.toPrecision(3))));
+  const width = Math.max(0, ...stage.decisions.map((d) => d.metric.length));
+  const head = `  evidence at ${stage.weight}%: ${STAGE_OUTCOME[stage.outcome]} after ${stage.seconds} s (pause ${stage.plannedPause} planned${stage.extended ? ', extended' : ''}, ${stage.looks} looks)`;
+  return [
+    head,
+    ...stage.decisions.map(
+      (d) => `    ${d.verdict.padEnd(9)}  ${d.metric.padEnd(width)}  estimate ${f(d.estimate)} [${f(d.interval[0])}, ${f(d.interval[1])}], margin ${d.margin}  (n canary ${d.n.canary ?? '?'} / stable ${d.n.stable ?? '?'})`,
+    ),
+  ];
 }
 
 /** One measurement: pass/FAIL, metric, value, condition, the stable's value when compared, n. */
@@ -99,6 +120,7 @@ export function demoJson(rollouts: readonly RolloutSummary[]): object {
       outcome: r.outcome,
       steps: r.steps,
       analyses: r.analyses,
+      evidence: r.evidence,
       ...(r.background ? { background: r.background } : {}),
       ...(r.breach ? { breach: r.breach } : {}),
       ...(r.rollbackSeconds === undefined ? {} : { rollbackSeconds: r.rollbackSeconds }),

@@ -34,7 +34,8 @@ export function viewOfStatus(namespace: string, rollout: string, text: string | 
   } catch (err) {
     return { ...base, phase: 'Unknown', step: '-', weight: null, analysis: '-', message: `unreadable status: ${(err as Error).message}` };
   }
-  const inStage = status.evidence && status.evidence.stepIndex === status.stepIndex ? status.evidence : undefined;
+  // The stage's evidence once it has looked; before the first look (or outside a stage) the analysis run says more.
+  const inStage = status.evidence && status.evidence.stepIndex === status.stepIndex && status.evidence.looks > 0 ? status.evidence : undefined;
   const analysis = inStage ? summarizeEvidence(inStage) : summarizeAnalysis(status.analysis ?? status.lastAnalysis);
   return { ...base, phase: status.phase, step: status.steps ? `${status.step}/${status.steps}` : '-', weight: status.weight, analysis, message: status.message, status };
 }
@@ -47,6 +48,21 @@ export function summarizeEvidence(evidence: StageEvidence): string {
   if (!weakest) return looks;
   const n = (x: number) => (Number.isFinite(x) ? formatNumber(Math.round(x)) : '?');
   return `${looks}: ${weakest.metric} ${weakest.verdict} n=${n(weakest.n.canary)}/${n(weakest.n.stable)}`;
+}
+
+/**
+ * One line per compared metric of the evidence stage a rollout is in (or that stopped it):
+ * "  chat-v2  hallucination-rate  undecided  estimate 0.004 [-0.021, 0.03], margin 0.03, n canary 212 / stable 1904".
+ */
+export function evidenceDetails(view: RolloutView): string[] {
+  const evidence = view.status?.evidence;
+  if (!evidence || evidence.stepIndex !== view.status?.stepIndex || evidence.looks === 0) return [];
+  const f = (x: number) => (Number.isFinite(x) ? formatNumber(Number(x.toPrecision(3))) : '?');
+  const n = (x: number) => (Number.isFinite(x) ? formatNumber(Math.round(x)) : '?');
+  const width = Math.max(...evidence.decisions.map((d) => d.metric.length));
+  return evidence.decisions.map(
+    (d) => `  ${view.rollout}  ${d.metric.padEnd(width)}  ${d.verdict.padEnd(9)}  estimate ${f(d.estimate)} [${f(d.interval[0])}, ${f(d.interval[1])}], margin ${d.margin}, n canary ${n(d.n.canary)} / stable ${n(d.n.stable)}`,
+  );
 }
 
 /** "Failed: error-rate=0.02", "Running", "Successful", or "-". */
@@ -90,5 +106,6 @@ export function renderTable(views: readonly RolloutView[], withNamespace: boolea
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   // The message is last and left unpadded: it may be long.
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
-  return [line(header), ...rows.map(line)].join('\n');
+  const details = views.flatMap(evidenceDetails);
+  return [line(header), ...rows.map(line), ...(details.length ? ['', 'EVIDENCE (compared with the stable: estimate [interval], n per arm)', ...details] : [])].join('\n');
 }

@@ -24,6 +24,12 @@ export const VS_ANNOTATIONS = {
    * the canary may serve. Absent: extproc does not trip on its own.
    */
   guardrail: 'fledge.dev/guardrail',
+  /**
+   * Shadow step: the percent (0..100] of the stable's user requests whose copy extproc
+   * sends to the canary subset and compares (docs/shadow.md). Istio's own mirror is not
+   * used: Envoy discards a mirrored answer, and the copy would bypass the gateway's ext_proc.
+   */
+  shadowPercent: 'fledge.dev/shadow-percent',
   /** The service name extproc reports; default: the first DNS label of spec.hosts[0]. */
   service: 'fledge.dev/service',
 } as const;

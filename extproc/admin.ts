@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { COVERAGE_PATH } from '../common/evaluator-coverage-report.js';
 import type { Logger } from '../common/logger.js';
 
 export interface AdminHandlers {
@@ -8,9 +9,11 @@ export interface AdminHandlers {
   ready: () => boolean;
   /** JSON for /debug/state: what extproc currently routes by. */
   debugState: () => unknown;
+  /** JSON for /coverage: the evaluators this extproc runs, per service (the controller reads it). */
+  coverage?: () => Promise<unknown>;
 }
 
-/** /metrics, /healthz, /readyz and /debug/state on the admin port. */
+/** /metrics, /healthz, /readyz, /debug/state and /coverage on the admin port. */
 export async function startAdminServer(host: string, port: number, handlers: AdminHandlers, logger: Logger): Promise<{ server: Server; port: number }> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -30,8 +33,13 @@ export async function startAdminServer(host: string, port: number, handlers: Adm
       reply(ready ? 200 : 503, 'text/plain', ready ? 'ready\n' : 'not ready\n');
     } else if (path === '/debug/state') {
       reply(200, 'application/json', JSON.stringify(handlers.debugState(), null, 2));
+    } else if (path === COVERAGE_PATH && handlers.coverage) {
+      handlers
+        .coverage()
+        .then((report) => reply(200, 'application/json', JSON.stringify(report, null, 2)))
+        .catch((err: Error) => reply(500, 'text/plain', `coverage report failed: ${err.message}\n`));
     } else {
-      reply(404, 'text/plain', 'not found: try /metrics, /healthz, /readyz, /debug/state\n');
+      reply(404, 'text/plain', `not found: try /metrics, /healthz, /readyz, /debug/state${handlers.coverage ? `, ${COVERAGE_PATH}` : ''}\n`);
     }
   });
   server.keepAliveTimeout = 65_000;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { probeSecretSchema } from './probes/secret.js';
 import { qualityConfigSchema } from './quality/config.js';
+import { shadowConfigSchema } from './shadow/shadow-config.js';
 
 /** `file`: a routing-state file watched for changes (local mode, tests). */
 const fileRoutingSchema = z
@@ -97,6 +98,8 @@ export const extprocConfigSchema = z
       .default({ channel: 'fledge:guardrail', judgeScoresStream: 'fledge:judge:scores' }),
     /** The golden-probe secret (docs/quality.md); without one, probe headers are ignored. */
     probes: probeSecretSchema,
+    /** Shadow capture (docs/shadow.md): where copies go and where the two answers meet. */
+    shadow: shadowConfigSchema,
   })
   .strict();
 

@@ -63,6 +63,13 @@ export class ExtprocMetrics {
     registers: [this.registry],
   });
 
+  readonly shadowCopies = new Counter({
+    name: 'fledge_shadow_copy_requests_total',
+    help: 'Shadow copies extproc sent itself and routed (pinned by x-fledge-shadow), by service, version, rollout hash and status class; not in inference_requests_total.',
+    labelNames: [...INFERENCE_LABELS, 'code'] as const,
+    registers: [this.registry],
+  });
+
   readonly probeRejected = new Counter({
     name: 'fledge_probe_rejected_total',
     help: 'x-fledge-probe headers that did not pin a request (malformed, bad-mac, expired, replayed, not-serving); those requests were routed as user requests.',

@@ -1,5 +1,14 @@
 import type { DecisionReason } from './decision.js';
 import type { SampleState } from './quality/sample-state.js';
+import type { CopyTemplate, ShadowCapture } from './shadow/shadow-capture.js';
+import type { ShadowTicket } from './shadow/shadow-decision.js';
+
+/** A user request being shadowed: its ticket, what its copies repeat, and who captures them. */
+export interface ShadowedRequest {
+  ticket: ShadowTicket;
+  template: CopyTemplate;
+  capture: ShadowCapture;
+}
 
 /** What one ext_proc stream (one HTTP request) remembers between its phases. */
 export interface RequestContext {
@@ -11,6 +20,10 @@ export interface RequestContext {
   responseStatus: number | undefined;
   /** A verified golden probe: routed to its version, never counted as user traffic. */
   probe: boolean;
+  /** A shadow copy extproc sent itself (x-fledge-shadow verified): pinned, never counted as user traffic. */
+  shadowCopy: boolean;
+  /** Set when this user request's copies go to the candidate (a shadow step). */
+  shadow: ShadowedRequest | undefined;
   /** Set when the response is sampled for quality signals (or its request body is read for golden matching). */
   sample: SampleState | undefined;
 }
@@ -24,6 +37,8 @@ export function newRequestContext(): RequestContext {
     reason: undefined,
     responseStatus: undefined,
     probe: false,
+    shadowCopy: false,
+    shadow: undefined,
     sample: undefined,
   };
 }

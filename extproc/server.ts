@@ -13,7 +13,11 @@ import { createRoutingSource } from './routing/create-source.js';
 import type { RoutingStateSource } from './routing/state.js';
 import { ProbeVerifier } from './probes/probe-token.js';
 import { loadProbeSecret } from './probes/secret.js';
+import { coverageReport } from './quality/coverage-report.js';
 import { startQualityPipeline } from './quality/pipeline.js';
+import { startShadowCapture, type ShadowCapture } from './shadow/shadow-capture.js';
+import { shadowUnavailable } from './shadow/shadow-config.js';
+import { ShadowMetrics } from './shadow/shadow-metrics.js';
 import { handleProcessStream, type StreamDeps } from './stream.js';
 
 export interface RunningExtproc {
@@ -52,6 +56,12 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
         guardrail.observe('hallucinations', { service: labels.service, version: labels.version, rolloutHash: labels.rollout_hash }, hallucinated),
       )
     : undefined;
+  const shadowMetrics = new ShadowMetrics(metrics.registry);
+  const shadowOff = shadowUnavailable(config.shadow, probeSecret !== undefined, quality !== undefined);
+  let warnedShadowOff = false;
+  const capture: ShadowCapture | undefined =
+    shadowOff === undefined ? startShadowCapture({ config: config.shadow, secret: probeSecret!, maxBodyBytes: config.quality.maxBodyBytes, metrics: shadowMetrics, logger }) : undefined;
+  if (capture) logger.info({ via: config.shadow.via, noiseShare: config.shadow.noiseShare }, 'shadow capture on: shadow steps copy requests through the proxy and pair the answers');
   const contextHeaders = new Map(Object.entries({ ...DEFAULT_CONTEXT_HEADERS, ...config.flags.contextHeaders }));
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': 10_000 });
   // Built once: every stream (one per request) shares it.
@@ -63,6 +73,17 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
     probes: probeSecret === undefined ? undefined : new ProbeVerifier(probeSecret),
     onProbeRejected: (reason: string) => metrics.probeRejected.inc({ reason }),
     guardrail: guardrail.guardrail,
+    shadow: {
+      verifier: probeSecret === undefined ? undefined : new ProbeVerifier(probeSecret, Date.now, 100_000, 'shadow'),
+      capture,
+      noiseShare: config.shadow.noiseShare,
+      random: Math.random,
+      onUnavailable: (ticket: Parameters<typeof shadowMetrics.countCapture>[0]) => {
+        shadowMetrics.countCapture(ticket, 'stable', 'unavailable');
+        if (!warnedShadowOff) logger.warn({ service: ticket.service, why: shadowOff }, 'a shadow step is running but shadow capture is off: no pairs are compared and the shadow analysis will pause');
+        warnedShadowOff = true;
+      },
+    },
     metrics,
     logger,
     quality,
@@ -92,6 +113,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
         guardrail: { trips: guardrail.guardrail.list(), peers: config.guardrail.redisUrl ? { channel: config.guardrail.channel } : null },
         flags: flagProvider ? { file: flagProvider.file, generation: flagProvider.generation, lastError: flagProvider.lastError ?? null } : null,
       }),
+      coverage: async () => coverageReport({ config: config.quality, golden: quality?.golden, probeSecretConfigured: probeSecret !== undefined, probesSeen: await probesSeen(metrics) }),
     },
     logger,
   );
@@ -108,6 +130,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
       admin.server.closeAllConnections();
       if (flagProvider) await OpenFeature.close();
       await quality?.close();
+      await capture?.close();
       await guardrail.close();
     },
   };
@@ -126,4 +149,14 @@ function removeStaleSocket(path: string): void {
   }
   if (!stat.isSocket()) throw new Error(`grpc.socket ${path} exists and is not a socket; refusing to replace it`);
   rmSync(path);
+}
+
+/** Verified probes answered per service, summed over versions and status classes. */
+async function probesSeen(metrics: ExtprocMetrics): Promise<Record<string, number>> {
+  const seen: Record<string, number> = {};
+  for (const v of (await metrics.probeRequests.get()).values) {
+    const service = String(v.labels.service ?? '');
+    seen[service] = (seen[service] ?? 0) + v.value;
+  }
+  return seen;
 }

@@ -80,7 +80,7 @@ export async function runModelRolloutDemo(o: ModelDemoOptions, events: ModelDemo
     const recorders = await Promise.race([Promise.all(MODEL_DEMO_ROLLOUTS.map((plan) => follow(plan, stack, o, events, budgetMs))), crashed]);
     const rollouts = MODEL_DEMO_ROLLOUTS.map((plan, i) => {
       const recorder = recorders[i]!;
-      return summarizeRollout({ name: plan.name, policy, final: recorder.status, runs: recorder.analysisRuns(), lastStepIndex: recorder.lastStepIndex(), requests: 0, failedRequests: 0 });
+      return summarizeRollout({ name: plan.name, policy, final: recorder.status, runs: recorder.analysisRuns(), evidence: recorder.evidenceStages(), lastStepIndex: recorder.lastStepIndex(), requests: 0, failedRequests: 0 });
     });
     succeeded = true;
     return { rollouts, stateDir, versions: describeVersions(config) };

@@ -2,6 +2,7 @@
  * What the rollout demo runs: two services, each with a stable v1 and a candidate v2
  * simulated model, the users and requests of its traffic, and the compressed time scale.
  */
+import { SHADOW_POLICY_NAME } from '../controller/policy/default-policy.js';
 import { stackConfigSchema, type StackConfig, type StackPorts } from './stack-config.js';
 import type { TrafficRequest, TrafficUser } from './traffic.js';
 
@@ -84,9 +85,9 @@ export function demoStackConfig(ports: StackPorts, goldenFile: string): StackCon
   });
 }
 
-/** The rollouts file's content once traffic flows: both rollouts under the built-in default policy. */
+/** The rollouts file's content once traffic flows: both rollouts under the built-in shadow-canary policy (shadow, then the default policy). */
 export function demoRolloutsFile(): { rollouts: { name: string; service: string; candidate: string; stable: string; policy: string }[] } {
-  return { rollouts: DEMO_ROLLOUTS.map((r) => ({ name: r.name, service: r.service, candidate: r.candidate, stable: r.stable, policy: 'default' })) };
+  return { rollouts: DEMO_ROLLOUTS.map((r) => ({ name: r.name, service: r.service, candidate: r.candidate, stable: r.stable, policy: SHADOW_POLICY_NAME })) };
 }
 
 /** 2000 users: 5% internal, 20% beta, the rest free. */

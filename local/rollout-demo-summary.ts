@@ -4,6 +4,8 @@
  */
 import type { AnalysisRunState, MetricRunState } from '../controller/analysis/run.js';
 import type { RolloutStatus } from '../controller/kube/rollout-status.js';
+import type { EvidenceDecision } from '../controller/analysis/evidence/evidence-decision.js';
+import type { RecordedStage } from './rollout-demo-recorder.js';
 import { describeStep, type Policy } from '../controller/policy/policy.js';
 
 export interface AnalysisEntry {
@@ -19,6 +21,31 @@ export interface AnalysisEntry {
   stable?: number | null;
 }
 
+/** One compared metric's last decision in an evidence stage. */
+export interface EvidenceEntry {
+  metric: string;
+  verdict: EvidenceDecision['verdict'];
+  /** How much worse the canary is than the stable (rates: difference of proportions), null when not measured. */
+  estimate: number | null;
+  interval: [number | null, number | null];
+  margin: number;
+  /** The samples behind the decision, per arm (requests or judged answers since the stage began). */
+  n: { canary: number | null; stable: number | null };
+}
+
+/** A stage that ended on evidence (or ran out of it): how long it took and the samples each decision took. */
+export interface EvidenceStageSummary {
+  weight: number;
+  /** not-worse: ended early (or on time) on evidence; worse: acted on at once; not-enough-evidence: paused at the cap; undecided: still running. */
+  outcome: 'not-worse' | 'worse' | 'not-enough-evidence' | 'undecided';
+  /** The stage's planned pause (policy time) and what it lasted (wall clock, to its last look). */
+  plannedPause: string;
+  seconds: number;
+  looks: number;
+  extended: boolean;
+  decisions: EvidenceEntry[];
+}
+
 export interface RolloutSummary {
   name: string;
   outcome: 'promoted' | 'rolled-back' | 'unfinished';
@@ -28,6 +55,8 @@ export interface RolloutSummary {
   analyses: AnalysisEntry[];
   /** The same, by analysis step: the canary weight it judged and the run's phase. */
   analysisSteps: { weight: number; phase: string; analyses: AnalysisEntry[] }[];
+  /** The evidence stages, in order: each decision's estimate, interval and n per arm. */
+  evidence: EvidenceStageSummary[];
   /** The background analysis run (the policy's `analysis`), as it ended: each metric's last measurement; passed = not Failed. */
   background?: { phase: string; analyses: AnalysisEntry[] };
   /** The metric that rolled the candidate back. */
@@ -47,6 +76,8 @@ export interface RecordedRollout {
   policy: Policy;
   final: RolloutStatus | undefined;
   runs: AnalysisRunState[];
+  /** The evidence stages seen (RolloutRecorder.evidenceStages). */
+  evidence?: RecordedStage[];
   lastStepIndex: number;
   requests: number;
   failedRequests: number;
@@ -70,6 +101,7 @@ export function summarizeRollout(r: RecordedRollout): RolloutSummary {
     steps: stepsTaken(r),
     analyses: analysisSteps.flatMap((a) => a.analyses),
     analysisSteps,
+    evidence: (r.evidence ?? []).map((stage) => evidenceStage(stage, r)),
     failedRequests: r.failedRequests,
     requests: r.requests,
     phase: r.final?.phase ?? 'Pending',
@@ -83,13 +115,54 @@ export function summarizeRollout(r: RecordedRollout): RolloutSummary {
     // The run that stopped the rollout: the background run when it failed, else the last step's.
     const stopper = background?.phase === 'Failed' ? background : r.runs.at(-1);
     const failed = stopper?.metrics.find((m) => m.phase === 'Failed');
+    const worse = summary.evidence.flatMap((stage) => (stage.outcome === 'worse' ? stage.decisions.filter((d) => d.verdict === 'worse') : []))[0];
     if (failed) {
       const { metric, value, threshold, n } = analysisEntry(failed, conditions);
       summary.breach = { metric, value, threshold, n };
+    } else if (worse) {
+      // Rolled back at a look of an evidence stage: the comparison with the stable was the breach.
+      summary.breach = { metric: worse.metric, value: worse.estimate, threshold: `compare: stable, margin ${worse.margin}`, n: worse.n.canary };
     }
     if (r.faultAt !== undefined && r.trafficOffAt !== undefined) summary.rollbackSeconds = Math.round((r.trafficOffAt - r.faultAt) / 10) / 100;
   }
   return summary;
+}
+
+function evidenceStage(stage: RecordedStage, r: RecordedRollout): EvidenceStageSummary {
+  const { evidence } = stage;
+  const pause = r.policy.steps[evidence.stepIndex];
+  const decisions = evidence.decisions.map(evidenceEntry);
+  const final = r.final;
+  const stillHere = final?.stepIndex === evidence.stepIndex;
+  const outcome: EvidenceStageSummary['outcome'] = evidence.concluded
+    ? 'not-worse'
+    : stillHere && final?.phase === 'Paused' && final.pause?.reason === 'not-enough-evidence'
+      ? 'not-enough-evidence'
+      : stillHere && (final?.phase === 'RolledBack' || final?.phase === 'AwaitingReview') && decisions.some((d) => d.verdict === 'worse')
+        ? 'worse'
+        : 'undecided';
+  const lastLookAt = evidence.lastLookAt ?? stage.stepStartedAt;
+  return {
+    weight: stage.weight,
+    outcome,
+    plannedPause: pause?.kind === 'pause' && pause.duration !== undefined ? String(pause.duration) : '?',
+    seconds: Math.round((lastLookAt - stage.stepStartedAt) / 100) / 10,
+    looks: evidence.looks,
+    extended: evidence.extended === true,
+    decisions,
+  };
+}
+
+function evidenceEntry(d: EvidenceDecision): EvidenceEntry {
+  const num = (x: number) => (Number.isFinite(x) ? x : null);
+  return {
+    metric: d.metric,
+    verdict: d.verdict,
+    estimate: num(d.estimate),
+    interval: [num(d.interval[0]), num(d.interval[1])],
+    margin: d.margin,
+    n: { canary: Number.isFinite(d.n.canary) ? Math.round(d.n.canary) : null, stable: Number.isFinite(d.n.stable) ? Math.round(d.n.stable) : null },
+  };
 }
 
 function analysisEntry(m: MetricRunState, conditions: Map<string, string>): AnalysisEntry {

@@ -1,6 +1,7 @@
 /**
  * The rollout demo (`fledge demo`): the local stack with the local controller, realistic
- * traffic on two services, and two rollouts under the built-in `default` policy on a
+ * traffic on two services, and two rollouts under the built-in `shadow-canary` policy (a
+ * shadow stage, then the default policy's canary stages) on a
  * compressed time scale: `chat` healthy (promoted), `assistant` starting to hallucinate at
  * weight 25 (rolled back). It follows each rollout's status file while it runs and returns
  * one summary per rollout.
@@ -13,7 +14,7 @@ import { stringify as toYaml } from 'yaml';
 import type { RolloutStatus } from '../controller/kube/rollout-status.js';
 import { writeAtomically } from '../controller/local/traffic-state.js';
 import { LocalStateStore } from '../controller/local/state-store.js';
-import { loadDefaultPolicy } from '../controller/policy/load.js';
+import { loadShadowPolicy } from '../controller/policy/load.js';
 import { DEMO_ROLLOUTS, demoGoldenFile, demoRequest, demoRolloutsFile, demoStackConfig, demoUsers, type DemoRolloutPlan } from './rollout-demo-config.js';
 import { RolloutRecorder } from './rollout-demo-recorder.js';
 import { summarizeRollout, type RolloutSummary } from './rollout-demo-summary.js';
@@ -91,7 +92,7 @@ export async function runRolloutDemo(o: RolloutDemoOptions, events: RolloutDemoE
       throw new Error(`${c.name} exited during the demo; its log is in ${stateDir}`);
     });
     crashed.catch(() => undefined); // the stack's own stop at the end makes every component exit
-    const policy = loadDefaultPolicy();
+    const policy = loadShadowPolicy();
     const budgetMs = (totalPauseMs(policy) / o.timeScale) * 2 + 60_000;
     const followed = await Promise.race([Promise.all(DEMO_ROLLOUTS.map((plan) => followRollout(plan, stack, o, events, budgetMs))), crashed]);
     for (const t of traffic.values()) await t.stop();
@@ -103,6 +104,7 @@ export async function runRolloutDemo(o: RolloutDemoOptions, events: RolloutDemoE
         policy,
         final: recorder.status,
         runs: recorder.analysisRuns(),
+        evidence: recorder.evidenceStages(),
         lastStepIndex: recorder.lastStepIndex(),
         requests: t.answers.length + t.shed,
         failedRequests: t.failures().length + t.shed,
@@ -194,7 +196,7 @@ async function waitForPrometheus(url: string, query: string, what: string, timeo
 }
 
 function totalPauseMs(policy: { steps: { kind: string; durationMs?: number }[] }): number {
-  return policy.steps.reduce((sum, s) => sum + (s.kind === 'pause' ? (s.durationMs ?? 0) : 0), 0);
+  return policy.steps.reduce((sum, s) => sum + (s.kind === 'pause' || s.kind === 'shadow' ? (s.durationMs ?? 0) : 0), 0);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -14,6 +14,9 @@ import { startPrometheus } from './prometheus.js';
 import { startRedis } from './redis.js';
 import { modelServers, type RealModel, type StackConfig } from './stack-config.js';
 
+/** The shortest evidence count range for the local stack's controller: five of its Prometheus's 1 s scrapes. */
+export const LOCAL_EVIDENCE_MIN_WINDOW_SECONDS = 5;
+
 
 /** One running part of the stack, as `fledge up` reports it. */
 export interface StackComponent {
@@ -121,7 +124,7 @@ export class LocalStack {
       const listen = extprocSocket ? ['--listen', `unix:${extprocSocket}`] : ['--port', String(ports.extproc)];
       const extprocArgs = ['extproc', '--routing-file', this.routingFile, ...listen, '--admin-port', String(ports.extprocAdmin)];
       if (this.paths.flagsFile) extprocArgs.push('--flags-file', this.paths.flagsFile);
-      const extprocConfig = this.extprocConfig(redis.url);
+      const extprocConfig = this.extprocConfig(redis.url, ports.envoy);
       if (extprocConfig) {
         const configFile = join(this.paths.stateDir, 'extproc.yaml');
         writeFileSync(configFile, toYaml(extprocConfig));
@@ -169,6 +172,8 @@ export class LocalStack {
           '--envoy-admin-url', `http://127.0.0.1:${ports.envoyAdmin}`,
           '--extproc-admin-url', `http://127.0.0.1:${ports.extprocAdmin}`,
           '--time-scale', String(timeScale),
+          // Prometheus scrapes every second here: an evidence stage counts from its own start, not 60 s back.
+          '--evidence-min-window', String(LOCAL_EVIDENCE_MIN_WINDOW_SECONDS),
           '--admin-port', String(ports.controllerAdmin),
         ]);
         await waitForHttp(controller, `http://127.0.0.1:${ports.controllerAdmin}/readyz`);
@@ -187,18 +192,25 @@ export class LocalStack {
   }
 
   /**
-   * extproc's config: the stack file's `extproc` section, plus (with probes on) the probe
-   * secret, generated per stack, and the golden set (inspected among sampled requests only,
-   * unless the stack file says otherwise), and the stack's Redis for sharing guardrail trips.
+   * extproc's config: the stack file's `extproc` section, plus the probe secret, generated
+   * per stack (it pins golden probes and shadow copies), the stack's Redis (guardrail trips,
+   * shadow pairs), shadow copies through the stack's Envoy, and with probes on the golden
+   * set (inspected among sampled requests only, unless the stack file says otherwise).
    */
-  private extprocConfig(redisUrl: string): Record<string, unknown> {
+  private extprocConfig(redisUrl: string, envoyPort: number): Record<string, unknown> {
     const stackBase = this.config.extproc ?? {};
-    const base: Record<string, unknown> = { ...stackBase, guardrail: { redisUrl, ...((stackBase.guardrail ?? {}) as Record<string, unknown>) } };
-    if (!this.config.probes.enabled) return base;
+    const section = (name: string) => (stackBase[name] ?? {}) as Record<string, unknown>;
     writeFileSync(this.probeSecretFile, randomBytes(32).toString('hex'), { mode: 0o600 });
+    const base: Record<string, unknown> = {
+      ...stackBase,
+      guardrail: { redisUrl, ...section('guardrail') },
+      shadow: { via: `http://127.0.0.1:${envoyPort}`, redisUrl, ...section('shadow') },
+      probes: { secretFile: this.probeSecretFile },
+    };
+    if (!this.config.probes.enabled) return base;
     const quality = (base.quality ?? {}) as Record<string, unknown>;
     const golden = (quality.golden ?? {}) as Record<string, unknown>;
-    return { ...base, quality: { ...quality, golden: { inspect: 'sampled', ...golden, file: this.goldenFile() } }, probes: { secretFile: this.probeSecretFile } };
+    return { ...base, quality: { ...quality, golden: { inspect: 'sampled', ...golden, file: this.goldenFile() } } };
   }
 
   private get probeSecretFile(): string {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { formatPath } from '../common/config-error.js';
 import type { ChatTurn, JsonFormat } from './engine.js';
+import { MAX_TOP_LOGPROBS } from './token-probabilities.js';
 
 /** Answers are short by default so a small CPU model stays fast (tests, probes, demos). */
 export const DEFAULT_MAX_TOKENS = 64;
@@ -26,6 +27,7 @@ const requestSchema = z
     seed: z.number().int().nullable().optional(),
     n: z.literal(1, { message: 'only n = 1 is supported' }).nullable().optional(),
     logprobs: z.boolean().nullable().optional(),
+    top_logprobs: z.number().int().min(0).max(MAX_TOP_LOGPROBS).nullable().optional(),
     response_format: z
       .discriminatedUnion('type', [
         z.looseObject({ type: z.literal('text') }),
@@ -35,7 +37,8 @@ const requestSchema = z
       .nullable()
       .optional(),
   })
-  .refine((r) => r.messages.at(-1)?.role === 'user', { message: 'the last message must have role "user"', path: ['messages'] });
+  .refine((r) => r.messages.at(-1)?.role === 'user', { message: 'the last message must have role "user"', path: ['messages'] })
+  .refine((r) => r.top_logprobs == null || r.logprobs === true, { message: 'top_logprobs needs logprobs: true', path: ['top_logprobs'] });
 
 export interface ChatCall {
   turns: ChatTurn[];
@@ -47,6 +50,8 @@ export interface ChatCall {
   seed: number | undefined;
   /** JSON asked for by response_format; answers are then constrained by a grammar. */
   json: JsonFormat | undefined;
+  /** logprobs: true, with top_logprobs alternatives per token; undefined when not asked. */
+  logprobs: { top: number } | undefined;
 }
 
 export type ChatCallParse = { ok: true; call: ChatCall } | { ok: false; message: string; param: string | null };
@@ -81,6 +86,7 @@ export function parseChatCall(body: string): ChatCallParse {
       topP: r.top_p ?? undefined,
       seed: r.seed ?? undefined,
       json: jsonFormat(r.response_format),
+      logprobs: r.logprobs === true ? { top: r.top_logprobs ?? 0 } : undefined,
     },
   };
 }

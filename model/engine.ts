@@ -1,5 +1,6 @@
 import type { Logger } from '../common/logger.js';
 import { Admission } from './admission.js';
+import { TokenProbabilities, type TokenLogprob } from './token-probabilities.js';
 import { loadNodeLlamaCpp, type ChatHistoryItem, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type NodeLlamaCpp } from './runtime.js';
 
 export interface EngineOptions {
@@ -33,6 +34,10 @@ export interface GenerateRequest {
   grammar?: LlamaGrammar;
   signal: AbortSignal;
   onText?: (text: string) => void;
+  /** OpenAI logprobs were asked for, with this many alternatives per token (top_logprobs, 0-20). */
+  logprobs?: { top: number };
+  /** The logprobs of tokens about to be passed to onText (called just before it). */
+  onLogprobs?: (tokens: TokenLogprob[]) => void;
 }
 
 /** What response_format asked for: any JSON object, or JSON fitting a schema. */
@@ -46,6 +51,8 @@ export interface Generation {
   completionTokens: number;
   /** 'length' when max tokens cut the answer. */
   finish: 'stop' | 'length';
+  /** One entry per answer token, when the request asked for logprobs. */
+  logprobs?: TokenLogprob[];
 }
 
 export class QueueFullError extends Error {
@@ -128,6 +135,9 @@ export class LlamaEngine {
     await sequence.clearHistory();
     const before = sequence.tokenMeter.getState();
     const session = new this.lib.LlamaChatSession({ contextSequence: sequence, autoDisposeSequence: false });
+    const probabilities = request.logprobs ? new TokenProbabilities(this.model, request.logprobs.top) : undefined;
+    const detach = probabilities?.attach(sequence);
+    const logprobs: TokenLogprob[] = [];
     try {
       const { history, prompt } = toHistory(request.turns, request.defaultSystemPrompt);
       session.setChatHistory(history);
@@ -140,7 +150,13 @@ export class LlamaEngine {
         ...(request.grammar === undefined ? {} : { grammar: request.grammar }),
         signal: request.signal,
         stopOnAbortSignal: true,
-        onToken: (tokens) => (completionTokens += tokens.length),
+        onToken: (tokens) => {
+          completionTokens += tokens.length;
+          if (!probabilities) return;
+          const released = probabilities.released(tokens);
+          logprobs.push(...released);
+          request.onLogprobs?.(released);
+        },
         ...(request.onText ? { onTextChunk: request.onText } : {}),
       });
       const used = sequence.tokenMeter.diff(before);
@@ -150,8 +166,10 @@ export class LlamaEngine {
         promptTokens: Math.max(0, used.usedInputTokens),
         completionTokens,
         finish: result.stopReason === 'maxTokens' ? 'length' : 'stop',
+        ...(probabilities ? { logprobs } : {}),
       };
     } finally {
+      detach?.();
       session.dispose({ disposeSequence: false });
     }
   }

@@ -26,8 +26,23 @@ export interface TokenMeterState {
   readonly usedOutputTokens: number;
 }
 
+/** One generated token with what node-llama-cpp's evaluateWithMetadata reports about it. */
+export interface TokenWithMetadata {
+  token: Token;
+  /** Probability of the selected token under the request's sampling settings. */
+  confidence: number;
+  /** Every candidate's probability, highest first (only when asked for). */
+  probabilities?: Map<Token, number>;
+}
+
+/** A token generator: yields tokens, takes an optional replacement token back. */
+export type TokenGenerator<T> = AsyncGenerator<T, void, void | Token | Token[]>;
+
 export interface LlamaContextSequence {
   clearHistory(): Promise<void>;
+  /** What LlamaChat generates with (options passed through untouched). */
+  evaluate(tokens: Token[], options?: object): TokenGenerator<Token>;
+  evaluateWithMetadata(tokens: Token[], metadata: { confidence: true; probabilities?: boolean }, options?: object): TokenGenerator<TokenWithMetadata>;
   readonly tokenMeter: { getState(): TokenMeterState; diff(state: TokenMeterState): TokenMeterState };
 }
 
@@ -37,6 +52,8 @@ export interface LlamaContext {
 }
 
 export interface LlamaModel {
+  /** Token ids to text; `specialTokens` false renders special tokens as nothing. */
+  detokenize(tokens: readonly Token[], specialTokens?: boolean): string;
   createContext(options: { contextSize: number; sequences: number; threads: number }): Promise<LlamaContext>;
   dispose(): Promise<void>;
 }

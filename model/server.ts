@@ -8,6 +8,7 @@ import { chatChunk, chatCompletion, errorBody, usage, type CompletionMeta } from
 import { parseChatCall, type ChatCall } from './chat-request.js';
 import { LlamaEngine, QueueFullError, type EngineOptions, type Generation } from './engine.js';
 import type { LlamaGrammar } from './runtime.js';
+import type { TokenLogprob } from './token-probabilities.js';
 
 export interface ModelServerOptions {
   host: string;
@@ -120,7 +121,8 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
         seed: call.seed,
         grammar,
         signal,
-        ...(sse ? { onText: (text: string) => sse.content(text) } : {}),
+        ...(call.logprobs ? { logprobs: call.logprobs } : {}),
+        ...(sse ? { onText: (text: string) => sse.content(text), ...(call.logprobs ? { onLogprobs: (tokens: TokenLogprob[]) => sse.logprobs(tokens) } : {}) } : {}),
       });
     } catch (err) {
       if (err instanceof QueueFullError) return sendJson(res, 429, errorBody(429, err.message, null, 'queue_full'), { 'retry-after': '1' });
@@ -133,7 +135,7 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
     const use = usage(generation.promptTokens, generation.completionTokens, 0);
     logger.debug({ ms: Math.round(performance.now() - started), tokens: generation.completionTokens, finish: generation.finish }, 'answered');
     if (sse) return sse.finish(generation.finish, use);
-    sendJson(res, 200, chatCompletion(meta, generation.text, generation.finish, use));
+    sendJson(res, 200, chatCompletion(meta, generation.text, generation.finish, use, generation.logprobs ? { content: generation.logprobs } : null));
   }
 
   const ready = (async () => {
@@ -184,6 +186,8 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
 /** Writes a chat completion as server-sent events; headers go out with the first token. */
 class SseWriter {
   started = false;
+  /** Logprobs of the tokens whose text comes next: they ride on that text's chunk. */
+  private pending: TokenLogprob[] = [];
 
   constructor(
     private readonly res: ServerResponse,
@@ -198,17 +202,30 @@ class SseWriter {
     this.event(chatChunk(this.meta, { delta: { role: 'assistant', content: '' }, finish_reason: null }, this.includeUsage ? null : undefined));
   }
 
+  logprobs(tokens: TokenLogprob[]): void {
+    this.pending.push(...tokens);
+  }
+
   content(text: string): void {
     if (text === '') return;
     this.start();
-    this.event(chatChunk(this.meta, { delta: { content: text }, finish_reason: null }, this.includeUsage ? null : undefined));
+    this.event(chatChunk(this.meta, { delta: { content: text }, finish_reason: null, ...this.takeLogprobs() }, this.includeUsage ? null : undefined));
   }
 
   finish(reason: 'stop' | 'length', use: ReturnType<typeof usage>): void {
     this.start();
+    // Tokens whose text was empty (e.g. a partial character) still carry their logprobs.
+    if (this.pending.length) this.event(chatChunk(this.meta, { delta: {}, finish_reason: null, ...this.takeLogprobs() }, this.includeUsage ? null : undefined));
     this.event(chatChunk(this.meta, { delta: {}, finish_reason: reason }, this.includeUsage ? null : undefined));
     if (this.includeUsage) this.event(chatChunk(this.meta, null, use));
     this.res.end('data: [DONE]\n\n');
+  }
+
+  private takeLogprobs(): { logprobs?: { content: TokenLogprob[] } } {
+    if (!this.pending.length) return {};
+    const content = this.pending;
+    this.pending = [];
+    return { logprobs: { content } };
   }
 
   fail(message: string): void {

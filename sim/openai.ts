@@ -105,8 +105,14 @@ export interface CompletionMeta {
 }
 
 /** Chat-completions logprobs for some tokens, each with the same logprob. */
+export interface TopLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+}
+
 export interface Logprobs {
-  content: { token: string; logprob: number; bytes: null; top_logprobs: [] }[];
+  content: (TopLogprob & { top_logprobs: TopLogprob[] })[];
 }
 
 export function tokenLogprobs(tokens: string[], logprob: number): Logprobs {

@@ -45,7 +45,7 @@ export async function advanceRollout(input: AdvanceInput): Promise<AdvanceResult
   const look = evidenceLookDue(policy, state, now, options);
   if (look) {
     const args = resolveArgs(look.analysis.args, input.hashes);
-    const window = stageWindow(look.elapsedMs);
+    const window = stageWindow(look.elapsedMs, options.evidenceMinWindowSeconds);
     const decisions = await lookAtEvidence({ metrics: look.metrics, args, provider: input.provider, at: now, window, ...(input.signal ? { signal: input.signal } : {}) });
     now = input.clock();
     const looked = transition(policy, state, { type: 'evidence', now, decisions }, options);

@@ -23,7 +23,9 @@
  *   compared metric not worse → the pause ends now; one worse → its action at once; still
  *   undecided when the pause is over → the stage is extended, and at the cap Paused
  *   (not-enough-evidence; resume starts the stage's evidence again, promote skips it).
- * - shadow steps make the rollout Invalid unless options.shadowSupported.
+ * - A shadow step copies a share of the stable's requests to the candidate (set-mirror; the
+ *   candidate serves no user). The copies go on through the analysis steps right after it,
+ *   which judge the pairs (a shadow stage), and stop when a later step starts or traffic stops.
  * - Background analysis (the policy's `analysis`, Argo's canary.analysis) starts when the
  *   rollout reaches `startingStep` and is measured at each metric's interval while the
  *   rollout runs (Progressing, or paused by a step or a user), between step boundaries too.
@@ -79,20 +81,23 @@ export type RolloutEffect =
 export interface MachineOptions {
   /** Divides every engine-timed duration: 60 makes a 10m pause last 10s (tests, demo). */
   timeScale?: number;
-  /** Whether the shadow feature is available; until then shadow steps are rejected. */
-  shadowSupported?: boolean;
   /** The candidate's availability now; undefined = not tracked (always available). */
   candidate?: CandidateAvailability;
   /** How long a weight step waits for an available candidate (before timeScale; default 10m). */
   availabilityTimeoutMs?: number;
+  /**
+   * The shortest range of an evidence stage's count queries, in seconds (default 60): a few
+   * Prometheus scrape intervals, so that increase() has samples to work with. Not
+   * time-scaled: it is about the scrapes, not the policy. A stage younger than this counts
+   * from before it began (the previous stage's traffic, or probes before the rollout).
+   */
+  evidenceMinWindowSeconds?: number;
 }
 
 export interface Transition {
   state: RolloutState;
   effects: RolloutEffect[];
 }
-
-export const SHADOW_UNSUPPORTED = 'shadow steps need the shadow feature; not supported yet';
 
 /** A new rollout of `policy`, started at `now` and advanced as far as it can go. */
 export function startRollout(policy: Policy, now: number, options: MachineOptions = {}): Transition {
@@ -213,11 +218,6 @@ export function measurementsDue(policy: Policy, state: RolloutState, now: number
 
 function begin(policy: Policy, s: RolloutState, now: number, options: MachineOptions, reason: string, message: string): Transition {
   const effects: RolloutEffect[] = [];
-  if (!options.shadowSupported && policy.steps.some((st) => st.kind === 'shadow')) {
-    const why = `policy ${policy.name}: ${SHADOW_UNSUPPORTED}`;
-    effects.push(event('Warning', 'Invalid', why));
-    return { state: clean({ ...s, phase: 'Invalid', message: why, updatedAt: now }), effects };
-  }
   effects.push(event('Normal', reason, message));
   const first = policy.steps[s.stepIndex];
   if (first?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: first.percent });
@@ -263,13 +263,12 @@ function progress(policy: Policy, start: RolloutState, now: number, options: Mac
         return withMessage(s, `${label}: waiting until ${new Date(until).toISOString()}`, now);
       }
       case 'shadow': {
-        if (!options.shadowSupported) return invalid(s, now, `${label}: ${SHADOW_UNSUPPORTED}`, effects);
         const until = s.stepStartedAt + scaled(step.durationMs, options);
         if (now >= until) {
           s = advance(policy, s, now, effects);
           continue;
         }
-        return withMessage(s, `${label}: mirroring ${step.percent}% until ${new Date(until).toISOString()}`, now);
+        return withMessage(s, `${label}: shadowing ${step.percent}% of the stable's requests until ${new Date(until).toISOString()}`, now);
       }
       case 'analysis': {
         if (!s.analysis) {
@@ -493,7 +492,7 @@ function stopTraffic(policy: Policy, s: RolloutState, now: number, phase: 'Rolle
   // is retired too: weight 0 alone would leave it reachable by flag or header.
   effects.push({ type: 'set-weight', weight: 0 });
   effects.push({ type: 'retire-candidate' });
-  if (policy.steps[s.stepIndex]?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: 0 });
+  if (inShadowStage(policy, s.stepIndex)) effects.push({ type: 'set-mirror', percent: 0 });
   effects.push(event('Warning', reason, message));
   return { ...s, phase, weight: 0, pause: undefined, message, updatedAt: now };
 }
@@ -513,10 +512,19 @@ function setWeight(s: RolloutState, weight: number, effects: RolloutEffect[], la
   return { ...s, weight };
 }
 
-/** Leaves the current step: ends its mirror, files its analysis run, starts the clock of the next. */
+/** A shadow step, or an analysis step right after one (it judges the copies, which go on meanwhile). */
+export function inShadowStage(policy: Policy, index: number): boolean {
+  for (let i = index; i >= 0; i--) {
+    const kind = policy.steps[i]?.kind;
+    if (kind === 'shadow') return true;
+    if (kind !== 'analysis') return false;
+  }
+  return false;
+}
+
+/** Leaves the current step: ends its shadow stage, files its analysis run, starts the clock of the next. */
 function advance(policy: Policy, s: RolloutState, now: number, effects: RolloutEffect[]): RolloutState {
-  const leaving = policy.steps[s.stepIndex];
-  if (leaving?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: 0 });
+  if (inShadowStage(policy, s.stepIndex) && !inShadowStage(policy, s.stepIndex + 1)) effects.push({ type: 'set-mirror', percent: 0 });
   // A stage's evidence judges the analysis right after it; later steps start without it.
   const evidence = s.evidence?.stepIndex === s.stepIndex ? s.evidence : undefined;
   const next: RolloutState = { ...s, stepIndex: s.stepIndex + 1, stepStartedAt: now, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, evidence, updatedAt: now };

@@ -17,6 +17,8 @@ export interface ControllerAppOptions {
   namespace?: string;
   prometheusUrl: string;
   timeScale: number;
+  /** MachineOptions.evidenceMinWindowSeconds. */
+  evidenceMinWindowSeconds?: number;
   leaseNamespace: string;
   leaseName: string;
   identity: string;
@@ -32,6 +34,8 @@ export interface ControllerAppOptions {
   decisionCheck?: DecisionMonitorOptions | false;
   /** istiod's HTTP debug URL: confirm each weight write in the proxies (off when unset). */
   istiodDebugUrl?: string;
+  /** extproc's admin URL: a rollout whose policy reads a metric none of its evaluators produces is Invalid at start (off when unset). */
+  extprocAdminUrl?: string;
   logger: Logger;
   /** The leader cannot start reconciling (e.g. RBAC forbids the watch); the CLI exits so the Pod restarts. */
   onFatal?: (err: Error) => void;
@@ -65,12 +69,13 @@ export async function startControllerApp(o: ControllerAppOptions): Promise<Contr
         kubeConfig: o.kubeConfig,
         ...(o.namespace === undefined ? {} : { namespace: o.namespace }),
         metricsProvider: new PrometheusProvider({ address: o.prometheusUrl }),
-        machine: { timeScale: o.timeScale, ...(o.availabilityTimeoutMs === undefined ? {} : { availabilityTimeoutMs: o.availabilityTimeoutMs }) },
+        machine: { timeScale: o.timeScale, ...(o.evidenceMinWindowSeconds === undefined ? {} : { evidenceMinWindowSeconds: o.evidenceMinWindowSeconds }), ...(o.availabilityTimeoutMs === undefined ? {} : { availabilityTimeoutMs: o.availabilityTimeoutMs }) },
         identity: o.identity,
         logger: log,
         metrics,
         ...(o.concurrency === undefined ? {} : { concurrency: o.concurrency }),
         ...(o.decisionCheck === undefined ? {} : { decisionCheck: o.decisionCheck }),
+        ...(o.extprocAdminUrl === undefined ? {} : { extprocAdminUrl: o.extprocAdminUrl }),
         ...(o.istiodDebugUrl === undefined ? {} : { weightVerifier: new IstiodWeightVerifier({ debugUrl: o.istiodDebugUrl, logger: log }) }),
       }).then(
         (c) => {

@@ -7,8 +7,7 @@
 import { CoreV1Api, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import { ConfigError } from '../../common/config-error.js';
 import { readPolicyDocuments } from '../policy/documents.js';
-import { DEFAULT_POLICY_NAME } from '../policy/default-policy.js';
-import { loadDefaultPolicy, loadPolicyCatalog, type PolicySource } from '../policy/load.js';
+import { loadBuiltInPolicies, loadPolicyCatalog, type PolicySource } from '../policy/load.js';
 import type { Policy } from '../policy/policy.js';
 import { apiErrorText, isNotFound } from './api-errors.js';
 
@@ -18,7 +17,7 @@ export type PolicyLookup = { policy: Policy } | { problem: string };
 
 export class PolicySourceReader {
   private readonly core: CoreV1Api;
-  private readonly builtIn = loadDefaultPolicy();
+  private readonly builtIn = loadBuiltInPolicies();
   // Parsing and checking a policy costs more than reading it: reuse it while the ConfigMap is unchanged.
   private readonly parsed = new Map<string, PolicyLookup>();
   // Many rollouts in one namespace wake up together; one read serves them for a moment.
@@ -53,11 +52,12 @@ export class PolicySourceReader {
   }
 }
 
-/** Pure: the named policy from the ConfigMap's data, or a message naming what is wrong. */
-export function policyFromConfigMap(data: Record<string, string>, where: string, name: string, builtIn: Policy): PolicyLookup {
+/** Pure: the named policy from the ConfigMap's data, a built-in one (default, shadow-canary) the ConfigMap does not redefine, or a message naming what is wrong. */
+export function policyFromConfigMap(data: Record<string, string>, where: string, name: string, builtIn: ReadonlyMap<string, Policy>): PolicyLookup {
   const text = data[name];
   if (text === undefined) {
-    if (name === DEFAULT_POLICY_NAME) return { policy: builtIn };
+    const known = builtIn.get(name);
+    if (known) return { policy: known };
     return { problem: `policy "${name}" not found: ${where} has no key "${name}"${Object.keys(data).length ? ` (keys: ${Object.keys(data).join(', ')})` : ''}` };
   }
   const sources: PolicySource[] = [{ source: `${where} key "${name}"`, text, name }];

@@ -10,12 +10,13 @@ import type { Logger } from '../../common/logger.js';
 import type { MetricsProvider } from '../analysis/prometheus.js';
 import type { MachineOptions } from '../engine/rollout-machine.js';
 import type { RolloutPhase } from '../engine/rollout-state.js';
-import type { AfterAdvanceInput, ReconcileHost, RolloutInputs, StoredStatus } from '../reconcile/host.js';
+import type { AfterAdvanceInput, PolicyLookup, ReconcileHost, RolloutInputs, StoredStatus } from '../reconcile/host.js';
 import { reconcileStep } from '../reconcile/reconcile-step.js';
 import type { TrafficRouter } from '../traffic/router.js';
 import type { CandidateAvailabilityReader } from './candidate-availability.js';
 import type { DecisionMonitor } from './decision-monitor.js';
 import type { EventRecorder } from './event-recorder.js';
+import type { ExtprocCoverage } from './extproc-coverage.js';
 import type { PolicySourceReader } from './policy-source.js';
 import { ANNOTATION, deploymentFingerprint, parseAction, parseStatus, serializeStatus, type RolloutTarget } from './rollout-status.js';
 import type { DeploymentStatusStore } from './status-store.js';
@@ -35,6 +36,8 @@ export interface ReconcilerDeps {
   availability?: CandidateAvailabilityReader;
   /** Pauses a rollout whose service gets traffic but no extproc decisions (silent fail-open); off when undefined. */
   decisions?: DecisionMonitor;
+  /** At a rollout's start, a policy metric no extproc evaluator produces makes it Invalid; off when undefined. */
+  coverage?: ExtprocCoverage;
 }
 
 export interface ReconcileOutcome {
@@ -65,6 +68,8 @@ export class Reconciler {
   // of re-reading the VirtualService, DestinationRules and ReplicaSets. A change to the
   // Deployment (new revision, annotations) resolves again; so does a failed reconcile.
   private readonly targets = new Map<string, CachedTarget>();
+  /** Rollout revisions already warned that extproc's coverage report could not be read. */
+  private readonly coverageWarned = new Set<string>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -99,12 +104,15 @@ export class Reconciler {
     } else this.targets.delete(cacheKey);
     lap('resolve');
 
+    const stored = readStored(statusText);
+    const policy = resolution.kind === 'ready' && 'policy' in lookup && this.startsRollout(stored, resolution.target, action) ? await this.checkCoverage(deployment, cacheKey, lookup, resolution.target, action === 'retry', log) : lookup;
+    lap('coverage');
     const inputs: RolloutInputs = {
-      stored: readStored(statusText),
+      stored,
       action: rawAction === undefined ? undefined : { raw: rawAction, action },
       actionLabel: ANNOTATION.action,
       policyName,
-      policy: lookup,
+      policy,
       target: resolution,
     };
     try {
@@ -115,6 +123,35 @@ export class Reconciler {
       this.targets.delete(cacheKey);
       throw err;
     }
+  }
+
+  /** A rollout starts (or may start again): nothing stored yet, a new revision, Invalid input, or a retry. */
+  private startsRollout(stored: StoredStatus, target: RolloutTarget, action: ReturnType<typeof parseAction>): boolean {
+    if (!this.deps.coverage) return false;
+    if (stored.kind !== 'ok' || action === 'retry') return true;
+    return stored.status.phase === 'Invalid' || (stored.status.target !== undefined && stored.status.target.canaryHash !== target.canaryHash);
+  }
+
+  /**
+   * The policy if extproc's evaluators produce every metric it reads for the service; a
+   * problem (the rollout Invalid) when they do not. An unreadable report keeps the policy
+   * and records one Warning per revision: the check cannot decide, the analysis still guards.
+   */
+  private async checkCoverage(deployment: V1Deployment, key: string, lookup: { policy: Policy }, target: RolloutTarget, retry: boolean, log: Logger): Promise<PolicyLookup> {
+    const service = target.service ?? target.virtualService;
+    // A retry (after fixing extproc's config) reads the report afresh.
+    const verdict = await this.deps.coverage!.check(lookup.policy, service, retry);
+    if (verdict.kind === 'uncovered') return { problem: verdict.problem };
+    if (verdict.kind === 'unknown') {
+      const warned = `${key}@${target.canaryHash}`;
+      log.warn({ service, reason: verdict.reason }, 'evaluator coverage unknown; the rollout starts, its analyses decide');
+      if (!this.coverageWarned.has(warned)) {
+        if (this.coverageWarned.size > 1000) this.coverageWarned.clear();
+        this.coverageWarned.add(warned);
+        this.deps.events.enqueue(deployment, [{ severity: 'Warning', reason: 'EvaluatorCoverageUnknown', message: `${verdict.reason}; not checked whether every metric of policy "${lookup.policy.name}" has an evaluator for service "${service}" (a metric without data cannot pass its analysis)` }]);
+      }
+    }
+    return lookup;
   }
 
   private host(namespace: string, deployment: V1Deployment, key: string): ReconcileHost {

@@ -14,6 +14,7 @@ import { apiErrorText } from './api-errors.js';
 import type { ControllerMetrics } from './controller-metrics.js';
 import { DecisionMonitor, type DecisionMonitorOptions } from './decision-monitor.js';
 import { EventRecorder } from './event-recorder.js';
+import { ExtprocCoverage } from './extproc-coverage.js';
 import { PolicySourceReader } from './policy-source.js';
 import { Reconciler, type ReconcileOutcome } from './reconciler.js';
 import { availabilityFingerprint, CandidateAvailabilityReader } from './candidate-availability.js';
@@ -37,6 +38,8 @@ export interface RolloutControllerOptions {
   decisionCheck?: DecisionMonitorOptions | false;
   /** Confirms each weight write in the proxies through istiod; none: not checked. */
   weightVerifier?: IstiodWeightVerifier;
+  /** extproc's admin URL: its evaluator-coverage report is checked at each rollout's start; none: not checked. */
+  extprocAdminUrl?: string;
 }
 
 export interface RunningRolloutController {
@@ -67,6 +70,7 @@ export async function startRolloutController(o: RolloutControllerOptions): Promi
     clock,
     logger: log,
     availability: new CandidateAvailabilityReader(o.kubeConfig),
+    ...(o.extprocAdminUrl === undefined ? {} : { coverage: new ExtprocCoverage({ adminUrl: o.extprocAdminUrl, clock }) }),
     ...(o.decisionCheck === false ? {} : { decisions: new DecisionMonitor(o.metricsProvider, log, { intervalMs: Math.max(1_000, 30_000 / (o.machine.timeScale ?? 1)), ...o.decisionCheck }) }),
   });
 

@@ -25,6 +25,8 @@ export interface LocalControllerOptions {
   envoyAdminUrl: string;
   extprocAdminUrl: string;
   timeScale: number;
+  /** MachineOptions.evidenceMinWindowSeconds. */
+  evidenceMinWindowSeconds?: number;
   adminHost: string;
   adminPort: number;
   logger: Logger;
@@ -64,7 +66,7 @@ export async function startLocalController(o: LocalControllerOptions): Promise<L
     routerFor: (target, policy) =>
       new LocalTrafficRouter({ trafficFile: files.trafficFile, routingFile: files.routingFile, envoyRoutes, extprocAdminUrl: o.extprocAdminUrl }, target.virtualService, target.canarySubset, policy.guardrail?.thresholds),
     metrics: new PrometheusProvider({ address: o.prometheusUrl }),
-    options: { timeScale: o.timeScale },
+    options: { timeScale: o.timeScale, ...(o.evidenceMinWindowSeconds === undefined ? {} : { evidenceMinWindowSeconds: o.evidenceMinWindowSeconds }) },
     clock: Date.now,
     logger: o.logger,
   });

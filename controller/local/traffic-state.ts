@@ -60,6 +60,7 @@ export function renderRoutingFile(state: TrafficState): string {
         stable: s.stable,
         ...(s.canary ? { canary: s.canary, canaryWeight: s.canaryWeight } : {}),
         ...(s.canary && s.guardrail ? { guardrail: s.guardrail } : {}),
+        ...(s.canary && s.mirrorPercent > 0 && !s.killed ? { shadowPercent: s.mirrorPercent } : {}),
         killed: s.killed,
         routeToken: s.routeToken,
         rolloutHashes: Object.fromEntries(Object.keys(s.upstreams).map((v) => [v, localRolloutHash(name, v)])),
@@ -71,7 +72,8 @@ export function renderRoutingFile(state: TrafficState): string {
 
 /**
  * Envoy's view: a token-matched header route per serving version (stable, and the canary
- * while the traffic state has one), the weighted route at the rollout's weight, the mirror.
+ * while the traffic state has one) and the weighted route at the rollout's weight. A shadow
+ * share goes to extproc's routing file only: extproc sends the copies itself (docs/shadow.md).
  */
 export function renderEnvoyServices(state: TrafficState): LocalService[] {
   return Object.entries(state.services).map(([name, s]) => ({
@@ -79,7 +81,6 @@ export function renderEnvoyServices(state: TrafficState): LocalService[] {
     stable: s.stable,
     canary: s.canary,
     fallbackCanaryWeight: s.killed ? 0 : s.canaryWeight,
-    mirrorPercent: s.mirrorPercent,
     routeToken: s.routeToken,
     upstreams: s.upstreams,
   }));

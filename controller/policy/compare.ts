@@ -65,9 +65,35 @@ export const ESTIMATED_COUNTERS = ['inference_hallucination_total', 'inference_t
  *   `sum by (le) (increase(X_bucket[w]))`.
  */
 export function countQueries(compare: Compare, metricQuery: string, window?: string): CountQueries | { error: string } {
-  if (compare.buckets !== undefined) return { kind: 'distribution', buckets: compare.buckets };
-  if (compare.events !== undefined && compare.trials !== undefined) return { kind: 'proportions', events: compare.events, trials: compare.trials };
+  if (compare.buckets !== undefined) return { kind: 'distribution', buckets: window === undefined ? compare.buckets : overWindow(compare.buckets, window) };
+  if (compare.events !== undefined && compare.trials !== undefined) {
+    if (window === undefined) return { kind: 'proportions', events: compare.events, trials: compare.trials };
+    return { kind: 'proportions', events: overWindow(compare.events, window), trials: overWindow(compare.trials, window) };
+  }
   return deriveCountQueries(metricQuery, window);
+}
+
+/**
+ * An explicit count query over `window` instead of its own range, when it is a plain count:
+ * `sum(increase(S[w]))` or `sum by (le) (increase(S[w]))`, optionally `or vector(0)`. Its
+ * increase over the stage's age is then exactly the stage's count, as for derived queries.
+ * Any other shape (offsets, subqueries, several ranges, arithmetic) may mean something the
+ * range alone does not say, so it runs as written.
+ */
+export function overWindow(query: string, window: string): string {
+  let text = stripParens(query.replace(/\s+/g, ' ').trim());
+  let orZero = '';
+  const parts = splitTopLevel(text, ' or ');
+  if (parts.length === 2 && /^vector\s*\(\s*0\s*\)$/.test(parts[1]!.trim())) {
+    text = stripParens(parts[0]!.trim());
+    orZero = ' or vector(0)';
+  }
+  const sum = /^sum\s*(\s+by\s*\(\s*le\s*\)\s*)?\(/.exec(text);
+  if (!sum || closingOf(text, sum[0].length - 1) !== text.length - 1) return query;
+  const range = rangeOf(stripParens(text.slice(sum[0].length - 1).trim()), 'increase');
+  if (!range || range.selector.includes('[') || /\boffset\b|@/.test(range.selector)) return query;
+  const by = sum[1] === undefined ? '' : ' by (le) ';
+  return `sum${by}(increase(${range.selector}[${window}]))${orZero}`;
 }
 
 /** `window` (a PromQL duration) replaces the query's own range: the engine counts a stage's samples since the stage began. */

@@ -26,6 +26,7 @@
  *   test/unit/guardrail.test.ts): errors > 10%, hallucinations > 20%. 50 outcomes, as the
  *   analyses' minimum, before anything trips; outcomes older than a minute leave the window.
  */
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { evaluatedSamplesQuery, requestSamplesQuery } from '../analysis/samples.js';
 import type { PolicySource } from './load.js';
 
@@ -34,6 +35,7 @@ const requests = `sum(rate(inference_requests_total{rollout_hash="${CANARY}"}[10
 const samples = requestSamplesQuery(CANARY);
 /** Quality and hallucination count answers an evaluator judged (golden probes included), not requests. */
 const evaluated = evaluatedSamplesQuery(CANARY);
+export const DEFAULT_MIN_SAMPLES = 50;
 /** How often the background analysis measures. */
 export const DEFAULT_BACKGROUND_INTERVAL = '1m';
 export const DEFAULT_BACKGROUND_INCONCLUSIVE_LIMIT = 60;
@@ -84,10 +86,85 @@ function rollbackMetrics(extra: string): string {
 `;
 }
 
+/** A shadow series of the canary's pairs, `pair` = candidate or noise. */
+const shadowPairs = (pair: string) => `sum(increase(inference_shadow_pairs_total{rollout_hash="${CANARY}",pair="${pair}"}[10m]))`;
+/** The share of a kind's pairs whose second answer gained (or lost) a property; 0 when no pair had the feature. */
+function flipShare(pair: string, feature: string, direction: string): string {
+  const where = `rollout_hash="${CANARY}",pair="${pair}",feature="${feature}"`;
+  return `((sum(increase(inference_shadow_flips_total{${where},direction="${direction}"}[10m])) or vector(0)) / (sum(increase(inference_shadow_compared_total{${where}}[10m])) or vector(1)))`;
+}
+/** The candidate's share minus the noise floor's: what the candidate changes beyond the stable's own variation. */
+const flipExcess = (feature: string, direction: string) => `${flipShare('candidate', feature, direction)} - ${flipShare('noise', feature, direction)}`;
+
+/**
+ * shadow-check measures every minute, three times: the copies go on meanwhile, so a stage
+ * whose first look has too few pairs (a quiet service, a slow start) gets two more before it
+ * pauses; a failed look rolls back at once.
+ */
+const SHADOW_CADENCE = `            interval: 1m
+            count: 3
+            inconclusiveLimit: 2
+`;
+
+const SHADOW_TEMPLATE = `          - name: shadow-capture-failures
+            provider:
+              prometheus:
+                query: |
+                  (sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}",outcome=~"store-error|unavailable"}[10m])) or vector(0))
+                  /
+                  sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}"}[10m]))
+            successCondition: result[0] <= 0.1
+            action: pause-for-review
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+${SHADOW_CADENCE}            samplesQuery: sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}"}[10m]))
+          - name: shadow-failures
+            provider:
+              prometheus:
+                query: |
+                  ${flipExcess('failed', 'gained')}
+            successCondition: result[0] <= 0.02
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+${SHADOW_CADENCE}            samplesQuery: ${shadowPairs('candidate')}
+          - name: shadow-golden-lost
+            provider:
+              prometheus:
+                query: |
+                  ${flipExcess('golden-correct', 'lost')}
+            successCondition: result[0] <= 0.1
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+${SHADOW_CADENCE}            samplesQuery: ${shadowPairs('candidate')}
+          - name: shadow-length-ratio
+            provider:
+              prometheus:
+                query: |
+                  histogram_quantile(0.5, sum by (le) (rate(inference_shadow_length_ratio_bucket{rollout_hash="${CANARY}",pair="candidate"}[10m])))
+            successCondition: result[0] >= 0.67 && result[0] <= 1.5
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+${SHADOW_CADENCE}            samplesQuery: ${shadowPairs('candidate')}
+          - name: quality-score
+            provider:
+              prometheus:
+                query: |
+                  avg(inference_quality_score{rollout_hash="${CANARY}"})
+            successCondition: result[0] >= 0.85
+            action: rollback
+            minSamples: ${DEFAULT_MIN_SAMPLES}
+${SHADOW_CADENCE}            samplesQuery: ${evaluated}
+          - name: shadow-guardrail
+            provider:
+              prometheus:
+                query: |
+                  max(fledge_guardrail_tripped{rollout_hash="${CANARY}"}) or vector(0)
+            successCondition: result[0] < 1
+            action: rollback
+${SHADOW_CADENCE}`;
+
 export const DEFAULT_POLICY_NAME = 'default';
 /** The guardrail's hard limits (see the derivation above). */
 export const DEFAULT_GUARDRAIL = { errorRate: 0.1, hallucinationRate: 0.2, minSamples: 50, window: 50, maxAge: '1m', checkInterval: '5s' } as const;
-export const DEFAULT_MIN_SAMPLES = 50;
 
 export const DEFAULT_POLICY_YAML = `# fledge's default policy: the seed's steps and ai-quality-check, plus the rollback table.
 apiVersion: fledge.dev/v1alpha1
@@ -162,4 +239,47 @@ ${rollbackMetrics(`
 
 export function defaultPolicyEntry(): PolicySource {
   return { source: 'built-in default policy', text: DEFAULT_POLICY_YAML };
+}
+
+export const SHADOW_POLICY_NAME = 'shadow-canary';
+export const SHADOW_STEP = { duration: '10m', percent: 20 } as const;
+
+/**
+ * The built-in `shadow-canary` policy: the default policy with a shadow stage in front
+ * (docs/shadow.md). 20% of the stable's requests are copied to the candidate for 10 minutes
+ * (no user sees it), then shadow-check judges the pairs while the copies go on: the
+ * candidate's answers must not fail more often, lose golden answers more often, or differ in
+ * length more than the stable's own second answers do (the noise floor); its golden-probe
+ * quality must hold; and if answers are not being captured (Redis down, capture not
+ * configured) the rollout waits for review rather than moving on. Everything after is the
+ * default policy's, unchanged (its background analysis starts at the same step as there).
+ * The data-plane guardrail judges the golden probes' verdicts during shadow too: a candidate
+ * it takes off (no more copies go to it then) is rolled back by shadow-check's
+ * shadow-guardrail at its first look.
+ */
+export function shadowPolicyYaml(): string {
+  const policy = parseYaml(DEFAULT_POLICY_YAML) as {
+    metadata: { name: string };
+    spec: { steps: unknown[]; analysis?: { startingStep?: number }; analysisTemplates: unknown[] };
+  };
+  const shadowStage = [
+    { shadow: { ...SHADOW_STEP } },
+    { analysis: { templates: [{ templateName: 'shadow-check' }], args: [{ name: 'canary-hash', valueFrom: { podTemplateHashValue: 'Latest' } }] } },
+  ];
+  policy.metadata.name = SHADOW_POLICY_NAME;
+  policy.spec.steps.unshift(...shadowStage);
+  if (policy.spec.analysis?.startingStep !== undefined) policy.spec.analysis.startingStep += shadowStage.length;
+  policy.spec.analysisTemplates.unshift(parseYaml(`apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: shadow-check
+spec:
+  metrics:
+${SHADOW_TEMPLATE.replace(/^ {8}/gm, '  ')}`));
+  return `# fledge's shadow-canary policy: a shadow stage, then the default policy.\n${toYaml(policy, { lineWidth: 0 })}`;
+}
+
+/** Every built-in policy, by name; a source that defines the same name replaces it. */
+export function builtInPolicyEntries(): PolicySource[] {
+  return [defaultPolicyEntry(), { source: 'built-in shadow-canary policy', text: shadowPolicyYaml() }];
 }

@@ -8,7 +8,7 @@ import { ConfigError } from '../../common/config-error.js';
 import { mergeArgs, referencedArgs, type ArgSpec } from '../analysis/args.js';
 import { compileCondition } from '../analysis/condition.js';
 import { countQueries } from './compare.js';
-import { defaultPolicyEntry } from './default-policy.js';
+import { builtInPolicyEntries, defaultPolicyEntry, SHADOW_POLICY_NAME } from './default-policy.js';
 import { GUARDRAIL_METRIC, guardrailMetric, resolveGuardrail } from './guardrail.js';
 import { joinPath, readPolicyDocuments, type Located, type Problem, type StepList } from './documents.js';
 import type { BackgroundAnalysis, Policy, PolicyStep, ResolvedAnalysis } from './policy.js';
@@ -28,7 +28,7 @@ export interface PolicyCatalog {
 }
 
 export interface CatalogOptions {
-  /** Adds the built-in `default` policy unless a source defines one (default true). */
+  /** Adds the built-in policies (`default`, `shadow-canary`) unless a source defines the name (default true). */
   includeDefault?: boolean;
 }
 
@@ -42,7 +42,7 @@ export function loadPolicyCatalog(sources: readonly PolicySource[], options: Cat
   const stepLists: Located<StepList>[] = [];
   const templates = new Map<string, Located<AnalysisTemplate>>();
   const all = [...sources];
-  const definesDefault = () => stepLists.some((s) => s.value.name === 'default');
+  const defines = (name: string) => stepLists.some((s) => s.value.name === name);
 
   const read = (entry: PolicySource) => {
     const docs = readPolicyDocuments(entry.text, entry.source, problems);
@@ -62,7 +62,13 @@ export function loadPolicyCatalog(sources: readonly PolicySource[], options: Cat
     }
   };
   all.forEach(read);
-  if (options.includeDefault !== false && !definesDefault()) read(defaultPolicyEntry());
+  if (options.includeDefault !== false) {
+    for (const entry of builtInPolicyEntries()) {
+      const name = readPolicyDocuments(entry.text, entry.source, []).stepLists[0]?.value.name;
+      // A built-in's templates are its own: a user's file defining the same name replaces the whole policy.
+      if (name !== undefined && !defines(name)) read(entry);
+    }
+  }
 
   const policies = new Map<string, Policy>();
   for (const list of stepLists) {
@@ -210,4 +216,14 @@ function toConfigError(problems: Problem[]): ConfigError {
 /** The built-in `default` policy, loaded and checked like any other. */
 export function loadDefaultPolicy(): Policy {
   return loadPolicyCatalog([defaultPolicyEntry()], { includeDefault: false }).policies.get('default')!;
+}
+
+/** Every built-in policy by name (`default`, `shadow-canary`), loaded and checked like any other. */
+export function loadBuiltInPolicies(): Map<string, Policy> {
+  return loadPolicyCatalog(builtInPolicyEntries(), { includeDefault: false }).policies;
+}
+
+/** The built-in `shadow-canary` policy: a shadow stage, then the default policy. */
+export function loadShadowPolicy(): Policy {
+  return loadBuiltInPolicies().get(SHADOW_POLICY_NAME)!;
 }

@@ -5,10 +5,15 @@
  * version. A header that does not verify (wrong MAC, other service, expired, too far in
  * the future, or a nonce seen before) is ignored: the request is an ordinary user request.
  * Versions may contain dots, so the header is split from the right.
+ *
+ * Shadow copies (extproc/shadow/) are pinned the same way with `x-fledge-shadow`, signed
+ * over "shadow|service|version|expiry|nonce": a probe token is no shadow token and back.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 export const PROBE_HEADER = 'x-fledge-probe';
+export const SHADOW_HEADER = 'x-fledge-shadow';
+export type TokenPurpose = 'probe' | 'shadow';
 /** A probe is valid for at most this long; longer-lived tokens are refused, so replays have a short window. */
 export const MAX_PROBE_TTL_SECONDS = 60;
 
@@ -19,15 +24,16 @@ export interface ProbeClaim {
   mac: string;
 }
 
-function mac(secret: string | Buffer, service: string, version: string, expiry: number, nonce: string): string {
-  return createHmac('sha256', secret).update(`${service}|${version}|${expiry}|${nonce}`).digest('hex');
+function mac(secret: string | Buffer, purpose: TokenPurpose, service: string, version: string, expiry: number, nonce: string): string {
+  const message = `${service}|${version}|${expiry}|${nonce}`;
+  return createHmac('sha256', secret).update(purpose === 'probe' ? message : `${purpose}|${message}`).digest('hex');
 }
 
 /** The header value for one probe of `service`/`version`, valid for `ttlSeconds`. */
-export function signProbe(secret: string | Buffer, service: string, version: string, nowMs: number, ttlSeconds = 30): string {
+export function signProbe(secret: string | Buffer, service: string, version: string, nowMs: number, ttlSeconds = 30, purpose: TokenPurpose = 'probe'): string {
   const expiry = Math.floor(nowMs / 1000) + Math.max(1, Math.min(ttlSeconds, MAX_PROBE_TTL_SECONDS));
   const nonce = randomBytes(12).toString('hex');
-  return `${version}.${expiry}.${nonce}.${mac(secret, service, version, expiry, nonce)}`;
+  return `${version}.${expiry}.${nonce}.${mac(secret, purpose, service, version, expiry, nonce)}`;
 }
 
 export function parseProbeHeader(value: string): ProbeClaim | undefined {
@@ -53,12 +59,13 @@ export class ProbeVerifier {
     private readonly secret: string | Buffer,
     private readonly now: () => number = Date.now,
     private readonly maxRemembered = 100_000,
+    private readonly purpose: TokenPurpose = 'probe',
   ) {}
 
   verify(service: string, header: string): { ok: true; version: string } | { ok: false; why: ProbeRejection } {
     const claim = parseProbeHeader(header);
     if (!claim) return { ok: false, why: 'malformed' };
-    const expected = Buffer.from(mac(this.secret, service, claim.version, claim.expiry, claim.nonce), 'hex');
+    const expected = Buffer.from(mac(this.secret, this.purpose, service, claim.version, claim.expiry, claim.nonce), 'hex');
     if (!timingSafeEqual(expected, Buffer.from(claim.mac, 'hex'))) return { ok: false, why: 'bad-mac' };
     const nowSeconds = this.now() / 1000;
     if (claim.expiry < nowSeconds || claim.expiry > nowSeconds + MAX_PROBE_TTL_SECONDS + 5) return { ok: false, why: 'expired' };

@@ -14,11 +14,13 @@ export function processRequestBody(ctx: RequestContext, msg: HttpBody, q: Qualit
   const body = msg.body ?? Buffer.alloc(0);
   if (msg.end_of_stream === false || body.length > q.config.maxBodyBytes) {
     sample.requestOversized = true; // Envoy's buffer filled up: only part of the body is here
+    if (ctx.shadow) ctx.shadow.capture.drop(ctx.shadow.ticket); // a partial copy would be a different request
     return response;
   }
   const parsed = parseJsonBody(body); // once, for the facts and the usage rewrite
   sample.request = chatRequestFacts(parsed);
   sample.golden = q.golden.match(ctx.service, sample.request?.prompt);
+  if (ctx.shadow) ctx.shadow.capture.sendCopies(ctx.shadow.ticket, ctx.shadow.template, body, sample.request, sample.golden);
   if (sample.golden && q.config.golden.inspect === 'all') {
     // Every golden request is sampled: it stands for itself only.
     sample.reason = sample.reason === 'none' ? 'golden' : sample.reason;

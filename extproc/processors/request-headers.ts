@@ -4,7 +4,8 @@ import { decideVersion, type Decision } from '../decision.js';
 import type { Guardrail } from '../guardrail/guardrail.js';
 import type { FlagOutcome } from '../flags/version-flags.js';
 import { probeVersion } from '../probes/probe-routing.js';
-import { PROBE_HEADER, type ProbeRejection, type ProbeVerifier } from '../probes/probe-token.js';
+import { PROBE_HEADER, SHADOW_HEADER, type ProbeRejection, type ProbeVerifier } from '../probes/probe-token.js';
+import { shadowVersion, startShadow, type ShadowDeps } from '../shadow/shadow-request.js';
 import { hashFor, type RoutingStateSource, type ServiceRouting } from '../routing/state.js';
 import { parseAuthority, type RequestContext } from '../request-context.js';
 
@@ -26,6 +27,8 @@ export interface RequestHeadersDeps {
   onProbeRejected?: (why: ProbeRejection | 'not-serving') => void;
   /** The data-plane guardrail; absent when off. */
   guardrail?: Guardrail | undefined;
+  /** Shadow copies: recognising them (needs the probe secret) and sending them; absent = off. */
+  shadow?: ShadowDeps | undefined;
 }
 
 const NO_FLAGS: FlagOutcome = { flagVersion: undefined, killSwitch: false };
@@ -40,9 +43,13 @@ export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeader
   const attributes: Record<string, string> = {};
   let authority = '';
   let probeHeader: string | undefined;
+  let shadowHeader: string | undefined;
+  let requestId: string | undefined;
   for (const h of msg.headers?.headers ?? []) {
     const key = h.key.toLowerCase();
     if (key === PROBE_HEADER) probeHeader = headerText(h);
+    else if (key === SHADOW_HEADER) shadowHeader = headerText(h);
+    else if (key === 'x-request-id') requestId = headerText(h);
     if (key.startsWith(FLEDGE_PREFIX)) spoofed.push(key);
     else if (key === ':authority' || (key === 'host' && authority === '')) authority = headerText(h);
     else {
@@ -56,9 +63,15 @@ export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeader
   // A tripped canary serves no user and no probe until the controller retires it.
   const canaryTripped = deps.guardrail?.canaryTripped(state) ?? false;
   let decision: Decision;
-  // A verified golden probe is pinned to its version; anything else is a user request.
+  // A verified golden probe, or a shadow copy extproc sent itself, is pinned to its version; anything else is a user request.
   const probe = probeVersion(canaryTripped ? withoutCanary(state!) : state, shadow, probeHeader, deps.probes, (why) => deps.onProbeRejected?.(why));
   ctx.probe = probe !== undefined;
+  const copyOf = probe === undefined ? shadowVersion(state, shadowHeader, deps.shadow) : undefined;
+  if (copyOf !== undefined) {
+    ctx.shadowCopy = true;
+    remember(ctx, state, { version: copyOf, reason: 'shadow' });
+    return { request_headers: { response: routeTo(copyOf, state?.routeToken, spoofed) } };
+  }
   try {
     let flags = NO_FLAGS;
     if (!ctx.probe && !canaryTripped && needsFlags(state, shadow) && deps.evaluateFlags) {
@@ -79,7 +92,9 @@ export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeader
     decision = { version: state?.stable, reason: 'error' };
   }
   remember(ctx, state, decision);
-  return { request_headers: { response: routeTo(decision.version, state?.routeToken, spoofed) } };
+  const response: ProcessingResponse = { request_headers: { response: routeTo(decision.version, state?.routeToken, spoofed) } };
+  if (deps.shadow && !ctx.probe) startShadow(ctx, state, decision, requestId, msg, response, deps.shadow);
+  return response;
 }
 
 function withoutCanary(state: ServiceRouting): ServiceRouting {

@@ -9,7 +9,7 @@ export function processResponseHeaders(ctx: RequestContext, msg: HttpHeaders, me
   const status = msg.headers?.headers?.find((h) => h.key === ':status');
   ctx.responseStatus = status ? Number(headerText(status)) : undefined;
   recordResponse(ctx, metrics);
-  if (guardrail && !ctx.probe && ctx.service && ctx.version) {
+  if (guardrail && !ctx.probe && !ctx.shadowCopy && ctx.service && ctx.version) {
     guardrail.observe('errors', { service: ctx.service, version: ctx.version, rolloutHash: ctx.rolloutHash ?? ctx.version }, failed(ctx.responseStatus));
   }
   const setHeaders = [sharedSetHeader(REASON_HEADER, ctx.reason ?? 'unknown-service')];
@@ -19,6 +19,11 @@ export function processResponseHeaders(ctx: RequestContext, msg: HttpHeaders, me
 
 function recordResponse(ctx: RequestContext, metrics: ExtprocMetrics): void {
   if (!ctx.service || !ctx.version) return;
+  if (ctx.shadowCopy) {
+    // Shadow copies are fledge's own traffic too: their answers are compared, never counted as users'.
+    metrics.shadowCopies.inc({ service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version, code: ctx.responseStatus === undefined ? 'none' : `${Math.floor(ctx.responseStatus / 100)}xx` });
+    return;
+  }
   if (ctx.probe) {
     const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
     // Golden probes are fledge's own traffic: never in the user request, error or latency series.

@@ -20,13 +20,13 @@ export const STREAM_RESPONSE_BODY: ProcessingMode = {
  * its response body streamed here via mode_override; everyone else's never is.
  */
 export function sampleResponseHeaders(ctx: RequestContext, msg: HttpHeaders, response: ProcessingResponse, q: QualityPipeline | undefined): void {
-  if (!q?.config.enabled || !ctx.service || !ctx.version) return;
+  if (!q?.config.enabled || !ctx.service || !ctx.version || ctx.shadowCopy) return;
   const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
   q.metrics.touch(labels);
   if (!ctx.probe) creditProbeRate(q, labels);
   const sample = ctx.sample;
-  if (!sample || sample.reason === 'none') return;
-  q.metrics.sampled.inc({ ...labels, reason: sample.reason });
+  if (!sample || (sample.reason === 'none' && !ctx.shadow)) return;
+  if (sample.reason !== 'none') q.metrics.sampled.inc({ ...labels, reason: sample.reason });
   sample.status = ctx.responseStatus;
   for (const h of msg.headers?.headers ?? []) sample.responseHeaders.set(h.key.toLowerCase(), headerText(h));
   const started = ctx.startedAt;
@@ -44,6 +44,12 @@ export function finishSample(ctx: RequestContext, q: QualityPipeline | undefined
   if (!q || !sample?.observer || sample.done || !ctx.service || !ctx.version) return;
   sample.done = true;
   const observation = sample.observer.finish(complete) ?? emptyObservation();
+  if (ctx.shadow && complete) {
+    const latencyMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
+    ctx.shadow.capture.recordStable(ctx.shadow.ticket, observation, sample.status, latencyMs, sample.request, sample.golden);
+  }
+  // Read only for its shadow pair: not a quality sample.
+  if (sample.reason === 'none') return;
   q.submit({
     service: ctx.service,
     version: ctx.version,

@@ -30,7 +30,8 @@ function namesFor(q: QualityPipeline): Set<string> {
  * possible golden match) needs it. Unsampled requests are left on the header-only path.
  */
 export function sampleRequestHeaders(ctx: RequestContext, msg: HttpHeaders, response: ProcessingResponse, q: QualityPipeline | undefined): void {
-  if (!q?.config.enabled || !ctx.service || !ctx.version) return;
+  // A shadow copy's answer is read by extproc's own client (extproc/shadow/), never sampled here.
+  if (!q?.config.enabled || !ctx.service || !ctx.version || ctx.shadowCopy) return;
   if (ctx.probe) {
     // Every probe is evaluated: its request body (the golden prompt) and its answer are read.
     ctx.sample = newSampleState('probe', 1);
@@ -40,7 +41,8 @@ export function sampleRequestHeaders(ctx: RequestContext, msg: HttpHeaders, resp
   const headers = headerMap(msg.headers?.headers, namesFor(q));
   const decision = sampleOnHeaders(q.config, { service: ctx.service, requestId: headers.get('x-request-id'), path: headers.get(':path') ?? '/', headers });
   const goldenCandidate = q.config.golden.inspect === 'all' && q.golden.covers(ctx.service);
-  if (decision.reason === 'none' && !goldenCandidate) return;
+  // A shadowed request's body and answer are read for the shadow pair, sampled or not.
+  if (decision.reason === 'none' && !goldenCandidate && !ctx.shadow) return;
   ctx.sample = newSampleState(decision.reason, decision.probability);
   if (msg.end_of_stream) return;
   response.mode_override = READ_REQUEST_BODY;

@@ -30,6 +30,7 @@ export class FileRoutingSource implements RoutingStateSource {
               rolloutHashes: s.rolloutHashes,
               ...(s.routeToken ? { routeToken: s.routeToken } : {}),
               ...(s.guardrail ? { guardrail: s.guardrail } : {}),
+              ...(s.canary && s.shadowPercent > 0 ? { shadowPercent: s.shadowPercent } : {}),
             },
           })),
         );

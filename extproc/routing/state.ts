@@ -23,6 +23,11 @@ export interface ServiceRouting {
   routeToken?: string;
   /** The canary's hard limits from the rollout's policy (extproc/guardrail/); absent = no guardrail. */
   guardrail?: GuardrailThresholds;
+  /**
+   * Shadow step: percent of the stable's user requests whose copy extproc sends to the
+   * canary (extproc/shadow/); the canary serves no user for it. Absent or 0 = no shadow.
+   */
+  shadowPercent?: number;
 }
 
 /** The routing state source: a file (local mode) or a VirtualService watch (cluster mode). */
@@ -56,6 +61,7 @@ export const serviceRoutingSchema = z
     rolloutHashes: z.record(z.string(), z.string().min(1)).default({}),
     routeToken: routeTokenSchema.optional(),
     guardrail: guardrailThresholdsSchema.optional(),
+    shadowPercent: z.number().min(0).max(100).default(0),
   })
   .strict()
   .refine((s) => s.canary === undefined || s.canary !== s.stable, { message: 'canary must differ from stable', path: ['canary'] });

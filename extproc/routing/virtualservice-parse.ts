@@ -88,6 +88,7 @@ export function parseVirtualService(object: unknown): ParsedVirtualService {
         rolloutHashes: rolloutHashes(annotations),
         ...(token ? { routeToken: token } : {}),
         ...guardrail(annotations, canary !== undefined),
+        ...shadowPercent(annotations, canary !== undefined),
       },
     };
   } catch (err) {
@@ -213,6 +214,15 @@ function guardrail(annotations: Record<string, string>, hasCanary: boolean): { g
     throw new Unusable(`${VS_ANNOTATIONS.guardrail}: ${issue ? `${formatPath(issue.path) || 'value'}: ${issue.message}` : 'not guardrail limits'}`);
   }
   return { guardrail: r.data };
+}
+
+/** The shadow step's share; a malformed annotation makes the VirtualService unusable, like any other. */
+function shadowPercent(annotations: Record<string, string>, hasCanary: boolean): { shadowPercent?: number } {
+  const text = annotations[VS_ANNOTATIONS.shadowPercent];
+  if (text === undefined || text.trim() === '' || !hasCanary) return {};
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0 || value > 100) throw new Unusable(`${VS_ANNOTATIONS.shadowPercent} "${text}" is not a percent (0..100)`);
+  return value > 0 ? { shadowPercent: value } : {};
 }
 
 function serviceName(hosts: string[], annotations: Record<string, string>): string {

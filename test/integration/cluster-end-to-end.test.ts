@@ -13,7 +13,7 @@ import { DataPlane } from '../harness/dataplane.js';
 import { followVirtualService } from '../harness/istio-standin.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
-import { annotate, createModelService, freshNamespace, readVirtualService, waitForStatus, weightsOf } from '../harness/rollout-fixture.js';
+import { annotate, createModelService, eventsFor, freshNamespace, readVirtualService, waitForStatus, weightsOf } from '../harness/rollout-fixture.js';
 import type { KnobsInput } from '../../sim/knobs.js';
 import { PROBE_TEST_GOLDEN_FILE, PROBE_TEST_QA } from '../harness/golden-answers.js';
 
@@ -98,6 +98,8 @@ describe('controller and extproc meet on the VirtualService (real kube-apiserver
       identity: `e2e-${namespace}`,
       adminHost: '127.0.0.1',
       adminPort: 0,
+      // As manifests/controller.yaml: the rollout starts only if extproc's evaluators cover its metrics.
+      extprocAdminUrl: `http://127.0.0.1:${dp.adminPort}`,
       logger: createLogger('controller-e2e', 'warn'),
     });
     cleanups.push(() => controller.stop());
@@ -122,6 +124,10 @@ describe('controller and extproc meet on the VirtualService (real kube-apiserver
     const stableRequests = await prometheus.query(`sum(inference_requests_total{rollout_hash="${svc.stableHash}"})`);
     expect(stableRequests[0]).toBeGreaterThan(0);
     expect(done.lastAnalysis?.metrics.map((m) => m.phase)).toEqual(['Successful', 'Successful', 'Successful', 'Successful']);
+    // The controller read extproc's evaluator coverage at the start and found the service covered.
+    const events = await eventsFor(admin, namespace, 'model-v2');
+    expect(events.map((e) => e.reason)).not.toContain('EvaluatorCoverageUnknown');
+    expect(events.map((e) => e.reason)).not.toContain('Invalid');
 
     // Once extproc runs the promotion, every user is on the candidate.
     const after = await answersAfter(traffic, fullAt + 100);

@@ -1,13 +1,21 @@
 // The cluster-mode controller against a real kube-apiserver (authenticated as its
 // ServiceAccount, with only manifests/rbac.yaml) and a real Prometheus scraping metrics
 // whose values each test sets: the seed rollout, the rollback table, invalid input and an
-// unreachable or silent Prometheus.
+// unreachable or silent Prometheus, and the evaluator-coverage check against a real extproc's
+// /coverage report.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import type { CoverageReport } from '../../common/evaluator-coverage-report.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger.js';
 import { startControllerApp, type ControllerApp } from '../../controller/kube/controller-app.js';
 import { freePort } from '../../local/ports.js';
+import { startProcess, waitForHttp, type ManagedProcess } from '../../local/child-process.js';
+import { CLI } from '../harness/dataplane.js';
 import { startInferenceMetrics, type InferenceMetricsEndpoint, type VersionMetrics } from '../harness/inference-metrics.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
@@ -39,8 +47,9 @@ afterAll(async () => {
   await Promise.all([kube?.stop(), prometheus?.stop(), metrics?.close()]);
 });
 
-async function startController(namespace: string, prometheusUrl = prometheus.url): Promise<ControllerApp> {
+async function startController(namespace: string, prometheusUrl = prometheus.url, extra: { extprocAdminUrl?: string } = {}): Promise<ControllerApp> {
   const app = await startControllerApp({
+    ...extra,
     kubeConfig: controllerKc,
     namespace,
     prometheusUrl,
@@ -259,5 +268,74 @@ describe('stages that end on evidence (examples/policies/evidence.yaml, verbatim
     expect(s.weight).toBe(5);
     expect(weightsOf(await readVirtualService(admin, svc.namespace))).toEqual([95, 5]);
     expect((await stageEvents(svc.namespace, 'StageExtended'))[0]?.message).toContain('planned 10m passed undecided');
+  });
+});
+
+describe('evaluator coverage from extproc\'s report (real extproc, cluster mode)', () => {
+  let extproc: ManagedProcess;
+  let extprocAdmin: string;
+  const dir = mkdtempSync(join(tmpdir(), 'fledge-coverage-'));
+
+  let adminPort: number;
+  let kubeconfig: string;
+
+  /** extproc as in the cluster (VirtualService source, its ServiceAccount) with a golden set for `service` only, no judge, no opted-in self-reports. */
+  async function startExtproc(service: string) {
+    const golden = join(dir, `golden-${service}.yaml`);
+    writeFileSync(golden, toYaml({ entries: [{ id: 'capital', service, prompt: 'What is the capital of France?', expect: { facts: ['Paris'] } }] }));
+    const config = join(dir, `extproc-${service}.yaml`);
+    writeFileSync(config, toYaml({ quality: { golden: { file: golden } } }));
+    extproc = startProcess('extproc', process.execPath, [CLI, 'extproc', '--routing-source', 'virtualservice', '--kubeconfig', kubeconfig, '--port', String(await freePort()), '--admin-port', String(adminPort), '--config', config], join(dir, `extproc-${service}.log`));
+    await waitForHttp(extproc, `${extprocAdmin}/readyz`);
+  }
+
+  beforeAll(async () => {
+    kubeconfig = await kube.writeKubeconfig(await kube.kubeconfigFor('fledge-extproc', 'fledge-system'), 'extproc-coverage');
+    adminPort = await freePort();
+    extprocAdmin = `http://127.0.0.1:${adminPort}`;
+    await startExtproc('chat');
+  });
+  afterAll(async () => {
+    await extproc?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a default-policy rollout of a service no extproc evaluator covers is Invalid at start, naming metric and service; traffic untouched; once covered, retry starts it', async () => {
+    const report = (await (await fetch(`${extprocAdmin}/coverage`)).json()) as CoverageReport;
+    expect(report).toMatchObject({ quality: true, golden: { entries: 1, anyService: 0, services: { chat: 1 } }, judge: { configured: false }, probes: { verified: false } });
+
+    const svc = await service('uncovered', {}, {});
+    await startController(svc.namespace, prometheus.url, { extprocAdminUrl: extprocAdmin });
+    await optIn(svc.namespace);
+    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'Invalid', (st) => st.phase !== 'Progressing');
+    expect(s.phase).toBe('Invalid');
+    expect(s.message).toContain('policy "default" metric quality-score reads inference_quality_score, but no evaluator produces quality scores for service "model"');
+    expect(s.message).toContain('metric hallucination-rate reads inference_hallucination_total');
+    expect(s.message).toContain(`${extprocAdmin}/coverage`);
+    expect(weightsOf(await readVirtualService(admin, svc.namespace))).toEqual([100, 0]);
+    const invalid = (await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'Invalid')).find((e) => e.reason === 'Invalid');
+    expect(invalid?.type).toBe('Warning');
+    expect(invalid?.message).toContain('metric quality-score');
+
+    // extproc restarted with a golden set for "model": a retry reads the report again and the rollout starts.
+    await extproc.stop();
+    await startExtproc('model');
+    await optIn(svc.namespace, { 'fledge.dev/action': 'retry' });
+    const retried = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict after the retry', (st) => st.phase !== 'Invalid' && st.phase !== 'Progressing');
+    expect(retried.phase, retried.message).toBe('Promoted');
+  });
+
+  it('an unreadable report does not make the rollout Invalid: a Warning Event, and the analyses decide', async () => {
+    const svc = await service('unknown', {}, {});
+    // Nothing listens on port 1: the report cannot be read.
+    await startController(svc.namespace, prometheus.url, { extprocAdminUrl: 'http://127.0.0.1:1' });
+    await optIn(svc.namespace);
+    const warning = (await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'EvaluatorCoverageUnknown')).find((e) => e.reason === 'EvaluatorCoverageUnknown');
+    expect(warning?.type).toBe('Warning');
+    expect(warning?.message).toContain('http://127.0.0.1:1/coverage');
+    expect(warning?.message).toContain('service "model"');
+    // Healthy series: the default policy's analyses pass and the candidate is promoted.
+    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict', (st) => st.phase !== 'Progressing');
+    expect(s.phase, s.message).toBe('Promoted');
   });
 });

@@ -52,14 +52,4 @@ describe('local Envoy routes through file-based RDS', () => {
     expect(half).toBeLessThan(260);
   });
 
-  it('mirrors the stable traffic to the candidate, serving only stable answers', async () => {
-    await routes.apply([service({ fallbackCanaryWeight: 0, mirrorPercent: 100 })]);
-    const before = v2.stats().requests;
-    const answers = await served(40);
-    expect(new Set(answers)).toEqual(new Set(['v1']));
-    // Mirrored copies are fire-and-forget: wait (bounded) until the candidate has seen them all.
-    const deadline = Date.now() + 5000;
-    while (v2.stats().requests - before < 40 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(v2.stats().requests - before).toBe(40);
-  });
 });

@@ -8,6 +8,12 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_POLICY_YAML } from '../../controller/policy/default-policy.js';
 import { extprocConfigSchema } from '../../extproc/config.js';
+import { coverageReport } from '../../extproc/quality/coverage-report.js';
+import { GoldenSet } from '../../extproc/quality/evaluators/golden-set.js';
+import { inventoryFromReport } from '../../controller/kube/extproc-coverage.js';
+import { policyFromConfigMap } from '../../controller/kube/policy-source.js';
+import { loadDefaultPolicy } from '../../controller/policy/load.js';
+import { uncoveredMetrics } from '../../controller/policy/evaluator-coverage.js';
 import { parseVirtualService } from '../../extproc/routing/virtualservice-parse.js';
 import { EXTPROC_STREAMS_PER_CONNECTION, extprocFilter } from '../../local/envoy-config.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
@@ -154,6 +160,13 @@ describe('extproc.yaml and controller.yaml use the contract ports and ServiceAcc
     // A whole-directory mount: subPath mounts never see ConfigMap updates.
     expect(mounts.find((m) => m.mountPath === flagsDir)).toMatchObject({ mountPath: flagsDir });
     expect(mounts.find((m) => m.mountPath === flagsDir)?.subPath).toBeUndefined();
+    // Its evaluators cover the example service under the example policies and the default: no rollout there is refused at start.
+    const golden = GoldenSet.load(resolve(import.meta.dirname, '../..', config.quality.golden.file!.replace(/^\/app\//, '')));
+    const report = coverageReport({ config: config.quality, golden, probeSecretConfigured: true, probesSeen: {} });
+    const examplePolicies = find(docs('example/policies.yaml'), 'ConfigMap', 'fledge-policies').data!;
+    const checked = [...Object.keys(examplePolicies), 'default'].map((name) => policyFromConfigMap(examplePolicies, 'example', name, loadDefaultPolicy())).filter((found) => 'policy' in found);
+    expect(checked.length).toBeGreaterThanOrEqual(2);
+    for (const found of checked) expect(uncoveredMetrics(found.policy, 'chat', inventoryFromReport(report))).toEqual([]);
     const flags = JSON.parse(find(extproc, 'ConfigMap', 'fledge-flags').data!['flags.json']!) as { flags: Record<string, unknown> };
     expect(Object.keys(flags.flags)).toEqual(expect.arrayContaining([config.flags.versionFlag, config.flags.killSwitchFlag]));
   });
@@ -167,6 +180,10 @@ describe('extproc.yaml and controller.yaml use the contract ports and ServiceAcc
     const leaseNamespace = find(rbac, 'Role', 'fledge-controller-leader-election').metadata?.namespace;
     expect(args).toEqual(expect.arrayContaining(['controller', `--lease-namespace=${leaseNamespace}`, '--admin-port=9102']));
     expect(args.some((a) => a.startsWith('--lease-name='))).toBe(true);
+    // The evaluator-coverage check reads extproc's admin port through its Service.
+    const service = find(extproc, 'Service', 'fledge-extproc');
+    const adminPort = service.spec.ports.find((p: { name: string }) => p.name === 'http-admin').port;
+    expect(args).toContain(`--extproc-admin-url=http://${service.metadata?.name}.${service.metadata?.namespace}.svc.cluster.local:${adminPort}`);
     expect(pod.containers[0].ports[0].containerPort).toBe(9102);
     expect(pod.containers[0].readinessProbe.httpGet.path).toBe('/readyz');
     expect(pod.containers[0].livenessProbe.httpGet.path).toBe('/healthz');

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger.js';
+import { ResponseObserver } from '../../extproc/quality/openai-response.js';
 import { resolveModelPath } from '../../model/model-files.js';
 import { startModelServer, type ModelServerHandle } from '../../model/server.js';
 
@@ -85,6 +86,54 @@ describe('fledge model on the real SmolLM2-135M', { timeout: 180_000 }, () => {
     expect(await ask()).toBe(await ask());
   });
 
+  type Logprob = { token: string; logprob: number; bytes: number[] | null; top_logprobs: { token: string; logprob: number }[] };
+
+  it('returns OpenAI logprobs when asked, for the same answer as without; extproc reads them as confidence', async () => {
+    const plain = (await (await post(server.url, { messages: [{ role: 'user', content: QUESTION }] })).json()) as { choices: { message: { content: string } }[] };
+    const res = await post(server.url, { logprobs: true, top_logprobs: 3, messages: [{ role: 'user', content: QUESTION }] });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const body = JSON.parse(text) as { choices: { message: { content: string }; logprobs: { content: Logprob[] } }[]; usage: { completion_tokens: number } };
+    const { content, logprobs } = { content: body.choices[0]!.message.content, logprobs: body.choices[0]!.logprobs.content };
+    // Recording probabilities does not change what is generated.
+    expect(content).toBe(plain.choices[0]!.message.content);
+    expect(logprobs).toHaveLength(body.usage.completion_tokens);
+    expect(logprobs.map((t) => t.token).join('').trim()).toBe(content.trim());
+    for (const t of logprobs) {
+      expect(t.logprob).toBeLessThanOrEqual(0);
+      expect(t.top_logprobs.length).toBeGreaterThan(0);
+      expect(t.top_logprobs.length).toBeLessThanOrEqual(3);
+      // Temperature 0 picks the most likely token: it heads its alternatives.
+      expect(t.top_logprobs[0]).toMatchObject({ token: t.token, logprob: t.logprob });
+      if (t.bytes) expect(Buffer.from(t.bytes).toString('utf8')).toBe(t.token);
+    }
+    const mean = logprobs.reduce((a, t) => a + t.logprob, 0) / logprobs.length;
+    // What extproc records as the answer's confidence (fledge_quality_confidence).
+    const observed = new ResponseObserver('application/json', 1 << 20, () => 0.1);
+    observed.push(Buffer.from(text));
+    const confidence = observed.finish(true).confidence!;
+    expect(confidence).toBeCloseTo(Math.exp(mean), 10);
+    expect(confidence).toBeGreaterThan(0);
+    expect(confidence).toBeLessThanOrEqual(1);
+  });
+
+  it('streams logprobs with the chunks whose text they belong to', async () => {
+    const res = await post(server.url, { stream: true, logprobs: true, stream_options: { include_usage: true }, messages: [{ role: 'user', content: QUESTION }] });
+    const raw = await res.text();
+    const chunks = sseData(raw).slice(0, -1).map((e) => JSON.parse(e) as { choices: { delta: { content?: string }; logprobs: { content: Logprob[] } | null }[]; usage?: { completion_tokens: number } | null });
+    const tokens = chunks.flatMap((c) => c.choices[0]?.logprobs?.content ?? []);
+    const streamed = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+    expect(tokens).toHaveLength(chunks.at(-1)!.usage!.completion_tokens);
+    expect(tokens.map((t) => t.token).join('').trim()).toBe(streamed.trim());
+    // Each text chunk carries exactly its own tokens.
+    for (const c of chunks.filter((ch) => ch.choices[0]?.delta.content)) expect((c.choices[0]!.logprobs?.content ?? []).map((t) => t.token).join('')).toBe(c.choices[0]!.delta.content);
+    // No top_logprobs asked: none computed.
+    expect(tokens.every((t) => t.top_logprobs.length === 0)).toBe(true);
+    const observed = new ResponseObserver('text/event-stream', 1 << 20, () => 0.1);
+    observed.push(Buffer.from(raw));
+    expect(observed.finish(true).confidence).toBeCloseTo(Math.exp(tokens.reduce((a, t) => a + t.logprob, 0) / tokens.length), 10);
+  });
+
   it('answers JSON fitting the schema when response_format asks for it', async () => {
     const schema = { type: 'object', properties: { city: { type: 'string' }, country: { type: 'string' } }, required: ['city', 'country'], additionalProperties: false };
     const res = await post(server.url, { response_format: { type: 'json_schema', json_schema: { name: 'place', schema } }, messages: [{ role: 'user', content: 'Name the capital of France and its country as JSON.' }] });
@@ -119,6 +168,8 @@ describe('fledge model on the real SmolLM2-135M', { timeout: 180_000 }, () => {
       [{ temperature: 5, messages: [{ role: 'user', content: 'hi' }] }, /temperature/],
       [{ max_tokens: 100_000, messages: [{ role: 'user', content: 'hi' }] }, /max_tokens/],
       [{ messages: [{ role: 'tool', content: 'hi' }] }, /messages\[0\]\.role: role must be/],
+      [{ top_logprobs: 2, messages: [{ role: 'user', content: 'hi' }] }, /top_logprobs: top_logprobs needs logprobs: true/],
+      [{ logprobs: true, top_logprobs: 21, messages: [{ role: 'user', content: 'hi' }] }, /top_logprobs/],
     ];
     for (const [body, message] of cases) {
       const res = await post(server.url, body);

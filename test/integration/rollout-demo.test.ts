@@ -9,6 +9,7 @@ import { CLI } from '../harness/dataplane.js';
 
 const run = promisify(execFile);
 const METRICS = ['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate', 'cost-per-request'];
+const SHADOW_METRICS = ['shadow-capture-failures', 'shadow-failures', 'shadow-golden-lost', 'shadow-length-ratio', 'quality-score', 'shadow-guardrail'];
 
 interface DemoJson {
   rollouts: {
@@ -40,8 +41,10 @@ describe('fledge demo (rollouts)', () => {
     expect(chat.outcome).toBe('promoted');
     expect(chat.steps.at(-1)).toMatch(/^promoted/);
     expect(chat.steps).toContain('setWeight 100');
-    // Three analyses of five metrics, all passed.
-    expect(chat.analyses).toHaveLength(3 * METRICS.length);
+    // The shadow stage comes first: the candidate answers copies before any user is served by it.
+    expect(chat.steps.slice(0, 3)).toEqual(['shadow 20% for 10m', 'analysis shadow-check: Successful', 'setWeight 5']);
+    // The shadow check, then three analyses of five metrics, all passed.
+    expect(chat.analyses).toHaveLength(SHADOW_METRICS.length + 3 * METRICS.length);
     expect(chat.analyses.every((a) => a.passed)).toBe(true);
     expect(chat.breach).toBeUndefined();
     expect(chat.rollbackSeconds).toBeUndefined();
@@ -66,15 +69,17 @@ describe('fledge demo (rollouts)', () => {
     expect(typeof assistant.rollbackSeconds).toBe('number');
     expect(assistant.rollbackSeconds).toBeGreaterThan(0);
 
+    expect(assistant.steps.slice(0, 2)).toEqual(['shadow 20% for 10m', 'analysis shadow-check: Successful']);
     for (const r of summary.rollouts) {
-      expect(new Set(r.analyses.map((a) => a.metric))).toEqual(new Set(METRICS));
+      expect(new Set(r.analyses.map((a) => a.metric))).toEqual(new Set([...SHADOW_METRICS, ...METRICS]));
       for (const a of r.analyses) {
         // The stable's value comes along exactly when the condition compares with it.
         const comparesWithStable = a.threshold.includes('stable[0]');
         expect(Object.keys(a).sort()).toEqual(['metric', 'n', 'passed', ...(comparesWithStable ? ['stable'] : []), 'threshold', 'value']);
         if (comparesWithStable) expect(typeof (a as { stable?: unknown }).stable).toBe('number');
         // n: the evaluated samples behind the value, at least the policy's minimum for every measurement that passed.
-        if (a.passed) expect(a.n).toBeGreaterThanOrEqual(50);
+        // (shadow-guardrail is the guardrail's own verdict: no samples of its own.)
+        if (a.passed && a.metric !== 'shadow-guardrail') expect(a.n).toBeGreaterThanOrEqual(50);
         expect(typeof a.value).toBe('number');
         expect(a.threshold).toMatch(/result\[0\]/);
         expect(typeof a.passed).toBe('boolean');

@@ -4,8 +4,8 @@ import { policyFromConfigMap } from '../../controller/kube/policy-source.js';
 import { deploymentFingerprint, parseAction, parseStatus, serializeStatus, toStatus } from '../../controller/kube/rollout-status.js';
 import { ReconcileQueue } from '../../controller/reconcile/work-queue.js';
 import { startRollout } from '../../controller/engine/rollout-machine.js';
-import { loadDefaultPolicy } from '../../controller/policy/load.js';
-import { applyMirror, applyPromotion, applyWeight, currentWeight, subsetForPodLabels, weightedRouteIndex, weightedRouteProblem, type DestinationRule, type VirtualService } from '../../controller/traffic/istio/virtual-service.js';
+import { loadBuiltInPolicies, loadDefaultPolicy } from '../../controller/policy/load.js';
+import { applyShadow, applyPromotion, applyWeight, currentWeight, subsetForPodLabels, weightedRouteIndex, weightedRouteProblem, type DestinationRule, type VirtualService } from '../../controller/traffic/istio/virtual-service.js';
 import { renderTable, stepBar, summarizeAnalysis, viewOf } from '../../cli/rollout-view.js';
 
 const seed = (name: string) => readFileSync(new URL(`../fixtures/seed/${name}`, import.meta.url), 'utf8');
@@ -45,7 +45,7 @@ describe('Istio VirtualService weights', () => {
   it('applyPromotion makes the candidate the stable subset: 100% on it, no canary annotation, only its hash', () => {
     const v = vs();
     v.metadata!.annotations = { 'fledge.dev/canary-subset': 'v2', 'fledge.dev/stable-subset': 'v1', 'fledge.dev/rollout-hashes': '{"v1":"aaa","v2":"bbb"}', 'other/keep': 'x' };
-    applyMirror(v, subsets, 50);
+    v.spec.http![1]!.mirror = { host: 'model', subset: 'v2' };
     expect(applyPromotion(v, subsets, { canaryHash: 'bbb', stableHash: 'aaa' })).toBe(true);
     expect(v.spec.http?.[1]?.route?.map((r) => r.weight)).toEqual([0, 100]);
     expect(v.spec.http?.[1]?.mirror).toBeUndefined();
@@ -54,13 +54,18 @@ describe('Istio VirtualService weights', () => {
     expect(applyPromotion(v, subsets, { canaryHash: 'bbb', stableHash: 'aaa' })).toBe(false);
   });
 
-  it('applyMirror mirrors to the canary and removes the mirror at 0', () => {
+  it('applyShadow sets the shadow share for extproc (never an Istio mirror, whose answers nobody sees) and removes it at 0', () => {
     const v = vs();
-    expect(applyMirror(v, subsets, 50)).toBe(true);
-    expect(v.spec.http?.[1]).toMatchObject({ mirror: { host: 'model', subset: 'v2' }, mirrorPercentage: { value: 50 } });
-    expect(applyMirror(v, subsets, 0)).toBe(true);
+    v.spec.http![1]!.mirror = { host: 'model', subset: 'v2' };
+    v.spec.http![1]!.mirrorPercentage = { value: 10 };
+    expect(applyShadow(v, subsets, 50)).toBe(true);
+    expect(v.metadata?.annotations?.['fledge.dev/shadow-percent']).toBe('50');
     expect(v.spec.http?.[1]?.mirror).toBeUndefined();
-    expect(applyMirror(v, subsets, 0)).toBe(false);
+    expect(v.spec.http?.[1]?.mirrorPercentage).toBeUndefined();
+    expect(applyShadow(v, subsets, 50)).toBe(false);
+    expect(applyShadow(v, subsets, 0)).toBe(true);
+    expect(v.metadata?.annotations?.['fledge.dev/shadow-percent']).toBeUndefined();
+    expect(applyShadow(v, subsets, 0)).toBe(false);
   });
 
   it('subsets are matched on all their labels', () => {
@@ -71,14 +76,14 @@ describe('Istio VirtualService weights', () => {
 });
 
 describe('policies from the fledge-policies ConfigMap', () => {
-  const builtIn = loadDefaultPolicy();
+  const builtIn = loadBuiltInPolicies();
   it('a key holds a Rollout; AnalysisTemplates may live in other keys', () => {
     const found = policyFromConfigMap({ seed: seed('rollout.yaml'), templates: seed('analysis-template.yaml') }, 'ConfigMap ns/fledge-policies', 'seed', builtIn);
     expect('policy' in found && found.policy.steps.map((s) => s.kind)).toEqual(['setWeight', 'pause', 'analysis', 'setWeight', 'pause', 'analysis', 'setWeight', 'pause', 'analysis', 'setWeight']);
   });
 
   it('default falls back to the built-in policy; other missing names are a problem', () => {
-    expect(policyFromConfigMap({}, 'cm', 'default', builtIn)).toEqual({ policy: builtIn });
+    expect(policyFromConfigMap({}, 'cm', 'default', builtIn)).toEqual({ policy: builtIn.get('default') });
     expect(policyFromConfigMap({ a: 'x' }, 'cm', 'b', builtIn)).toEqual({ problem: 'policy "b" not found: cm has no key "b" (keys: a)' });
   });
 

@@ -9,7 +9,7 @@ import { resolveArgs } from '../../controller/analysis/args.js';
 import { countQueriesFor, evidenceDecision, EvidenceSpecError, bucketsFromSeries } from '../../controller/analysis/evidence/evidence-decision.js';
 import { compareStratifiedProportions } from '../../controller/analysis/evidence/proportions.js';
 import { stageEvidenceAction } from '../../controller/analysis/evidence/stage-rule.js';
-import { deriveCountQueries } from '../../controller/policy/compare.js';
+import { deriveCountQueries, overWindow } from '../../controller/policy/compare.js';
 import { loadPolicyText } from '../../controller/policy/load.js';
 import type { Metric } from '../../controller/policy/schema.js';
 
@@ -99,6 +99,27 @@ describe('the compare block', () => {
               events: 'sum(increase(golden_pass_total{rollout_hash="${H}"}[10m]))'
               trials: 'sum(increase(golden_total{rollout_hash="${H}"}[10m]))'`);
     expect(m.compare).toMatchObject({ worse: 'lower', margin: 0.03 });
+  });
+
+  it("explicit plain counts take the evidence stage's window; other shapes run as written", () => {
+    const m = metricOf(`          - name: hallucination-rate
+            provider: {prometheus: {query: 'avg(inference_quality_score{rollout_hash="${H}"})'}}
+            compare:
+              margin: 0.03
+              events: '(sum(increase(v_total{rollout_hash="${H}"}[10m])) or vector(0))'
+              trials: sum( increase(e_total{rollout_hash="${H}"}[10m]) )`);
+    const args = resolveArgs([{ name: 'canary-hash', fromHash: 'Latest' }], { canaryHash: 'c0ffee', stableHash: '5ab1e' });
+    expect(countQueriesFor(m, args, '95s').stable).toEqual({
+      kind: 'proportions',
+      events: 'sum(increase(v_total{rollout_hash="5ab1e"}[95s])) or vector(0)',
+      trials: 'sum(increase(e_total{rollout_hash="5ab1e"}[95s]))',
+    });
+    // Outside a stage (no window): as written.
+    expect(countQueriesFor(m, args).canary).toMatchObject({ trials: 'sum( increase(e_total{rollout_hash="c0ffee"}[10m]) )' });
+    expect(overWindow('sum by (le) (increase(x_bucket{a="b"}[10m]))', '70s')).toBe('sum by (le) (increase(x_bucket{a="b"}[70s]))');
+    for (const q of ['sum(increase(x_total[10m] offset 1h))', 'sum(increase(x_total[10m])) / 2', 'sum(increase(x_total[10m])) + sum(increase(y_total[10m]))', 'sum(rate(x_total[10m]))', 'sum(max_over_time(increase(x_total[1m])[10m:1m]))']) {
+      expect(overWindow(q, '70s')).toBe(q);
+    }
   });
 
   it('refuses to derive counts from an estimated (1/p) counter, naming the field', () => {

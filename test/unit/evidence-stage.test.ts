@@ -11,7 +11,7 @@ import { evidenceStageAt, EVIDENCE_CAP_FACTOR } from '../../controller/engine/ev
 import { startRollout, transition, type RolloutEffect } from '../../controller/engine/rollout-machine.js';
 import { parseRolloutState, serializeRolloutState, type RolloutState } from '../../controller/engine/rollout-state.js';
 import { loadPolicyText } from '../../controller/policy/load.js';
-import { viewOfStatus } from '../../cli/rollout-view.js';
+import { renderTable, viewOfStatus } from '../../cli/rollout-view.js';
 import { serializeStatus, toStatus } from '../../controller/kube/rollout-status.js';
 import type { Policy } from '../../controller/policy/policy.js';
 
@@ -139,6 +139,12 @@ describe('evidence stages', () => {
     const view = viewOfStatus('ml', 'model-v2', serializeStatus(toStatus(state, p.steps.length, undefined)));
     expect(view.analysis).toMatch(/^evidence \(\d+ looks\): error-rate undecided n=\d+\/\d+$/);
     expect(view.phase).toBe('Paused');
+    // …and under the table each compared metric's verdict, estimate with its interval, and n per arm.
+    const table = renderTable([view], false).split('\n');
+    expect(table.slice(3)).toEqual([
+      'EVIDENCE (compared with the stable: estimate [interval], n per arm)',
+      expect.stringMatching(/^ {2}model-v2 {2}error-rate {2}undecided {2}estimate [-\d.e]+ \[-1, 1\], margin 0\.01, n canary \d+ \/ stable [\d,]+$/),
+    ]);
     // The state round-trips through its serialised form (NaN estimates included).
     expect(parseRolloutState(serializeRolloutState(state)).evidence?.decisions[0]?.verdict).toBe('undecided');
 
@@ -146,6 +152,22 @@ describe('evidence stages', () => {
     expect(resumed.state.phase).toBe('Progressing');
     expect(resumed.state.evidence?.looks ?? 0).toBe(0);
     expect(resumed.state.stepStartedAt).toBe(now);
+  });
+
+  it("the count range is the stage's age, at least the minimum window (60 s, or the controller's evidenceMinWindowSeconds; not time-scaled)", async () => {
+    const p = policy();
+    const counts = (q: { queries: string[] }) => q.queries.filter((x) => x.includes('increase(inference_requests_total')).map((x) => /\[(\w+)\]/.exec(x)![1]);
+    const look = async (options: { timeScale?: number; evidenceMinWindowSeconds?: number }, ageMs: number) => {
+      const m = provider({ rps: 1, errorRate: 0.01 }, { rps: 9, errorRate: 0.01 });
+      const state = startRollout(p, T0, options).state;
+      await advanceRollout({ policy: p, state, hashes, provider: m, clock: () => T0 + ageMs, options });
+      return counts(m);
+    };
+    expect(await look({}, 30_000)).toEqual(['60s', '60s']);
+    expect(await look({}, 95_000)).toEqual(['95s', '95s']);
+    // The local stack: time scale 30 (a look every second), Prometheus scraping every second.
+    expect(await look({ timeScale: 30, evidenceMinWindowSeconds: 5 }, 1_000)).toEqual(['5s', '5s']);
+    expect(await look({ timeScale: 30, evidenceMinWindowSeconds: 5 }, 12_000)).toEqual(['12s', '12s']);
   });
 
   it('counts that cannot be read decide nothing: the stage never promotes and pauses at the cap naming the failure', async () => {

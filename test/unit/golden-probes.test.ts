@@ -140,12 +140,20 @@ describe('recording probe verdicts', () => {
     cut.observation.finishReason = 'length';
     recorder.record(cut);
     recorder.record(finished('{"a":', { golden: undefined, request: { prompt: 'x', stream: false, includeUsage: false, wantsJson: true, schema: undefined } }));
+    // Logprob confidence: 0.3 is low, 0.5 (the limit) is not, no logprobs says nothing.
+    for (const confidence of [0.3, 0.5]) {
+      const unsure = finished('Paris', { golden: undefined });
+      unsure.observation.confidence = confidence;
+      recorder.record(unsure);
+    }
     const text = await registry.metrics();
     expect(text).not.toContain('evaluator="model-reported"');
     expect(text).toContain(`inference_hallucination_total{${labels}} 0`);
     expect(text).toContain(`fledge_quality_signals_total{${labels},signal="empty"} 1`);
     expect(text).toContain(`fledge_quality_signals_total{${labels},signal="cut-off"} 1`);
     expect(text).toContain(`fledge_quality_signals_total{${labels},signal="json-invalid"} 1`);
+    expect(text).toContain(`fledge_quality_signals_total{${labels},signal="low-confidence"} 1`);
+    expect(text).toContain(`fledge_quality_confidence_count{${labels}} 2`);
   });
 });
 

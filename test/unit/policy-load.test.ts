@@ -54,7 +54,7 @@ describe('seed files load verbatim', () => {
     const pause = policy.steps[1]!;
     expect(pause.kind === 'pause' && pause.durationMs).toBe(600_000);
     // The built-in default is added beside it.
-    expect([...catalog.policies.keys()].sort()).toEqual(['default', 'inference-service']);
+    expect([...catalog.policies.keys()].sort()).toEqual(['default', 'inference-service', 'shadow-canary']);
   });
 
   it('the same texts as one multi-document YAML load too', () => {

@@ -4,6 +4,8 @@ import type { RolloutStatus } from '../../controller/kube/rollout-status.js';
 import { loadDefaultPolicy } from '../../controller/policy/load.js';
 import { RolloutRecorder } from '../../local/rollout-demo-recorder.js';
 import { summarizeRollout } from '../../local/rollout-demo-summary.js';
+import { renderDemoSummary } from '../../cli/rollout-demo-view.js';
+import type { EvidenceDecision } from '../../controller/analysis/evidence/evidence-decision.js';
 
 const policy = loadDefaultPolicy();
 const METRICS = ['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate', 'cost-per-request'];
@@ -77,6 +79,32 @@ describe('rollout demo summary', () => {
     expect(s.analyses.every((a) => a.passed)).toBe(true);
     expect(s.rollbackSeconds).toBe(3);
     expect(s.steps.slice(-2)).toEqual(['pause 15m', 'rolled back to 0%: background analysis ai-quality-guard: metric hallucination-rate failed']);
+  });
+
+  it('keeps each evidence stage: its weight, how it ended, how long it took, and each decision with n per arm', () => {
+    const decision = (metric: string, verdict: EvidenceDecision['verdict'], canary: number, stable: number, estimate = 0.001): EvidenceDecision => ({
+      metric, test: 'proportions', margin: 0.03, confidence: 0.95, verdict, estimate, interval: [estimate - 0.02, estimate + 0.02], n: { canary, stable }, reason: verdict,
+    });
+    const recorder = new RolloutRecorder();
+    // The 5% stage looked twice and ended on evidence 16.4 s in; its decisions stay in the status into the analysis step.
+    recorder.observe(status({ stepIndex: 1, weight: 5, stepStartedAt: 10_000, evidence: { stepIndex: 1, looks: 1, lastLookAt: 11_000, decisions: [decision('hallucination-rate', 'undecided', 20, 300)] } }));
+    recorder.observe(status({ stepIndex: 1, weight: 5, stepStartedAt: 10_000, evidence: { stepIndex: 1, looks: 2, lastLookAt: 26_400, decisions: [decision('hallucination-rate', 'not-worse', 251.6, 3100)] } }));
+    recorder.observe(status({ stepIndex: 2, weight: 5, stepStartedAt: 26_400, evidence: { stepIndex: 1, looks: 2, lastLookAt: 26_400, concluded: true, decisions: [decision('hallucination-rate', 'not-worse', 251.6, 3100)] } }));
+    // The 25% stage: shown worse at its first look, rolled back.
+    recorder.observe(status({ stepIndex: 4, weight: 25, stepStartedAt: 30_000, lastAnalysis: run(27_000) }));
+    recorder.observe(status({ stepIndex: 4, weight: 0, phase: 'RolledBack', stepStartedAt: 30_000, message: 'metric hallucination-rate: worse', lastAnalysis: run(27_000), evidence: { stepIndex: 4, looks: 1, lastLookAt: 31_000, decisions: [decision('hallucination-rate', 'worse', 90, 900, 0.4)] } }));
+    const s = summarizeRollout({ name: 'assistant-v2', policy, final: recorder.status, runs: recorder.analysisRuns(), evidence: recorder.evidenceStages(), lastStepIndex: recorder.lastStepIndex(), requests: 10, failedRequests: 0 });
+    expect(s.evidence.map(({ weight, outcome, plannedPause, seconds, looks, extended }) => ({ weight, outcome, plannedPause, seconds, looks, extended }))).toEqual([
+      { weight: 5, outcome: 'not-worse', plannedPause: '10m', seconds: 16.4, looks: 2, extended: false },
+      { weight: 25, outcome: 'worse', plannedPause: '15m', seconds: 1, looks: 1, extended: false },
+    ]);
+    expect(s.evidence[0]!.decisions).toEqual([{ metric: 'hallucination-rate', verdict: 'not-worse', estimate: 0.001, interval: [0.001 - 0.02, 0.001 + 0.02], margin: 0.03, n: { canary: 252, stable: 3100 } }]);
+    // No analysis failed: the comparison that rolled it back is the breach.
+    expect(s.breach).toEqual({ metric: 'hallucination-rate', value: 0.4, threshold: 'compare: stable, margin 0.03', n: 90 });
+    const text = renderDemoSummary([s], 60);
+    expect(text).toContain('  evidence at 5%: ended on evidence, not worse than stable after 16.4 s (pause 10m planned, 2 looks)');
+    expect(text).toMatch(/ {4}not-worse {2}hallucination-rate {2}estimate 0\.001 \[-0\.019, 0\.021\], margin 0\.03 {2}\(n canary 252 \/ stable 3,?100\)/);
+    expect(text).toContain('  evidence at 25%: worse than stable: acted on at once after 1 s');
   });
 
   it('reports a rollout that never settled as unfinished, and NaN as null', () => {

@@ -2,9 +2,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { MetricsProvider } from '../../controller/analysis/prometheus.js';
 import { advanceRollout, type AdvanceResult } from '../../controller/engine/advance.js';
-import { invalidRollout, startRollout, transition, SHADOW_UNSUPPORTED, type RolloutEffect } from '../../controller/engine/rollout-machine.js';
+import { invalidRollout, startRollout, transition, type RolloutEffect } from '../../controller/engine/rollout-machine.js';
 import { parseRolloutState, serializeRolloutState, type RolloutState } from '../../controller/engine/rollout-state.js';
-import { loadDefaultPolicy, loadPolicyFiles, loadPolicyText } from '../../controller/policy/load.js';
+import { loadDefaultPolicy, loadPolicyFiles, loadPolicyText, loadShadowPolicy } from '../../controller/policy/load.js';
 import type { Policy } from '../../controller/policy/policy.js';
 
 const seed = (name: string) => fileURLToPath(new URL(`../fixtures/seed/${name}`, import.meta.url));
@@ -24,8 +24,13 @@ interface Values {
   samples: number;
   /** fledge_guardrail_tripped for the revision: 1 while an extproc replica has tripped it. */
   tripped?: number;
+  /** The shadow stage: share of answers not captured, failure/golden-loss excess over the noise floor, median length ratio. */
+  shadowCaptureFailures: number;
+  shadowFailures: number;
+  shadowGoldenLost: number;
+  shadowLengthRatio: number;
 }
-const healthy: Values = { errors: 0.001, p95: 1.0, quality: 0.93, hallucination: 0.01, cost: 0.002, samples: 500 };
+const healthy: Values = { errors: 0.001, p95: 1.0, quality: 0.93, hallucination: 0.01, cost: 0.002, samples: 500, shadowCaptureFailures: 0, shadowFailures: 0, shadowGoldenLost: 0, shadowLengthRatio: 1 };
 
 function metrics(canary: Partial<Values> = {}, stable: Partial<Values> = {}): MetricsProvider & { queries: string[] } {
   const queries: string[] = [];
@@ -34,6 +39,11 @@ function metrics(canary: Partial<Values> = {}, stable: Partial<Values> = {}): Me
     async measure(query) {
       queries.push(query);
       const v = { ...healthy, ...(query.includes('"new"') ? canary : stable) };
+      if (query.startsWith('sum(increase(inference_shadow_captures_total') || query.startsWith('sum(increase(inference_shadow_pairs_total')) return [v.samples];
+      if (query.includes('inference_shadow_captures_total')) return [v.shadowCaptureFailures];
+      if (query.includes('feature="failed"')) return [v.shadowFailures];
+      if (query.includes('feature="golden-correct"')) return [v.shadowGoldenLost];
+      if (query.includes('inference_shadow_length_ratio_bucket')) return [v.shadowLengthRatio];
       if (query.includes('increase(inference_requests_total') || query.includes('fledge_quality_evaluated_total')) return [v.samples];
       if (query.includes('inference_errors_total')) return [v.errors];
       if (query.includes('inference_latency_seconds_bucket')) return [v.p95];
@@ -168,6 +178,51 @@ describe('not enough evidence never promotes', () => {
   });
 });
 
+describe('the shadow stage (shadow-canary policy)', () => {
+  const shadowPolicy = loadShadowPolicy();
+  // Quality comes from golden probes, which reach the candidate in the shadow stage already.
+  const rows: [string, Partial<Values>, string][] = [
+    ['quality-score', { quality: 0.8 }, 'result[0] >= 0.85'],
+    ['shadow-failures', { shadowFailures: 0.1 }, 'result[0] <= 0.02'],
+    ['shadow-golden-lost', { shadowGoldenLost: 0.3 }, 'result[0] <= 0.1'],
+    ['shadow-length-ratio', { shadowLengthRatio: 2 }, 'result[0] >= 0.67 && result[0] <= 1.5'],
+  ];
+  for (const [metric, canary, threshold] of rows) {
+    it(`${metric} rolls back in the shadow stage: no user ever served by the candidate`, async () => {
+      const { state, effects } = await run(shadowPolicy, metrics(canary));
+      expect(state.phase).toBe('RolledBack');
+      expect(state.stepIndex).toBe(1);
+      expect(weights(effects)).toEqual([0]);
+      expect(state.message).toContain(`metric ${metric} failed`);
+      expect(state.message).toContain(threshold);
+      // The copies stop with the rollback.
+      expect(effects.filter((e) => e.type === 'set-mirror')).toEqual([{ type: 'set-mirror', percent: 20 }, { type: 'set-mirror', percent: 0 }]);
+    });
+  }
+
+  it('answers not being captured (Redis down) hold the rollout for review before any user sees the candidate', async () => {
+    const { state, effects } = await run(shadowPolicy, metrics({ shadowCaptureFailures: 1 }));
+    expect(state.phase).toBe('AwaitingReview');
+    expect(weights(effects)).toEqual([]);
+    expect(state.message).toContain('metric shadow-capture-failures failed');
+    expect(effects.filter((e) => e.type === 'set-mirror')).toEqual([{ type: 'set-mirror', percent: 20 }]);
+  });
+
+  it('too few pairs after three looks pause, never promote', async () => {
+    const { state, effects } = await run(shadowPolicy, metrics({ samples: 3 }));
+    expect(state).toMatchObject({ phase: 'Paused', weight: 0, stepIndex: 1 });
+    expect(state.analysis?.metrics[0]?.measurements).toHaveLength(3);
+    expect(weights(effects)).toEqual([]);
+  });
+
+  it('a healthy shadow stage copies 20% through its analysis, then stops the copies at the first canary weight', async () => {
+    const { state, effects } = await run(shadowPolicy, metrics());
+    expect(state.phase).toBe('Promoted');
+    const traffic = effects.filter((e) => e.type === 'set-mirror' || e.type === 'set-weight');
+    expect(traffic.slice(0, 3)).toEqual([{ type: 'set-mirror', percent: 20 }, { type: 'set-mirror', percent: 0 }, { type: 'set-weight', weight: 5 }]);
+  });
+});
+
 describe('user actions', () => {
   const p = loadPolicyText(
     'kind: Policy\nmetadata: {name: p}\nspec:\n  steps:\n    - setWeight: 10\n    - pause: {duration: 10m}\n    - setWeight: 40\n    - pause: {}\n    - setWeight: 80\n',
@@ -246,17 +301,12 @@ describe('restart', () => {
 describe('invalid input changes no traffic', () => {
   const shadow = loadPolicyText('kind: Policy\nmetadata: {name: s}\nspec:\n  steps:\n    - shadow: {duration: 1h, percent: 100}\n    - setWeight: 50\n', 's.yaml').policies.get('s')!;
 
-  it('shadow steps are rejected until the feature exists', () => {
+  it('a shadow step copies traffic for its duration, serving no user, then the canary steps begin', () => {
     const r = startRollout(shadow, T0);
-    expect(r.state.phase).toBe('Invalid');
-    expect(r.state.message).toContain(SHADOW_UNSUPPORTED);
-    expect(weights(r.effects)).toEqual([]);
-  });
-
-  it('with the flag, a shadow step mirrors for its duration', () => {
-    const r = startRollout(shadow, T0, { shadowSupported: true });
+    expect(r.state).toMatchObject({ phase: 'Progressing', weight: 0 });
     expect(r.effects).toContainEqual({ type: 'set-mirror', percent: 100 });
-    const later = transition(shadow, r.state, { type: 'tick', now: T0 + 60 * MIN }, { shadowSupported: true });
+    expect(weights(r.effects)).toEqual([]);
+    const later = transition(shadow, r.state, { type: 'tick', now: T0 + 60 * MIN });
     expect(later.effects.filter((e) => e.type !== 'event')).toEqual([{ type: 'set-mirror', percent: 0 }, { type: 'set-weight', weight: 50 }, { type: 'set-weight', weight: 100 }, { type: 'promote-candidate' }]);
   });
 

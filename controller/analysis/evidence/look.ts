@@ -64,6 +64,8 @@ async function armBuckets(q: ArmQueries, input: Resolved): Promise<Bucket[]> {
 }
 
 /** A PromQL range covering `ms`, at least `minSeconds` (two scrapes must fall inside for increase()). */
-export function stageWindow(ms: number, minSeconds = 60): string {
+export const DEFAULT_EVIDENCE_MIN_WINDOW_SECONDS = 60;
+
+export function stageWindow(ms: number, minSeconds = DEFAULT_EVIDENCE_MIN_WINDOW_SECONDS): string {
   return `${Math.max(minSeconds, Math.ceil(ms / 1000))}s`;
 }

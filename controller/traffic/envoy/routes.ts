@@ -22,11 +22,16 @@ export interface LocalService {
    * routing state. Without it there are no per-version routes: the weights decide everything.
    */
   routeToken?: string;
-  /** Shadow: copy this percent of the stable version's requests to the candidate (answers discarded). */
-  mirrorPercent?: number;
   /** version → upstream address. */
   upstreams: Record<string, { host: string; port: number }>;
 }
+
+/**
+ * Retry only what never reached a model (a connection that could not be made, a stream the
+ * upstream refused): safe for a POST, and what Istio's default retry policy does in a mesh.
+ * A busy model server that is slow to accept would otherwise cost a user a 503.
+ */
+const RETRY_UNSENT = { retry_on: 'connect-failure,refused-stream', num_retries: 2 };
 
 /** The name of the route configuration, inline or delivered by file-based RDS. */
 export const ROUTE_CONFIG_NAME = 'fledge-local';
@@ -57,9 +62,9 @@ export function routeConfig(services: LocalService[]) {
             ],
           },
           request_headers_to_remove: [ROUTE_TOKEN_HEADER],
-          route: { cluster: clusterName(s.name, version), timeout: '120s', ...(version === s.stable ? mirror(s) : {}) },
+          route: { cluster: clusterName(s.name, version), timeout: '120s', retry_policy: RETRY_UNSENT },
         })),
-        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s', ...mirror(s) } },
+        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s', retry_policy: RETRY_UNSENT } },
       ],
     })),
   };
@@ -69,16 +74,6 @@ export function routeConfig(services: LocalService[]) {
 function servingVersions(s: LocalService): string[] {
   if (!s.routeToken) return [];
   return [s.stable, ...(s.canary && s.canary !== s.stable ? [s.canary] : [])].filter((v) => v in s.upstreams);
-}
-
-/** Envoy sends the copy with "-shadow" appended to the host, which extproc recognises. */
-function mirror(s: LocalService) {
-  if (!s.canary || !s.mirrorPercent) return {};
-  return {
-    request_mirror_policies: [
-      { cluster: clusterName(s.name, s.canary), runtime_fraction: { default_value: { numerator: Math.round(s.mirrorPercent), denominator: 'HUNDRED' } } },
-    ],
-  };
 }
 
 function fallbackWeights(s: LocalService) {

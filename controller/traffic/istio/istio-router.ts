@@ -10,7 +10,7 @@ import { apiErrorText, isConflict, isNotFound } from '../../kube/api-errors.js';
 import { TrafficRoutingError, type TrafficRouter } from '../router.js';
 import type { GuardrailThresholds } from '../../../extproc/guardrail/thresholds.js';
 import type { IstiodWeightVerifier } from './istiod-weight-verifier.js';
-import { applyGuardrailAnnotation, applyHeaderRoutes, applyMirror, applyPromotion, applyRoutingAnnotations, applyWeight, ensureRouteToken, retireCanaryAnnotation, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
+import { applyGuardrailAnnotation, applyHeaderRoutes, applyShadow, applyPromotion, applyRoutingAnnotations, applyWeight, ensureRouteToken, retireCanaryAnnotation, type RolloutHashes, ISTIO_GROUP, ISTIO_VERSION, weightedRouteProblem, type SubsetPair, type VirtualService } from './virtual-service.js';
 
 const VS = { group: ISTIO_GROUP, version: ISTIO_VERSION, plural: 'virtualservices' } as const;
 export const MAX_CONFLICT_RETRIES = 8;
@@ -110,7 +110,7 @@ export class IstioVirtualServiceRouter implements TrafficRouter {
   }
 
   async setMirror(percent: number): Promise<void> {
-    await this.updater.update(this.ref, (vs) => this.maintained(vs, applyMirror(this.checked(vs), this.subsets, percent), true), `mirror ${percent}%`);
+    await this.updater.update(this.ref, (vs) => this.maintained(vs, applyShadow(this.checked(vs), this.subsets, percent), true), `shadow ${percent}%`);
   }
 
   /**
@@ -138,7 +138,7 @@ export class IstioVirtualServiceRouter implements TrafficRouter {
       (vs) => {
         const checked = this.checked(vs);
         const weight = applyWeight(checked, this.subsets, 0);
-        const mirror = applyMirror(checked, this.subsets, 0);
+        const mirror = applyShadow(checked, this.subsets, 0);
         return this.maintained(vs, weight || mirror, false);
       },
       'retire the candidate',

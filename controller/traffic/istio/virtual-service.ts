@@ -115,7 +115,7 @@ export function applyRoutingAnnotations(vs: VirtualService, subsets: SubsetPair,
  */
 export function applyPromotion(vs: VirtualService, subsets: SubsetPair, hashes: RolloutHashes | undefined): boolean {
   let changed = applyWeight(vs, subsets, 100);
-  changed = applyMirror(vs, subsets, 0) || changed;
+  changed = applyShadow(vs, subsets, 0) || changed;
   const annotations = { ...((vs.metadata ??= {}).annotations ?? {}) };
   const before = JSON.stringify(annotations);
   delete annotations[VS_ANNOTATIONS.canarySubset];
@@ -213,20 +213,27 @@ export function applyHeaderRoutes(vs: VirtualService, subsets: SubsetPair, canar
   return true;
 }
 
-/** Mirrors `percent` of the weighted route's traffic to the canary subset; 0 removes the mirror. */
-export function applyMirror(vs: VirtualService, subsets: SubsetPair, percent: number): boolean {
+/**
+ * Shadows `percent` of the stable's user requests to the canary: fledge.dev/shadow-percent,
+ * which extproc reads and acts on (it sends the copies itself, so both answers are seen);
+ * 0 removes it. An Istio `mirror` on the weighted route (an older fledge's, or a user's) is
+ * removed too: its copies would reach the canary unseen, and twice. Returns whether it changed.
+ */
+export function applyShadow(vs: VirtualService, subsets: SubsetPair, percent: number): boolean {
   const route = weightedRoute(vs, subsets);
-  if (percent <= 0) {
-    if (route.mirror === undefined && route.mirrorPercentage === undefined) return false;
+  let changed = false;
+  if (route.mirror !== undefined || route.mirrorPercentage !== undefined) {
     delete route.mirror;
     delete route.mirrorPercentage;
-    return true;
+    changed = true;
   }
-  const canary = (route.route ?? []).find((r) => r.destination.subset === subsets.canary)!;
-  const same = route.mirror?.subset === subsets.canary && route.mirror?.host === canary.destination.host && route.mirrorPercentage?.value === percent;
-  if (same) return false;
-  route.mirror = { host: canary.destination.host, subset: subsets.canary };
-  route.mirrorPercentage = { value: percent };
+  const annotations = (vs.metadata ??= {}).annotations ?? {};
+  const wanted = percent > 0 ? String(percent) : undefined;
+  if (annotations[VS_ANNOTATIONS.shadowPercent] === wanted) return changed;
+  const next = { ...annotations };
+  if (wanted === undefined) delete next[VS_ANNOTATIONS.shadowPercent];
+  else next[VS_ANNOTATIONS.shadowPercent] = wanted;
+  vs.metadata.annotations = next;
   return true;
 }
 

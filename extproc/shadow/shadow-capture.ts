@@ -1,0 +1,133 @@
+/**
+ * Shadow mode in extproc, behind the per-request path: a shadowed user request's copies are
+ * sent (copy-sender.ts) once its body is read, the stable's answer to the user is taken from
+ * the response the quality observer already reads, and both meet in Redis (pair-store.ts).
+ * Every completed pair is counted in inference_shadow_* (shadow-metrics.ts) and kept,
+ * without text, for the report (pair-log.ts). Nothing here can delay or change a user's
+ * request: it runs on later turns of the event loop, and its failures are counted.
+ */
+import { Redis } from 'ioredis';
+import type { Logger } from '../../common/logger.js';
+import type { GoldenEntry } from '../quality/evaluators/golden-set.js';
+import type { RequestFacts } from '../quality/openai-request.js';
+import type { Observation } from '../quality/observation.js';
+import { featuresOfAnswer } from './answer-of.js';
+import { CopySender, type CopyRequest } from './copy-sender.js';
+import { ShadowPairLog, toRecord } from './pair-log.js';
+import { MemoryPairStore, ShadowPairStore, type PairSide, type PairStore } from './pair-store.js';
+import type { ShadowConfig } from './shadow-config.js';
+import type { ShadowTicket } from './shadow-decision.js';
+import { shadowLabels, type CaptureOutcome, type ShadowMetrics } from './shadow-metrics.js';
+import type { AnswerFeatures } from './answer-features.js';
+
+/** What the user request carried that its copies repeat. */
+export interface CopyTemplate {
+  authority: string;
+  path: string;
+  method: string;
+  headers: Record<string, string>;
+}
+
+export interface ShadowCapture {
+  /** Whether copies can start now (bounded in flight); counts the drop when not. */
+  admit(ticket: ShadowTicket): boolean;
+  /** The request body is read: send the copies. */
+  sendCopies(ticket: ShadowTicket, template: CopyTemplate, body: Buffer, request: RequestFacts | undefined, golden: GoldenEntry | undefined): void;
+  /** The copies cannot be sent (the body was over the cap): counted, nothing else. */
+  drop(ticket: ShadowTicket): void;
+  /** The stable's answer to the user, observed to its end. */
+  recordStable(ticket: ShadowTicket, observation: Observation, status: number | undefined, latencyMs: number, request: RequestFacts | undefined, golden: GoldenEntry | undefined): void;
+  close(): Promise<void>;
+}
+
+export interface ShadowCaptureDeps {
+  config: ShadowConfig;
+  secret: string | Buffer;
+  maxBodyBytes: number;
+  metrics: ShadowMetrics;
+  logger: Logger;
+}
+
+export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
+  const { config } = deps;
+  const log = deps.logger.child({ part: 'shadow' });
+  const { metrics } = deps;
+  const redis = config.redisUrl ? connect(config.redisUrl, log) : undefined;
+  const memory = new MemoryPairStore({ ttlSeconds: config.pairTtlSeconds });
+  const stores = new Map<string, PairStore>();
+  const storeFor = (service: string): PairStore => {
+    if (!redis) return memory;
+    let store = stores.get(service);
+    if (!store) stores.set(service, (store = new ShadowPairStore(redis, { service, ttlSeconds: config.pairTtlSeconds })));
+    return store;
+  };
+  const pairLog = redis && config.logCap > 0 ? new ShadowPairLog(redis, { cap: config.logCap }) : undefined;
+  const sender = new CopySender({ via: new URL(config.via!), secret: deps.secret, maxInFlight: config.maxInFlight, timeoutMs: config.timeoutSeconds * 1000, maxBodyBytes: deps.maxBodyBytes });
+  const labelsOf = shadowLabels;
+  const count = (t: ShadowTicket, side: PairSide, outcome: CaptureOutcome) => metrics.countCapture(t, side, outcome);
+
+  const record = async (ticket: ShadowTicket, side: PairSide, features: AnswerFeatures): Promise<void> => {
+    try {
+      const pairs = await storeFor(ticket.service).record(ticket.requestId, side, features, side === 'stable' && ticket.noise);
+      count(ticket, side, 'recorded');
+      for (const pair of pairs) {
+        metrics.record(pair, labelsOf(ticket));
+        await pairLog?.append(toRecord(pair, { service: ticket.service, version: ticket.candidate, rolloutHash: ticket.candidateHash }, Date.now()));
+      }
+    } catch (err) {
+      count(ticket, side, 'store-error');
+      log.debug({ err: (err as Error).message, service: ticket.service, side }, 'shadow answer not stored');
+    }
+  };
+
+  const copy = async (ticket: ShadowTicket, side: 'candidate' | 'stable-again', request: CopyRequest, facts: RequestFacts | undefined, golden: GoldenEntry | undefined) => {
+    const answer = await sender.send(request);
+    if (answer.error) log.debug({ service: ticket.service, version: request.version, why: answer.error }, 'shadow copy got no answer');
+    await record(ticket, side, featuresOfAnswer(answer.observation, answer.status, answer.latencyMs, facts, golden));
+  };
+
+  return {
+    admit(ticket) {
+      if (sender.hasRoom(ticket.noise ? 2 : 1)) return true;
+      count(ticket, 'candidate', 'dropped');
+      return false;
+    },
+    sendCopies(ticket, template, body, facts, golden) {
+      if (!sender.hasRoom(ticket.noise ? 2 : 1)) {
+        count(ticket, 'candidate', 'dropped');
+        return;
+      }
+      ticket.sent = true;
+      const base = { service: ticket.service, ...template, body };
+      setImmediate(() => {
+        void copy(ticket, 'candidate', { ...base, version: ticket.candidate }, facts, golden);
+        if (ticket.noise) void copy(ticket, 'stable-again', { ...base, version: ticket.stable }, facts, golden);
+      });
+    },
+    drop(ticket) {
+      count(ticket, 'candidate', 'dropped');
+    },
+    recordStable(ticket, observation, status, latencyMs, facts, golden) {
+      if (!ticket.sent) return;
+      setImmediate(() => void record(ticket, 'stable', featuresOfAnswer(observation, status, latencyMs, facts, golden)));
+    },
+    async close() {
+      sender.close();
+      redis?.disconnect();
+    },
+  };
+}
+
+function connect(url: string, log: Logger): Redis {
+  const redis = new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  let down = false;
+  redis.on('error', (err: Error) => {
+    if (!down) log.warn({ err: err.message, redis: url }, 'shadow pair store unreachable: shadow pairs are lost until it is back (user traffic is unaffected)');
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) log.info({ redis: url }, 'shadow pair store reachable again');
+    down = false;
+  });
+  return redis;
+}
