@@ -93,11 +93,18 @@ demo-model: deps model-deps build
 
 bench: deps vegeta build
 	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-bench.js
+	FLEDGE_VEGETA=$(VEGETA) BENCH_ONLY=extproc BENCH_EXTPROC_TRANSPORT=unix node dist/bench/extproc-bench.js
 	$(MAKE) bench-controller
 	$(MAKE) bench-model
 	$(MAKE) bench-evidence
 	$(MAKE) bench-istio
 	FLEDGE_VEGETA=$(VEGETA) $(MAKE) bench-guardrail
+
+# CI: every extproc.json field, from short runs, no targets judged (writes bench/results/extproc-quick.json).
+.PHONY: bench-extproc-quick
+bench-extproc-quick: deps vegeta build
+	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-bench.js --quick
+	node dist/bench/extproc-hotpath-bench.js
 
 # The real model: answers/s and latency at 1 and 2 threads, golden accuracy per
 # configuration with Wilson 95% intervals (writes bench/results/model.json).

@@ -15,6 +15,7 @@ interface ExtprocOptions {
   flagsFile?: string;
   host?: string;
   port?: number;
+  listen?: string;
   adminPort?: number;
 }
 
@@ -29,6 +30,7 @@ export function extprocCommand(): Command {
     .addOption(new Option('--flags-file <file>', 'flagd flag file (overrides flags.file)'))
     .addOption(new Option('--host <addr>', 'address for the gRPC and admin ports (default 127.0.0.1)'))
     .addOption(new Option('--port <n>', 'gRPC port (default 50051)').argParser(Number))
+    .addOption(new Option('--listen <address>', 'gRPC listen address: unix:/path/to.sock (a Unix domain socket, for an Envoy beside extproc) or host:port'))
     .addOption(new Option('--admin-port <n>', 'admin/metrics port (default 9101)').argParser(Number))
     .action(async (opts: ExtprocOptions) => {
       const config = resolveConfig(opts);
@@ -64,8 +66,22 @@ function resolveConfig(opts: ExtprocOptions) {
     raw.admin = { ...raw.admin, host: opts.host };
   }
   if (opts.port !== undefined) raw.grpc = { ...raw.grpc, port: opts.port };
+  if (opts.listen !== undefined) raw.grpc = { ...raw.grpc, ...parseListen(opts.listen) };
   if (opts.adminPort !== undefined) raw.admin = { ...raw.admin, port: opts.adminPort };
   const parsed = extprocConfigSchema.safeParse(raw);
   if (!parsed.success) throw ConfigError.fromZod(source, parsed.error);
   return parsed.data;
+}
+
+/** `unix:/path` → a socket; `host:port` (or `[v6]:port`) → TCP. */
+export function parseListen(listen: string): { socket: string } | { host: string; port: number } {
+  if (listen.startsWith('unix:')) {
+    const path = listen.slice('unix:'.length);
+    if (!path.startsWith('/')) throw new ConfigError('--listen', [{ path: 'listen', message: `"${listen}": a Unix socket needs an absolute path (unix:/run/fledge/extproc.sock)` }]);
+    return { socket: path };
+  }
+  const match = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(listen);
+  const port = Number(match?.[2]);
+  if (!match || port > 65535) throw new ConfigError('--listen', [{ path: 'listen', message: `"${listen}" is neither unix:/path nor host:port` }]);
+  return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
 }

@@ -49,6 +49,11 @@ export const extprocConfigSchema = z
       .object({
         host: z.string().default('127.0.0.1'),
         port: z.number().int().min(0).max(65535).default(50051),
+        /**
+         * A Unix domain socket path: gRPC listens there instead of on host:port (Envoy beside
+         * extproc reaches it through a `pipe` address; no TCP stack, no port to expose).
+         */
+        socket: z.string().min(1).regex(/^\//, 'grpc.socket is an absolute path').optional(),
       })
       .strict()
       .default({ host: '127.0.0.1', port: 50051 }),

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { SeriesCache } from './metric-series.js';
 
 /** Seconds; dense around 0.5-4 s where LLM latency SLOs (the seed's p95 < 2 s) live. */
 const INFERENCE_LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 4, 6, 8, 12, 16, 32, 64];
@@ -89,6 +90,9 @@ export class ExtprocMetrics {
     labelNames: ['service', 'version', 'signal', 'origin'] as const,
     registers: [this.registry],
   });
+
+  /** The hot path's bound label children (requests, errors, latency, decisions, phases). */
+  readonly series = new SeriesCache(this);
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'fledge_extproc_' });

@@ -1,3 +1,4 @@
+import { lstatSync, rmSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { OpenFeature, type EvaluationContext } from '@openfeature/server-sdk';
 import type { Logger } from '../common/logger.js';
@@ -17,11 +18,16 @@ import { startQualityPipeline } from './quality/pipeline.js';
 import { startShadowCapture, type ShadowCapture } from './shadow/shadow-capture.js';
 import { shadowUnavailable } from './shadow/shadow-config.js';
 import { ShadowMetrics } from './shadow/shadow-metrics.js';
-import { handleProcessStream } from './stream.js';
+import { handleProcessStream, type StreamDeps } from './stream.js';
 
 export interface RunningExtproc {
+  /** The TCP port, or 0 when listening on a Unix socket. */
   grpcPort: number;
+  /** What gRPC listens on, as grpc-js names it: `host:port` or `unix:/path`. */
+  grpcAddress: string;
   adminPort: number;
+  /** What every stream is answered with (the in-process hot-path benchmark drives it directly). */
+  streamDeps: StreamDeps;
   stop(): Promise<void>;
 }
 
@@ -40,8 +46,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   if (config.flags.file) {
     flagProvider = new FlagdFileProvider(config.flags.file, logger);
     await OpenFeature.setProviderAndWait(OPENFEATURE_DOMAIN, flagProvider);
-    const provider = flagProvider;
-    flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN, (key) => provider.defaultVariant(key));
+    flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN, flagProvider);
   }
 
   if (probeSecret !== undefined) logger.info('golden probes: probe headers are verified with the configured secret');
@@ -60,9 +65,9 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   const contextHeaders = new Map(Object.entries({ ...DEFAULT_CONTEXT_HEADERS, ...config.flags.contextHeaders }));
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': 10_000 });
   // Built once: every stream (one per request) shares it.
-  const streamDeps = {
+  const streamDeps: StreamDeps = {
     routing,
-    evaluateFlags: flags ? (ctx: EvaluationContext) => flags.evaluate(ctx) : undefined,
+    evaluateFlags: flags ? (ctx: EvaluationContext, versions: readonly string[]) => flags.evaluate(ctx, versions) : undefined,
     contextHeaders,
     random: Math.random,
     probes: probeSecret === undefined ? undefined : new ProbeVerifier(probeSecret),
@@ -85,12 +90,15 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   };
   const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => handleProcessStream(call, streamDeps);
   server.addService(externalProcessorService, { Process: process as grpc.UntypedHandleCall });
-  const grpcPort = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${config.grpc.host}:${config.grpc.port}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
-      err ? reject(new Error(`extproc cannot listen on ${config.grpc.host}:${config.grpc.port}: ${err.message}`)) : resolve(port),
-    );
+  const socket = config.grpc.socket;
+  if (socket !== undefined) removeStaleSocket(socket);
+  const bindTo = socket !== undefined ? `unix:${socket}` : `${config.grpc.host}:${config.grpc.port}`;
+  const boundPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(bindTo, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`extproc cannot listen on ${bindTo}: ${err.message}`)) : resolve(port)));
   });
-  logger.info({ host: config.grpc.host, port: grpcPort }, 'ext_proc gRPC listening');
+  const grpcPort = socket !== undefined ? 0 : boundPort;
+  const grpcAddress = socket !== undefined ? bindTo : `${config.grpc.host}:${grpcPort}`;
+  logger.info({ address: grpcAddress }, 'ext_proc gRPC listening');
 
   const admin = await startAdminServer(
     config.admin.host,
@@ -112,7 +120,9 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
 
   return {
     grpcPort,
+    grpcAddress,
     adminPort: admin.port,
+    streamDeps,
     async stop() {
       routing.stop();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
@@ -124,6 +134,21 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
       await guardrail.close();
     },
   };
+}
+
+/**
+ * A socket file left by a previous extproc (killed, or restarted in its pod) would make the
+ * bind fail; a socket is removed, anything else at that path is an error, never deleted.
+ */
+function removeStaleSocket(path: string): void {
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch {
+    return; // nothing there
+  }
+  if (!stat.isSocket()) throw new Error(`grpc.socket ${path} exists and is not a socket; refusing to replace it`);
+  rmSync(path);
 }
 
 /** Verified probes answered per service, summed over versions and status classes. */

@@ -9,7 +9,8 @@ export const BUCKETS = 10_000;
  * moves users from stable to canary, never back.
  */
 export function stickyBucket(service: string, user: string): number {
-  return MurmurHash3(`${service}/${user}`).result() % BUCKETS;
+  // Hashed in pieces (the same murmur3 as of the joined string): no string built per request.
+  return MurmurHash3(service).hash('/').hash(user).result() % BUCKETS;
 }
 
 export function isCanaryBucket(bucket: number, canaryWeight: number): boolean {

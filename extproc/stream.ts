@@ -35,7 +35,10 @@ export function handleProcessStream(call: Call, deps: StreamDeps): void {
     });
   });
   // A stream that ends before the response body did (client cut, timeout) still records what was seen.
-  const abandon = () => setImmediate(() => guarded(deps, 'finish-sample', () => finishSample(ctx, deps.quality, false)));
+  // Only a sample still being observed has anything to record: the rest schedule nothing.
+  const abandon = () => {
+    if (ctx.sample?.observer && !ctx.sample.done) setImmediate(() => guarded(deps, 'finish-sample', () => finishSample(ctx, deps.quality, false)));
+  };
   call.on('end', () => void queue.finally(() => call.end()).finally(abandon));
   call.on('error', (err) => {
     // Envoy cancels the stream when the client goes away or a timeout fires; nothing to do.
@@ -48,7 +51,7 @@ export function handleProcessStream(call: Call, deps: StreamDeps): void {
 async function answer(call: Call, ctx: RequestContext, msg: ProcessingRequest, deps: StreamDeps): Promise<void> {
   const started = process.hrtime.bigint();
   const response = await respond(ctx, msg, deps);
-  deps.metrics.phaseDuration.observe({ phase: msg.request ?? 'unknown' }, Number(process.hrtime.bigint() - started) / 1e9);
+  deps.metrics.series.phase(msg.request ?? 'unknown').observe(Number(process.hrtime.bigint() - started) / 1e9);
   if (!call.writable) return;
   call.write(response);
   // Answered first; the chunk is parsed on a later turn, never before Envoy has its CONTINUE.
@@ -58,12 +61,13 @@ async function answer(call: Call, ctx: RequestContext, msg: ProcessingRequest, d
   }
 }
 
-async function respond(ctx: RequestContext, msg: ProcessingRequest, deps: StreamDeps): Promise<ProcessingResponse> {
+/** One message's answer (exported for the in-process hot-path benchmark). */
+export async function respond(ctx: RequestContext, msg: ProcessingRequest, deps: StreamDeps): Promise<ProcessingResponse> {
   switch (msg.request) {
     case 'request_headers': {
       const response = await processRequestHeaders(ctx, msg.request_headers ?? {}, deps);
       guarded(deps, 'sample-request', () => sampleRequestHeaders(ctx, msg.request_headers ?? {}, response, deps.quality));
-      deps.metrics.decisions.inc({ service: ctx.service ?? '', version: ctx.version ?? '', reason: ctx.reason ?? 'unknown-service' });
+      deps.metrics.series.decision(ctx.service ?? '', ctx.version ?? '', ctx.reason ?? 'unknown-service').inc();
       return response;
     }
     case 'response_headers': {

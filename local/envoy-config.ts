@@ -12,6 +12,8 @@ export interface EnvoyConfigOptions {
   adminPort: number;
   /** The extproc gRPC port; omit for a listener without the ext_proc filter (benchmark baseline). */
   extprocPort?: number;
+  /** extproc's Unix domain socket (a `pipe` address): used instead of extprocPort when set. */
+  extprocSocket?: string;
   services: LocalService[];
   /** Per ext_proc message; past it Envoy continues without extproc (failure_mode_allow). */
   messageTimeoutMs?: number;
@@ -41,16 +43,17 @@ export function envoyBootstrap(o: EnvoyConfigOptions): Record<string, unknown> {
   const address = o.address ?? '127.0.0.1';
   const timeout = o.messageTimeoutMs ?? 200;
   const routes = routeConfig(o.services);
-  const withExtproc = o.extprocPort !== undefined;
+  const withExtproc = o.extprocPort !== undefined || o.extprocSocket !== undefined;
   const ingressRoutes = o.routesFile ? { rds: rdsFromFile(o.routesFile) } : { route_config: routes };
   const listeners: unknown[] = [httpListener('ingress', address, o.listenPort, ingressRoutes, withExtproc ? extprocFilter(timeout, true) : undefined)];
   if (o.baselinePort !== undefined) listeners.push(httpListener('baseline', address, o.baselinePort, { route_config: routes }, undefined));
   if (o.failClosedPort !== undefined && withExtproc) listeners.push(httpListener('fail_closed', address, o.failClosedPort, { route_config: routes }, extprocFilter(timeout, false)));
   if (o.directResponsePort !== undefined) listeners.push(directResponseListener(address, o.directResponsePort));
   const clusters: unknown[] = o.services.flatMap((s) =>
-    Object.entries(s.upstreams).map(([version, up]) => staticCluster(clusterName(s.name, version), up.host, up.port, false)),
+    Object.entries(s.upstreams).map(([version, up]) => staticCluster(clusterName(s.name, version), socket(up.host, up.port), false)),
   );
-  if (o.extprocPort !== undefined) clusters.push(staticCluster('fledge_extproc', '127.0.0.1', o.extprocPort, true));
+  if (o.extprocSocket !== undefined) clusters.push(staticCluster('fledge_extproc', { pipe: { path: o.extprocSocket } }, true));
+  else if (o.extprocPort !== undefined) clusters.push(staticCluster('fledge_extproc', socket('127.0.0.1', o.extprocPort), true));
   return {
     node: { id: 'fledge-local', cluster: 'fledge-local' },
     admin: { address: socket(address, o.adminPort) },
@@ -133,12 +136,12 @@ function directResponseListener(address: string, port: number) {
   );
 }
 
-function staticCluster(name: string, host: string, port: number, http2: boolean) {
+function staticCluster(name: string, address: unknown, http2: boolean) {
   const cluster: Record<string, unknown> = {
     name,
     type: 'STATIC',
     connect_timeout: '0.25s',
-    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(host, port) } }] }] },
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address } }] }] },
   };
   if (http2) {
     cluster.typed_extension_protocol_options = {

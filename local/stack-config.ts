@@ -80,6 +80,11 @@ export const stackConfigSchema = z.strictObject({
     .prefault({}),
   /** extproc settings (its config file's shape, e.g. quality.sampling); routing and ports are the stack's. */
   extproc: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * How Envoy reaches extproc: `tcp` (ports.extproc) or `unix` (a socket in the state
+   * directory, Envoy's `pipe` address: no TCP stack between them; docs/extproc.md).
+   */
+  extprocTransport: z.enum(['tcp', 'unix']).default('tcp'),
 });
 
 export type StackConfig = z.output<typeof stackConfigSchema>;

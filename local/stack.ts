@@ -120,7 +120,9 @@ export class LocalStack {
       writeTrafficState(this.trafficFile, traffic);
       writeAtomically(this.routingFile, renderRoutingFile(traffic));
       const services = renderEnvoyServices(traffic);
-      const extprocArgs = ['extproc', '--routing-file', this.routingFile, '--port', String(ports.extproc), '--admin-port', String(ports.extprocAdmin)];
+      const extprocSocket = this.config.extprocTransport === 'unix' ? join(this.paths.stateDir, 'extproc.sock') : undefined;
+      const listen = extprocSocket ? ['--listen', `unix:${extprocSocket}`] : ['--port', String(ports.extproc)];
+      const extprocArgs = ['extproc', '--routing-file', this.routingFile, ...listen, '--admin-port', String(ports.extprocAdmin)];
       if (this.paths.flagsFile) extprocArgs.push('--flags-file', this.paths.flagsFile);
       const extprocConfig = this.extprocConfig(redis.url, ports.envoy);
       if (extprocConfig) {
@@ -130,10 +132,10 @@ export class LocalStack {
       }
       const extproc = this.child('extproc', extprocArgs);
       await waitForHttp(extproc, `http://127.0.0.1:${ports.extprocAdmin}/readyz`);
-      up(this.component(extproc, `gRPC 127.0.0.1:${ports.extproc}, metrics http://127.0.0.1:${ports.extprocAdmin}/metrics`));
+      up(this.component(extproc, `gRPC ${extprocSocket ? `unix:${extprocSocket}` : `127.0.0.1:${ports.extproc}`}, metrics http://127.0.0.1:${ports.extprocAdmin}/metrics`));
 
       const firstRoutes = this.routes.write(services);
-      const envoy = await startEnvoy({ listenPort: ports.envoy, adminPort: ports.envoyAdmin, extprocPort: ports.extproc, services, routesFile: this.routes.file }, this.paths.stateDir);
+      const envoy = await startEnvoy({ listenPort: ports.envoy, adminPort: ports.envoyAdmin, extprocPort: ports.extproc, extprocSocket, services, routesFile: this.routes.file }, this.paths.stateDir);
       this.spawned.push(envoy.process);
       await this.routes.waitApplied(firstRoutes);
       up(this.component(envoy.process, `http://127.0.0.1:${ports.envoy} (admin :${ports.envoyAdmin})`));

@@ -98,3 +98,33 @@ export function headerText(h: HeaderValue): string {
 export function setHeader(key: string, value: string): HeaderValueOption {
   return { header: { key, raw_value: Buffer.from(value, 'utf8') }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
 }
+
+/** Enough for every version, reason and route token a replica routes; past it the cache starts over. */
+const SHARED_HEADER_LIMIT = 10_000;
+const sharedHeaders = new Map<string, Map<string, Readonly<HeaderValueOption>>>();
+let sharedHeaderCount = 0;
+
+/**
+ * setHeader for values that repeat across requests (versions, reasons, route tokens): the
+ * option and its bytes are built once and shared by every response, so it is frozen.
+ */
+export function sharedSetHeader(key: string, value: string): HeaderValueOption {
+  let byValue = sharedHeaders.get(key);
+  if (byValue === undefined) {
+    byValue = new Map();
+    sharedHeaders.set(key, byValue);
+  }
+  let option = byValue.get(value);
+  if (option === undefined) {
+    if (sharedHeaderCount >= SHARED_HEADER_LIMIT) {
+      sharedHeaders.clear();
+      sharedHeaderCount = 0;
+      return sharedSetHeader(key, value);
+    }
+    const built = setHeader(key, value);
+    option = Object.freeze({ ...built, header: Object.freeze(built.header) });
+    byValue.set(value, option);
+    sharedHeaderCount++;
+  }
+  return option;
+}

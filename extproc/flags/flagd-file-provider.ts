@@ -110,6 +110,11 @@ export class FlagdFileProvider implements Provider {
     return { variant, value: flag.variants.get(variant) };
   }
 
+  /** The flag's variants (name → value) in force; undefined when there is no such flag. */
+  variants(key: string): ReadonlyMap<string, unknown> | undefined {
+    return this.storage.getFlag(key)?.variants;
+  }
+
   async initialize(): Promise<void> {
     await this.watched.start();
   }

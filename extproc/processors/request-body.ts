@@ -1,5 +1,5 @@
 import { type HttpBody, type ProcessingResponse } from '../../proto/ext-proc.js';
-import { readChatRequest, withStreamUsage } from '../quality/openai-request.js';
+import { chatRequestFacts, parseJsonBody, withStreamUsage } from '../quality/openai-request.js';
 import type { QualityPipeline } from '../quality/pipeline.js';
 import type { RequestContext } from '../request-context.js';
 
@@ -17,7 +17,8 @@ export function processRequestBody(ctx: RequestContext, msg: HttpBody, q: Qualit
     if (ctx.shadow) ctx.shadow.capture.drop(ctx.shadow.ticket); // a partial copy would be a different request
     return response;
   }
-  sample.request = readChatRequest(body);
+  const parsed = parseJsonBody(body); // once, for the facts and the usage rewrite
+  sample.request = chatRequestFacts(parsed);
   sample.golden = q.golden.match(ctx.service, sample.request?.prompt);
   if (ctx.shadow) ctx.shadow.capture.sendCopies(ctx.shadow.ticket, ctx.shadow.template, body, sample.request, sample.golden);
   if (sample.golden && q.config.golden.inspect === 'all') {
@@ -26,7 +27,7 @@ export function processRequestBody(ctx: RequestContext, msg: HttpBody, q: Qualit
     sample.probability = 1;
   }
   if (sample.mayRewriteBody && sample.request?.stream && !sample.request.includeUsage) {
-    const changed = withStreamUsage(body);
+    const changed = withStreamUsage(body, parsed);
     if (changed) response.request_body!.response.body_mutation = { body: changed };
   }
   return response;

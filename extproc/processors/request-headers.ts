@@ -1,5 +1,5 @@
 import type { EvaluationContext } from '@openfeature/server-sdk';
-import { headerText, setHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
+import { headerText, sharedSetHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
 import { decideVersion, type Decision } from '../decision.js';
 import type { Guardrail } from '../guardrail/guardrail.js';
 import type { FlagOutcome } from '../flags/version-flags.js';
@@ -17,8 +17,8 @@ const FLEDGE_PREFIX = 'x-fledge-';
 
 export interface RequestHeadersDeps {
   routing: RoutingStateSource;
-  /** Evaluates the flags; absent when no flag file is configured. */
-  evaluateFlags: ((context: EvaluationContext) => Promise<FlagOutcome>) | undefined;
+  /** Evaluates the flags for a service with these versions; absent when no flag file is configured. */
+  evaluateFlags: ((context: EvaluationContext, versions: readonly string[]) => Promise<FlagOutcome>) | undefined;
   /** Request header → evaluation-context attribute. */
   contextHeaders: ReadonlyMap<string, string>;
   random: () => number;
@@ -73,7 +73,11 @@ export async function processRequestHeaders(ctx: RequestContext, msg: HttpHeader
     return { request_headers: { response: routeTo(copyOf, state?.routeToken, spoofed) } };
   }
   try {
-    const flags = !ctx.probe && !canaryTripped && needsFlags(state, shadow) && deps.evaluateFlags ? await deps.evaluateFlags({ ...attributes, service: state!.service }) : NO_FLAGS;
+    let flags = NO_FLAGS;
+    if (!ctx.probe && !canaryTripped && needsFlags(state, shadow) && deps.evaluateFlags) {
+      attributes.service = state!.service; // last, as the context's service is the routed one
+      flags = await deps.evaluateFlags(attributes, [state!.stable, state!.canary!]);
+    }
     decision = probe !== undefined ? { version: probe, reason: 'probe' } : decideVersion({
       state,
       shadow,
@@ -110,7 +114,7 @@ export function remember(ctx: RequestContext, state: ServiceRouting | undefined,
 }
 
 function routeTo(version: string | undefined, routeToken: string | undefined, spoofed: string[]) {
-  const set = version === undefined ? [] : [setHeader(VERSION_HEADER, version), ...(routeToken ? [setHeader(ROUTE_TOKEN_HEADER, routeToken)] : [])];
+  const set = version === undefined ? [] : [sharedSetHeader(VERSION_HEADER, version), ...(routeToken ? [sharedSetHeader(ROUTE_TOKEN_HEADER, routeToken)] : [])];
   const setKeys = new Set(set.map((h) => h.header.key));
   // A set header overwrites every client value of it; every other client x-fledge-* goes.
   const removeHeaders = [...new Set(spoofed)].filter((k) => !setKeys.has(k));

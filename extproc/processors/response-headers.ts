@@ -1,4 +1,4 @@
-import { headerText, setHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
+import { headerText, sharedSetHeader, type HttpHeaders, type ProcessingResponse } from '../../proto/ext-proc.js';
 import type { Guardrail } from '../guardrail/guardrail.js';
 import type { ExtprocMetrics } from '../metrics.js';
 import type { RequestContext } from '../request-context.js';
@@ -12,28 +12,28 @@ export function processResponseHeaders(ctx: RequestContext, msg: HttpHeaders, me
   if (guardrail && !ctx.probe && !ctx.shadowCopy && ctx.service && ctx.version) {
     guardrail.observe('errors', { service: ctx.service, version: ctx.version, rolloutHash: ctx.rolloutHash ?? ctx.version }, failed(ctx.responseStatus));
   }
-  const setHeaders = [setHeader(REASON_HEADER, ctx.reason ?? 'unknown-service')];
-  if (ctx.version) setHeaders.push(setHeader(VERSION_HEADER, ctx.version));
+  const setHeaders = [sharedSetHeader(REASON_HEADER, ctx.reason ?? 'unknown-service')];
+  if (ctx.version) setHeaders.push(sharedSetHeader(VERSION_HEADER, ctx.version));
   return { response_headers: { response: { status: 'CONTINUE', header_mutation: { set_headers: setHeaders } } } };
 }
 
 function recordResponse(ctx: RequestContext, metrics: ExtprocMetrics): void {
   if (!ctx.service || !ctx.version) return;
-  const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
   if (ctx.shadowCopy) {
     // Shadow copies are fledge's own traffic too: their answers are compared, never counted as users'.
-    metrics.shadowCopies.inc({ ...labels, code: ctx.responseStatus === undefined ? 'none' : `${Math.floor(ctx.responseStatus / 100)}xx` });
+    metrics.shadowCopies.inc({ service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version, code: ctx.responseStatus === undefined ? 'none' : `${Math.floor(ctx.responseStatus / 100)}xx` });
     return;
   }
   if (ctx.probe) {
+    const labels = { service: ctx.service, version: ctx.version, rollout_hash: ctx.rolloutHash ?? ctx.version };
     // Golden probes are fledge's own traffic: never in the user request, error or latency series.
     metrics.probeRequests.inc({ ...labels, code: ctx.responseStatus === undefined ? 'none' : `${Math.floor(ctx.responseStatus / 100)}xx` });
     return;
   }
-  metrics.requests.inc(labels);
-  // inc by 0 creates the series, so an error rate with no errors is 0, not an empty result.
-  metrics.errors.inc(labels, failed(ctx.responseStatus) ? 1 : 0);
-  metrics.latency.observe(labels, Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
+  const series = metrics.series.inferenceSeries(ctx.service, ctx.version, ctx.rolloutHash ?? ctx.version);
+  series.requests.inc();
+  if (failed(ctx.responseStatus)) series.errors.inc();
+  series.latency.observe(Number(process.hrtime.bigint() - ctx.startedAt) / 1e9);
 }
 
 /** A 5xx (Envoy's own local replies included) or no status at all: the request failed. */

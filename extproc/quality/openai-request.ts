@@ -12,14 +12,22 @@ export interface RequestFacts {
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** Never throws: a body that is not a chat request gives undefined. */
-export function readChatRequest(body: Buffer): RequestFacts | undefined {
-  let raw: unknown;
+/** A body's JSON, or undefined when it is not JSON: parsed once, read by both functions below. */
+export function parseJsonBody(body: Buffer): unknown {
   try {
-    raw = JSON.parse(body.toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch {
     return undefined;
   }
+}
+
+/** Never throws: a body that is not a chat request gives undefined. */
+export function readChatRequest(body: Buffer): RequestFacts | undefined {
+  return chatRequestFacts(parseJsonBody(body));
+}
+
+/** readChatRequest over an already parsed body. */
+export function chatRequestFacts(raw: unknown): RequestFacts | undefined {
   if (!isObject(raw)) return undefined;
   const format = isObject(raw.response_format) ? raw.response_format : undefined;
   const formatType = typeof format?.type === 'string' ? format.type : undefined;
@@ -54,13 +62,9 @@ function lastUserText(messages: unknown): string | undefined {
  * Adds stream_options.include_usage to a streaming request that did not ask for it.
  * Returns the new body, or undefined when there is nothing to change.
  */
-export function withStreamUsage(body: Buffer): Buffer | undefined {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
+export function withStreamUsage(body: Buffer, parsed: unknown = parseJsonBody(body)): Buffer | undefined {
+  // Changed in place: the caller's parsed copy is done with once this is asked for.
+  const raw = parsed;
   if (!isObject(raw) || raw.stream !== true) return undefined;
   const options = isObject(raw.stream_options) ? raw.stream_options : {};
   if (options.include_usage === true) return undefined;

@@ -5,8 +5,17 @@ import { Gauge, type Registry } from 'prom-client';
  * every series is itself an average, so `avg(...)` over series (evaluators, replicas) is
  * an average of averages. Memory is bounded per series (oldest scores dropped first).
  */
+/** One label set's scores in a ring: the oldest at `head`, `count` of them; adding is O(1). */
+interface Ring<L extends string> {
+  labels: Record<L, string>;
+  at: Float64Array;
+  scores: Float64Array;
+  head: number;
+  count: number;
+}
+
 export class ScoreWindow<L extends string> {
-  private readonly series = new Map<string, { labels: Record<L, string>; at: number[]; scores: number[] }>();
+  private readonly series = new Map<string, Ring<L>>();
 
   constructor(
     registry: Registry,
@@ -34,33 +43,35 @@ export class ScoreWindow<L extends string> {
     const key = JSON.stringify(labels);
     let s = this.series.get(key);
     if (!s) {
-      s = { labels, at: [], scores: [] };
+      s = { labels, at: new Float64Array(this.maxPerSeries), scores: new Float64Array(this.maxPerSeries), head: 0, count: 0 };
       this.series.set(key, s);
     }
-    s.at.push(this.now());
-    s.scores.push(score);
-    if (s.scores.length > this.maxPerSeries) {
-      s.at.shift();
-      s.scores.shift();
-    }
+    const size = this.maxPerSeries;
+    // Full: the newest overwrites the oldest (was Array.shift, O(n) on a 10k window).
+    const slot = (s.head + s.count) % size;
+    s.at[slot] = this.now();
+    s.scores[slot] = score;
+    if (s.count < size) s.count += 1;
+    else s.head = (s.head + 1) % size;
   }
 
   /** Current means; series with no score in the window disappear. */
   means(): { labels: Record<L, string>; mean: number; count: number }[] {
     const cutoff = this.now() - this.windowSeconds * 1000;
+    const size = this.maxPerSeries;
     const out: { labels: Record<L, string>; mean: number; count: number }[] = [];
     for (const [key, s] of this.series) {
-      let drop = 0;
-      while (drop < s.at.length && (s.at[drop] ?? 0) < cutoff) drop++;
-      if (drop > 0) {
-        s.at.splice(0, drop);
-        s.scores.splice(0, drop);
+      while (s.count > 0 && s.at[s.head]! < cutoff) {
+        s.head = (s.head + 1) % size;
+        s.count -= 1;
       }
-      if (s.scores.length === 0) {
+      if (s.count === 0) {
         this.series.delete(key);
         continue;
       }
-      out.push({ labels: s.labels, mean: s.scores.reduce((a, b) => a + b, 0) / s.scores.length, count: s.scores.length });
+      let sum = 0;
+      for (let i = 0; i < s.count; i++) sum += s.scores[(s.head + i) % size]!;
+      out.push({ labels: s.labels, mean: sum / s.count, count: s.count });
     }
     return out;
   }

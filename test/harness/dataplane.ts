@@ -50,6 +50,8 @@ export interface DataPlaneOptions {
   envoyExtprocPort?: number;
   /** Put a TCP proxy between Envoy and extproc (`dp.extprocProxy`), e.g. to make extproc slow. */
   extprocProxy?: boolean;
+  /** extproc listens on a Unix domain socket (`dp.extprocSocket`) and Envoy reaches it by a pipe address. */
+  extprocSocket?: boolean;
 }
 
 /**
@@ -63,6 +65,7 @@ export class DataPlane {
   readonly dir = mkdtempSync(join(tmpdir(), 'fledge-dp-'));
   readonly routingFile = join(this.dir, 'routing.yaml');
   readonly flagsFile = join(this.dir, 'flags.json');
+  readonly extprocSocket = join(this.dir, 'extproc.sock');
   readonly sims = new Map<string, Sim>();
   extproc!: ManagedProcess;
   envoy!: RunningEnvoy;
@@ -106,7 +109,12 @@ export class DataPlane {
     const first = this.envoyRoutes.write(this.envoyServices(services));
     // message_timeout is left at the production default (200 ms), as deployed.
     this.envoy = await startEnvoy(
-      { listenPort: await freePort(), adminPort: envoyAdminPort, extprocPort: this.options.envoyExtprocPort ?? this.extprocProxy?.port ?? this.grpcPort, services: this.envoyServices(services), routesFile: this.envoyRoutes.file },
+      {
+        listenPort: await freePort(),
+        adminPort: envoyAdminPort,
+        extprocPort: this.options.envoyExtprocPort ?? this.extprocProxy?.port ?? this.grpcPort,
+        extprocSocket: this.options.extprocSocket ? this.extprocSocket : undefined,
+        services: this.envoyServices(services), routesFile: this.envoyRoutes.file },
       this.dir,
     );
     await this.envoyRoutes.waitApplied(first);
@@ -150,7 +158,8 @@ export class DataPlane {
     const routing = vs
       ? ['--routing-source', 'virtualservice', '--kubeconfig', vs.kubeconfig, ...(vs.namespace ? ['--namespace', vs.namespace] : [])]
       : ['--routing-file', this.routingFile];
-    const args = [CLI, 'extproc', ...routing, '--port', String(this.grpcPort), '--admin-port', String(this.adminPort)];
+    const listen = this.options.extprocSocket ? ['--listen', `unix:${this.extprocSocket}`] : ['--port', String(this.grpcPort)];
+    const args = [CLI, 'extproc', ...routing, ...listen, '--admin-port', String(this.adminPort)];
     if (withFlags) args.push('--flags-file', this.flagsFile);
     if (this.options.extprocConfig) {
       const configFile = join(this.dir, 'extproc.yaml');

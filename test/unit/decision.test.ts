@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decideVersion, type DecisionInput } from '../../extproc/decision.js';
+import MurmurHash3 from 'imurmurhash';
+import { sampleBucket } from '../../extproc/quality/sampling.js';
 import { stickyBucket, isCanaryBucket, BUCKETS } from '../../extproc/sticky.js';
 import { parseAuthority } from '../../extproc/request-context.js';
 import type { ServiceRouting } from '../../extproc/routing/state.js';
@@ -94,5 +96,15 @@ describe('parseAuthority', () => {
     expect(parseAuthority('chat-shadow:10000')).toEqual({ host: 'chat', shadow: true });
     expect(parseAuthority('chat:10000-shadow')).toEqual({ host: 'chat', shadow: true });
     expect(parseAuthority('[::1]:8080')).toEqual({ host: '[::1]', shadow: false });
+  });
+});
+
+describe('bucket hashes are murmur3 of the joined key (what docs and tests predict)', () => {
+  it('hashes service/user and sample/request-id in pieces with the same result, any length or alphabet', () => {
+    const keys = ['alice', 'u1', 'bench-user-999', 'ünïcødé-user', '用户', 'x'.repeat(37), ''];
+    for (const user of keys) {
+      for (const service of ['chat', 'a', 'svc-with-odd-len']) expect(stickyBucket(service, user)).toBe(MurmurHash3(`${service}/${user}`).result() % BUCKETS);
+      expect(sampleBucket(user)).toBe(MurmurHash3(`sample/${user}`).result() % BUCKETS);
+    }
   });
 });

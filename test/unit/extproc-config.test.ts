@@ -51,3 +51,15 @@ describe('flagd flag files', () => {
     expect(() => validateFlagdText(badState, 'flags.json', quiet)).toThrow(/flags\.json: flags\.f\.state/);
   });
 });
+
+describe('the gRPC listen address', () => {
+  it('takes unix:/path as a socket and host:port as TCP, naming a bad one', async () => {
+    const { parseListen } = await import('../../cli/extproc-command.js');
+    expect(parseListen('unix:/run/fledge/extproc.sock')).toEqual({ socket: '/run/fledge/extproc.sock' });
+    expect(parseListen('0.0.0.0:50051')).toEqual({ host: '0.0.0.0', port: 50051 });
+    expect(parseListen('[::1]:50051')).toEqual({ host: '::1', port: 50051 });
+    expect(() => parseListen('unix:relative.sock')).toThrow(/absolute path/);
+    expect(() => parseListen('50051')).toThrow(/neither unix:\/path nor host:port/);
+    expect(extprocConfigSchema.safeParse({ grpc: { socket: 'x.sock' } }).error?.issues[0]?.message).toMatch(/grpc.socket is an absolute path/);
+  });
+});

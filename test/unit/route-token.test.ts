@@ -132,7 +132,7 @@ describe("the seed's flag and the rollout weight", () => {
     writeFileSync(file, readFileSync(resolve(import.meta.dirname, '../fixtures/seed/flags.json'), 'utf8'));
     const provider = new FlagdFileProvider(file, pino({ level: 'silent' }));
     await OpenFeature.setProviderAndWait('route-token-test', provider);
-    flags = new VersionFlags('inference-model-version', 'inference-kill-switch', 'route-token-test', (key) => provider.defaultVariant(key));
+    flags = new VersionFlags('inference-model-version', 'inference-kill-switch', 'route-token-test', provider);
   });
   afterAll(() => OpenFeature.close());
 

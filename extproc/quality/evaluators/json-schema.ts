@@ -9,6 +9,8 @@ const ajv = new Ajv({ strict: false, allErrors: false, validateSchema: true });
 const MAX_SCHEMA_BYTES = 64 * 1024;
 const MAX_CACHED = 256;
 const compiled = new Map<string, ValidateFunction | string>();
+/** By identity: a golden entry's schema is one object for the process's life, so it is never stringified again. */
+const byObject = new WeakMap<object, ValidateFunction | string>();
 
 /** The first problem with `value` against `schema` ("$.path: reason"), or undefined when it conforms. */
 export function validateJson(schema: unknown, value: unknown): string | undefined {
@@ -23,6 +25,15 @@ export function validateJson(schema: unknown, value: unknown): string | undefine
 
 function compile(schema: unknown): ValidateFunction | string {
   if (typeof schema !== 'object' || schema === null) return '$: the schema is not an object';
+  const known = byObject.get(schema);
+  if (known !== undefined) return known;
+  const result = compileByText(schema);
+  byObject.set(schema, result);
+  return result;
+}
+
+/** Request-supplied schemas are new objects every time: cached by their text (bounded). */
+function compileByText(schema: object): ValidateFunction | string {
   const key = JSON.stringify(schema);
   const hit = compiled.get(key);
   if (hit) return hit;
