@@ -30,6 +30,23 @@ export interface CopyAnswer {
   latencyMs: number;
   /** Why the copy got no answer (timeout, connection error), when it did not. */
   error?: string;
+  /** Why the answer is not the pinned version's (the proxy did not route the copy through extproc's pin); not an answer of that version. */
+  unpinned?: string;
+}
+
+/** The response header extproc sets to the version it routed a request to (absent when the proxy failed open past extproc). */
+const ROUTED_VERSION_HEADER = 'x-fledge-version';
+
+/**
+ * Why an answer to a copy pinned to `version` is not that version's, or undefined when it is.
+ * Pure. When the proxy's ext_proc call misses its timeout it fails open: the copy takes the
+ * weighted route (the stable, in a shadow stage) and comes back without extproc's version
+ * header. Such an answer must not be paired as the candidate's.
+ */
+export function unpinnedReason(headers: Record<string, string | string[] | undefined>, version: string): string | undefined {
+  const routed = headers[ROUTED_VERSION_HEADER];
+  if (routed === version) return undefined;
+  return routed === undefined ? `no ${ROUTED_VERSION_HEADER} on the answer (the proxy did not run extproc for the copy)` : `answered by ${String(routed)}, not the pinned ${version}`;
 }
 
 export interface CopySenderOptions {
@@ -100,6 +117,12 @@ export class CopySender {
           headers: { ...copy.headers, host: copy.authority, [SHADOW_HEADER]: token, 'content-length': copy.body.length },
         },
         (res) => {
+          const unpinned = unpinnedReason(res.headers, copy.version);
+          if (unpinned) {
+            res.resume();
+            done({ ...failed(unpinned, res.statusCode), unpinned });
+            return;
+          }
           const observer = new ResponseObserver(res.headers['content-type'], this.options.maxBodyBytes, () => elapsedMs() / 1000);
           res.on('data', (chunk: Buffer) => observer.push(chunk));
           res.on('end', () => done({ status: res.statusCode, observation: observer.finish(true), latencyMs: elapsedMs() }));

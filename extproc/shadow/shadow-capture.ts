@@ -82,6 +82,12 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
 
   const copy = async (ticket: ShadowTicket, side: 'candidate' | 'stable-again', request: CopyRequest, facts: RequestFacts | undefined, golden: GoldenEntry | undefined) => {
     const answer = await sender.send(request);
+    if (answer.unpinned) {
+      // Another version's answer (the proxy failed open): not a capture of this one.
+      log.debug({ service: ticket.service, version: request.version, why: answer.unpinned }, 'shadow copy not routed by extproc');
+      count(ticket, side, 'dropped');
+      return;
+    }
     if (answer.error) log.debug({ service: ticket.service, version: request.version, why: answer.error }, 'shadow copy got no answer');
     await record(ticket, side, featuresOfAnswer(answer.observation, answer.status, answer.latencyMs, facts, golden));
   };

@@ -6,6 +6,7 @@ import { ProbeVerifier, signProbe } from '../../extproc/probes/probe-token.js';
 import type { ServiceRouting } from '../../extproc/routing/state.js';
 import { parseVirtualService } from '../../extproc/routing/virtualservice-parse.js';
 import { shadowTicket } from '../../extproc/shadow/shadow-decision.js';
+import { unpinnedReason } from '../../extproc/shadow/copy-sender.js';
 import { shadowVersion } from '../../extproc/shadow/shadow-request.js';
 
 const SECRET = 'a'.repeat(64);
@@ -75,5 +76,15 @@ describe('the shadow share in a VirtualService', () => {
     expect(off.ok && off.routing.shadowPercent).toBeUndefined();
     v.metadata!.annotations!['fledge.dev/shadow-percent'] = 'lots';
     expect(parseVirtualService(v)).toEqual({ ok: false, reason: 'fledge.dev/shadow-percent "lots" is not a percent (0..100)' });
+  });
+});
+
+describe('a copy\'s answer', () => {
+  it('counts as the pinned version\'s only when extproc routed it there', () => {
+    expect(unpinnedReason({ 'x-fledge-version': 'v2', 'x-fledge-reason': 'shadow' }, 'v2')).toBeUndefined();
+    // The proxy's ext_proc call missed its timeout and failed open: the weighted route (the stable) answered, undecided.
+    expect(unpinnedReason({ 'x-model-version': 'v1' }, 'v2')).toMatch(/no x-fledge-version on the answer/);
+    // The pin was refused (e.g. a killed candidate): extproc routed the copy elsewhere.
+    expect(unpinnedReason({ 'x-fledge-version': 'v1' }, 'v2')).toBe('answered by v1, not the pinned v2');
   });
 });
