@@ -110,7 +110,7 @@ const SHADOW_TEMPLATE = `          - name: shadow-capture-failures
             provider:
               prometheus:
                 query: |
-                  (sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}",outcome=~"store-error|unavailable"}[10m])) or vector(0))
+                  (sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}",outcome=~"store-error|unavailable|unpinned"}[10m])) or vector(0))
                   /
                   sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}"}[10m]))
             successCondition: result[0] <= 0.1

@@ -85,7 +85,7 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
     if (answer.unpinned) {
       // Another version's answer (the proxy failed open): not a capture of this one.
       log.debug({ service: ticket.service, version: request.version, why: answer.unpinned }, 'shadow copy not routed by extproc');
-      count(ticket, side, 'dropped');
+      count(ticket, side, 'unpinned');
       return;
     }
     if (answer.error) log.debug({ service: ticket.service, version: request.version, why: answer.error }, 'shadow copy got no answer');
