@@ -106,61 +106,42 @@ const SHADOW_CADENCE = `            interval: 1m
             inconclusiveLimit: 2
 `;
 
-const SHADOW_TEMPLATE = `          - name: shadow-capture-failures
+/** One shadow-check metric: measured at SHADOW_CADENCE, on `samples` when it needs a minimum. */
+function shadowMetric(name: string, query: string, condition: string, action: 'rollback' | 'pause-for-review', samples?: string): string {
+  const minimum = samples === undefined ? '' : `            minSamples: ${DEFAULT_MIN_SAMPLES}\n`;
+  const samplesLine = samples === undefined ? '' : `            samplesQuery: ${samples}\n`;
+  return `          - name: ${name}
             provider:
               prometheus:
                 query: |
-                  (sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}",outcome=~"store-error|unavailable|unpinned"}[10m])) or vector(0))
-                  /
-                  sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}"}[10m]))
-            successCondition: result[0] <= 0.1
-            action: pause-for-review
-            minSamples: ${DEFAULT_MIN_SAMPLES}
-${SHADOW_CADENCE}            samplesQuery: sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}"}[10m]))
-          - name: shadow-failures
-            provider:
-              prometheus:
-                query: |
-                  ${flipExcess('failed', 'gained')}
-            successCondition: result[0] <= 0.02
-            action: rollback
-            minSamples: ${DEFAULT_MIN_SAMPLES}
-${SHADOW_CADENCE}            samplesQuery: ${shadowPairs('candidate')}
-          - name: shadow-golden-lost
-            provider:
-              prometheus:
-                query: |
-                  ${flipExcess('golden-correct', 'lost')}
-            successCondition: result[0] <= 0.1
-            action: rollback
-            minSamples: ${DEFAULT_MIN_SAMPLES}
-${SHADOW_CADENCE}            samplesQuery: ${shadowPairs('candidate')}
-          - name: shadow-length-ratio
-            provider:
-              prometheus:
-                query: |
-                  histogram_quantile(0.5, sum by (le) (rate(inference_shadow_length_ratio_bucket{rollout_hash="${CANARY}",pair="candidate"}[10m])))
-            successCondition: result[0] >= 0.67 && result[0] <= 1.5
-            action: rollback
-            minSamples: ${DEFAULT_MIN_SAMPLES}
-${SHADOW_CADENCE}            samplesQuery: ${shadowPairs('candidate')}
-          - name: quality-score
-            provider:
-              prometheus:
-                query: |
-                  avg(inference_quality_score{rollout_hash="${CANARY}"})
-            successCondition: result[0] >= 0.85
-            action: rollback
-            minSamples: ${DEFAULT_MIN_SAMPLES}
-${SHADOW_CADENCE}            samplesQuery: ${evaluated}
-          - name: shadow-guardrail
-            provider:
-              prometheus:
-                query: |
-                  max(fledge_guardrail_tripped{rollout_hash="${CANARY}"}) or vector(0)
-            successCondition: result[0] < 1
-            action: rollback
-${SHADOW_CADENCE}`;
+${query.replace(/^/gm, '                  ')}
+            successCondition: ${condition}
+            action: ${action}
+${minimum}${SHADOW_CADENCE}${samplesLine}`;
+}
+
+const captures = `sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}"}[10m]))`;
+const SHADOW_TEMPLATE = [
+  shadowMetric(
+    'shadow-capture-failures',
+    `(sum(increase(inference_shadow_captures_total{rollout_hash="${CANARY}",outcome=~"store-error|unavailable|unpinned"}[10m])) or vector(0))\n/\n${captures}`,
+    'result[0] <= 0.1',
+    'pause-for-review',
+    captures,
+  ),
+  shadowMetric('shadow-failures', flipExcess('failed', 'gained'), 'result[0] <= 0.02', 'rollback', shadowPairs('candidate')),
+  shadowMetric('shadow-golden-lost', flipExcess('golden-correct', 'lost'), 'result[0] <= 0.1', 'rollback', shadowPairs('candidate')),
+  shadowMetric(
+    'shadow-length-ratio',
+    `histogram_quantile(0.5, sum by (le) (rate(inference_shadow_length_ratio_bucket{rollout_hash="${CANARY}",pair="candidate"}[10m])))`,
+    'result[0] >= 0.67 && result[0] <= 1.5',
+    'rollback',
+    shadowPairs('candidate'),
+  ),
+  shadowMetric('quality-score', `avg(inference_quality_score{rollout_hash="${CANARY}"})`, 'result[0] >= 0.85', 'rollback', evaluated),
+  // A trip needs no samples: it is the guardrail's own verdict on its window.
+  shadowMetric('shadow-guardrail', `max(fledge_guardrail_tripped{rollout_hash="${CANARY}"}) or vector(0)`, 'result[0] < 1', 'rollback'),
+].join('');
 
 export const DEFAULT_POLICY_NAME = 'default';
 /** The guardrail's hard limits (see the derivation above). */
