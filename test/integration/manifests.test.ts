@@ -12,7 +12,7 @@ import { coverageReport } from '../../extproc/quality/coverage-report.js';
 import { GoldenSet } from '../../extproc/quality/evaluators/golden-set.js';
 import { inventoryFromReport } from '../../controller/kube/extproc-coverage.js';
 import { policyFromConfigMap } from '../../controller/kube/policy-source.js';
-import { loadDefaultPolicy } from '../../controller/policy/load.js';
+import { loadBuiltInPolicies } from '../../controller/policy/load.js';
 import { uncoveredMetrics } from '../../controller/policy/evaluator-coverage.js';
 import { parseVirtualService } from '../../extproc/routing/virtualservice-parse.js';
 import { EXTPROC_STREAMS_PER_CONNECTION, extprocFilter } from '../../local/envoy-config.js';
@@ -160,12 +160,12 @@ describe('extproc.yaml and controller.yaml use the contract ports and ServiceAcc
     // A whole-directory mount: subPath mounts never see ConfigMap updates.
     expect(mounts.find((m) => m.mountPath === flagsDir)).toMatchObject({ mountPath: flagsDir });
     expect(mounts.find((m) => m.mountPath === flagsDir)?.subPath).toBeUndefined();
-    // Its evaluators cover the example service under the example policies and the default: no rollout there is refused at start.
+    // Its evaluators cover the example service under the example policies and the built-in ones: no rollout there is refused at start.
     const golden = GoldenSet.load(resolve(import.meta.dirname, '../..', config.quality.golden.file!.replace(/^\/app\//, '')));
     const report = coverageReport({ config: config.quality, golden, probeSecretConfigured: true, probesSeen: {} });
     const examplePolicies = find(docs('example/policies.yaml'), 'ConfigMap', 'fledge-policies').data!;
-    const checked = [...Object.keys(examplePolicies), 'default'].map((name) => policyFromConfigMap(examplePolicies, 'example', name, loadDefaultPolicy())).filter((found) => 'policy' in found);
-    expect(checked.length).toBeGreaterThanOrEqual(2);
+    const checked = [...Object.keys(examplePolicies), 'default', 'shadow-canary'].map((name) => policyFromConfigMap(examplePolicies, 'example', name, loadBuiltInPolicies())).filter((found) => 'policy' in found);
+    expect(checked.length).toBeGreaterThanOrEqual(3);
     for (const found of checked) expect(uncoveredMetrics(found.policy, 'chat', inventoryFromReport(report))).toEqual([]);
     const flags = JSON.parse(find(extproc, 'ConfigMap', 'fledge-flags').data!['flags.json']!) as { flags: Record<string, unknown> };
     expect(Object.keys(flags.flags)).toEqual(expect.arrayContaining([config.flags.versionFlag, config.flags.killSwitchFlag]));
