@@ -218,7 +218,7 @@ describe('local-mode controller and CLI on the real local stack', () => {
     expect(readTrafficState(stack.trafficFile).services.chat!.canary).not.toBe('v9');
     expect(store.readEvents('typo').map((e) => e.reason)).toEqual(['Invalid']);
     const unknownPolicy = await waitFor('no-policy', 'Invalid', (s) => s.phase === 'Invalid');
-    expect(unknownPolicy.message).toBe('policy "nope" not found (known: inference-service, manual, guarded, default)');
+    expect(unknownPolicy.message).toBe('policy "nope" not found (known: inference-service, manual, guarded, default, shadow-canary)');
   });
 
   it('CLI: status (table and JSON, state dir found from the working directory), promote and abort through action files', async () => {
