@@ -27,7 +27,7 @@ interface AnalyzerMessage {
 const ALLOWED: { code: string; origin: RegExp; reason: string }[] = [
   {
     code: 'IST0133',
-    origin: /^EnvoyFilter istio-system\/fledge-extproc-(gateway|sidecar-outbound)$/,
+    origin: /^EnvoyFilter istio-system\/fledge-extproc-(gateway|gateway-uds|sidecar-outbound)$/,
     // Istio warns on every EnvoyFilter; no other Istio API puts an ext_proc filter before the router.
     reason: 'every EnvoyFilter is flagged as exposing Envoy internals; fledge needs one to add ext_proc',
   },
