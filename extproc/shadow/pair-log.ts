@@ -40,10 +40,11 @@ export function pairLogKey(service: string, rolloutHash: string, prefix = 'fledg
   return `${prefix}:${service}:${rolloutHash}`;
 }
 
-export function toRecord(pair: ShadowPair, labels: { service: string; version: string; rolloutHash: string }, at: number): ShadowPairRecord {
+/** The record of one pair; `comparison` when the caller has already compared it (the metrics do). */
+export function toRecord(pair: ShadowPair, labels: { service: string; version: string; rolloutHash: string }, at: number, comparison = comparePair(pair.stable, pair.other)): ShadowPairRecord {
   const { signature: _s, ...stable } = pair.stable;
   const { signature: _o, ...other } = pair.other;
-  return { at, requestId: pair.requestId, kind: pair.kind, ...labels, stable, other, comparison: comparePair(pair.stable, pair.other) };
+  return { at, requestId: pair.requestId, kind: pair.kind, ...labels, stable, other, comparison };
 }
 
 export class ShadowPairLog {

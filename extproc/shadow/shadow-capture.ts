@@ -63,7 +63,6 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
   };
   const pairLog = redis && config.logCap > 0 ? new ShadowPairLog(redis, { cap: config.logCap }) : undefined;
   const sender = new CopySender({ via: new URL(config.via!), secret: deps.secret, maxInFlight: config.maxInFlight, timeoutMs: config.timeoutSeconds * 1000, maxBodyBytes: deps.maxBodyBytes });
-  const labelsOf = shadowLabels;
   const count = (t: ShadowTicket, side: PairSide, outcome: CaptureOutcome) => metrics.countCapture(t, side, outcome);
 
   const record = async (ticket: ShadowTicket, side: PairSide, features: AnswerFeatures): Promise<void> => {
@@ -71,8 +70,8 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
       const pairs = await storeFor(ticket.service).record(ticket.requestId, side, features, side === 'stable' && ticket.noise);
       count(ticket, side, 'recorded');
       for (const pair of pairs) {
-        metrics.record(pair, labelsOf(ticket));
-        await pairLog?.append(toRecord(pair, { service: ticket.service, version: ticket.candidate, rolloutHash: ticket.candidateHash }, Date.now()));
+        const comparison = metrics.record(pair, shadowLabels(ticket));
+        await pairLog?.append(toRecord(pair, { service: ticket.service, version: ticket.candidate, rolloutHash: ticket.candidateHash }, Date.now(), comparison));
       }
     } catch (err) {
       count(ticket, side, 'store-error');

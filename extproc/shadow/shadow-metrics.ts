@@ -15,7 +15,7 @@ export type CaptureOutcome = 'recorded' | 'dropped' | 'unpinned' | 'store-error'
 export function shadowLabels(t: ShadowTicket): Omit<Labels, 'pair'> {
   return { service: t.service, version: t.candidate, rollout_hash: t.candidateHash };
 }
-import { comparePair, type Flip } from './pair-comparison.js';
+import { comparePair, type Flip, type PairComparison } from './pair-comparison.js';
 
 const LABELS = ['service', 'version', 'rollout_hash', 'pair'] as const;
 type Labels = Record<(typeof LABELS)[number], string>;
@@ -74,7 +74,8 @@ export class ShadowMetrics {
     this.captures.inc({ ...shadowLabels(ticket), side, outcome });
   }
 
-  record(pair: ShadowPair, labels: Omit<Labels, 'pair'>): void {
+  /** Counts one completed pair; returns its comparison, for whoever keeps the pair too. */
+  record(pair: ShadowPair, labels: Omit<Labels, 'pair'>): PairComparison {
     const l: Labels = { ...labels, pair: pair.kind };
     const c = comparePair(pair.stable, pair.other);
     this.pairs.inc(l);
@@ -94,5 +95,6 @@ export class ShadowMetrics {
     this.lengthRatio.observe(l, c.lengthRatio);
     this.similarity.observe(l, c.similarity);
     this.latencyDelta.observe(l, c.latencyDeltaMs / 1000);
+    return c;
   }
 }
