@@ -88,10 +88,15 @@ function rollbackMetrics(extra: string): string {
 
 /** A shadow series of the canary's pairs, `pair` = candidate or noise. */
 const shadowPairs = (pair: string) => `sum(increase(inference_shadow_pairs_total{rollout_hash="${CANARY}",pair="${pair}"}[10m]))`;
-/** The share of a kind's pairs whose second answer gained (or lost) a property; 0 when no pair had the feature. */
+/**
+ * The share of a kind's pairs whose second answer gained (or lost) a property; 0 when no pair
+ * had the feature (a service whose traffic has no golden question: its series exist at 0, and
+ * 0/0 would be NaN, which fails any condition). Flips never exceed the pairs compared, so
+ * dividing by at least 1 changes no share that has a pair behind it.
+ */
 function flipShare(pair: string, feature: string, direction: string): string {
   const where = `rollout_hash="${CANARY}",pair="${pair}",feature="${feature}"`;
-  return `((sum(increase(inference_shadow_flips_total{${where},direction="${direction}"}[10m])) or vector(0)) / (sum(increase(inference_shadow_compared_total{${where}}[10m])) or vector(1)))`;
+  return `((sum(increase(inference_shadow_flips_total{${where},direction="${direction}"}[10m])) or vector(0)) / clamp_min(sum(increase(inference_shadow_compared_total{${where}}[10m])) or vector(0), 1))`;
 }
 /** The candidate's share minus the noise floor's: what the candidate changes beyond the stable's own variation. */
 const flipExcess = (feature: string, direction: string) => `${flipShare('candidate', feature, direction)} - ${flipShare('noise', feature, direction)}`;

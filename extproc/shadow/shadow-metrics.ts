@@ -53,9 +53,9 @@ export class ShadowMetrics {
   private readonly touched = new Set<string>();
 
   /**
-   * Creates a rollout's pair and capture series at 0 on its first shadowed request, so a
-   * rate or increase over them counts the first pairs too (Prometheus cannot see an increase
-   * into a series' first sample).
+   * Creates a rollout's pair, flip and capture series and its histograms at 0 on its first
+   * shadowed request, so a rate or increase over them counts the first pairs too (Prometheus
+   * cannot see an increase into a series' first sample).
    */
   touch(ticket: ShadowTicket): void {
     const key = `${ticket.service}\u0000${ticket.candidateHash}`;
@@ -63,8 +63,14 @@ export class ShadowMetrics {
     this.touched.add(key);
     const labels = shadowLabels(ticket);
     for (const pair of ['candidate', 'noise']) {
-      this.pairs.inc({ ...labels, pair }, 0);
-      for (const feature of FLIP_FEATURES) this.compared.inc({ ...labels, pair, feature }, 0);
+      const l = { ...labels, pair };
+      this.pairs.inc(l, 0);
+      this.finishReasonChanged.inc(l, 0);
+      for (const feature of FLIP_FEATURES) {
+        this.compared.inc({ ...l, feature }, 0);
+        for (const direction of ['gained', 'lost']) this.flips.inc({ ...l, feature, direction }, 0);
+      }
+      for (const histogram of [this.lengthRatio, this.similarity, this.latencyDelta]) histogram.zero(l);
     }
     for (const side of ['stable', 'candidate', 'stable-again']) this.captures.inc({ ...labels, side, outcome: 'recorded' }, 0);
   }

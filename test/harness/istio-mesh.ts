@@ -103,16 +103,22 @@ export interface ExtprocChild extends RunningChild {
 
 /**
  * `fledge extproc` with the config of manifests/extproc.yaml's ConfigMap (routing from
- * VirtualServices), on free loopback ports, plus `extraConfig` merged on top.
+ * VirtualServices), on free loopback ports, plus `extraConfig` merged on top. `gatewayUrl`
+ * replaces the gateway Service's address in `shadow.via` (the copies' way back through the
+ * gateway), as the prober's --url is replaced: on this machine the gateway is a loopback port.
  */
-export async function startExtprocProcess(dir: string, kubeconfig: string, flagsFile: string, extraConfig: Record<string, unknown> = {}): Promise<ExtprocChild> {
+export async function startExtprocProcess(dir: string, kubeconfig: string, flagsFile: string, extraConfig: Record<string, unknown> = {}, gatewayUrl?: string): Promise<ExtprocChild> {
   const configMap = parseAllDocuments(manifest('extproc.yaml'))
     .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string }; data?: Record<string, string> })
     .find((d) => d.kind === 'ConfigMap' && d.metadata?.name === 'fledge-extproc-config');
   const text = configMap?.data?.['extproc.yaml'];
   if (!text) throw new Error('manifests/extproc.yaml: ConfigMap fledge-extproc-config has no extproc.yaml');
   const configFile = join(dir, 'extproc.yaml');
-  const config = parseYaml(text) as { probes?: { secretFile?: string }; quality?: { golden?: { file?: string } } } & Record<string, unknown>;
+  const config = parseYaml(text) as { probes?: { secretFile?: string }; quality?: { golden?: { file?: string } }; shadow?: { via?: string } } & Record<string, unknown>;
+  if (gatewayUrl !== undefined) {
+    if (!config.shadow?.via) throw new Error('manifests/extproc.yaml: the config has no shadow.via to point at the gateway');
+    config.shadow.via = gatewayUrl;
+  }
   // The Pod's mounted paths, on this machine: the probe Secret and the golden set in the image.
   let probeSecretFile: string | undefined;
   if (config.probes?.secretFile) {

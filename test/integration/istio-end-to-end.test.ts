@@ -13,7 +13,10 @@
 // (models-c) shows a silent fail-open made loud: with the EnvoyFilter's authority gone (the
 // bug of issue 13) the controller pauses its rollout, counting the traffic with the
 // gateway's own Envoy counters; a fourth (models-d) the same with the fledge-extproc Service
-// deleted.
+// deleted. Two more (models-e, models-f) run the built-in shadow-canary policy: extproc copies
+// 20% of the stable's requests back through the gateway, pinned to the candidate, and
+// shadow-check judges the pairs before any user is served by it; the healthy candidate goes on
+// to 5%, the one whose answers are twice as long is rolled back at weight 0.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -28,10 +31,11 @@ import { startIstio, type IstioHarness } from '../harness/istio.js';
 import { exampleCopy, exampleManifests, manifest, replicaSetsFor, startControllerProcess, startExtprocProcess, startProberProcess, startSimProcess, workloadEntry, type ExtprocChild, type RunningChild } from '../harness/istio-mesh.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
-import { readVirtualService, VS_API, waitForStatus, waitUntil } from '../harness/rollout-fixture.js';
+import { readStatus, readVirtualService, VS_API, waitForStatus, waitUntil } from '../harness/rollout-fixture.js';
 import { routeWeights } from '../../controller/traffic/istio/route-weights.js';
 import { isCanaryBucket, stickyBucket } from '../../extproc/sticky.js';
 import type { VirtualService } from '../../controller/traffic/istio/virtual-service.js';
+import type { RolloutStatus } from '../../controller/kube/rollout-status.js';
 import type { KnobsInput } from '../../sim/knobs.js';
 
 // The default policy's pauses are 10m, 15m and 15m: 20x makes them 30 s, 45 s and 45 s.
@@ -74,6 +78,51 @@ const B: Mesh = { service: 'chat-b', namespace: 'models-b', host: 'chat-b.exampl
 const C: Mesh = { service: 'chat-c', namespace: 'models-c', host: 'chat-c.example.com', stable: 'v3', canary: 'v4' };
 /** Rolled out while the fledge-extproc Service is deleted. */
 const D: Mesh = { service: 'chat-d', namespace: 'models-d', host: 'chat-d.example.com', stable: 'v5', canary: 'v6' };
+/** Under shadow-canary, a candidate answering like its stable: passes the shadow stage. */
+const E: Mesh = { service: 'chat-e', namespace: 'models-e', host: 'chat-e.example.com', stable: 'v7', canary: 'v8' };
+/** Under shadow-canary, a candidate whose answers are twice as long: rolled back at weight 0. */
+const F: Mesh = { service: 'chat-f', namespace: 'models-f', host: 'chat-f.example.com', stable: 'v9', canary: 'v10' };
+// The shadow stage (10m at 20x: 30 s) copies 20% of the stable's requests: at 15 requests a
+// second ~70 pairs fall in shadow-check's window (10m at 20x), past its minimum of 50 with
+// room for the requests whose ext_proc call misses its timeout on this loaded machine (they
+// fail open to the stable undecided, and are not copied).
+const SHADOW_RPS = 12;
+const SHORT: KnobsInput = { ...HEALTHY, tokens: { completion: 32 } };
+const LONG: KnobsInput = { ...HEALTHY, tokens: { completion: 64 } };
+const SHADOW_METRICS = ['shadow-capture-failures', 'shadow-failures', 'shadow-golden-lost', 'shadow-length-ratio', 'quality-score'];
+
+/** The example copied for a mesh whose candidate is rolled out under the built-in shadow-canary policy. */
+function shadowMeshManifests(m: Mesh): string {
+  const text = exampleCopy(m.namespace, m.host, { v1: m.stable, v2: m.canary }, m.service);
+  const shadowed = text.replace(/^(\s*fledge\.dev\/policy:) default$/m, '$1 shadow-canary');
+  if (shadowed === text) throw new Error('manifests/example: the candidate Deployment has no fledge.dev/policy: default to replace');
+  return shadowed;
+}
+
+/** The sum of a counter's series in Prometheus text whose labels include all of `labels`. */
+function counterSum(metricsText: string, name: string, labels: Record<string, string>): number {
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  return metricsText
+    .split('\n')
+    .filter((line) => line.startsWith(`${name}{`) && wanted.every((l) => line.includes(l)))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+}
+
+/** What a shadow rollout looked like while it stood in its shadow stage, and how it left it. */
+interface ShadowWatch {
+  /** fledge.dev/shadow-percent on every VirtualService read while the candidate's weight was 0. */
+  percents: (string | undefined)[];
+  /** Whether any read saw a shadow share together with a canary weight above 0. */
+  shadowWhileServing: boolean;
+  /** The last moment the VirtualService still gave the candidate weight 0, and extproc's counters for the candidate read just before it. */
+  lastShadowAt: number;
+  userRequests: number;
+  copies: number;
+  /** extproc's shadow capture counts for the service then, by outcome, for failure messages. */
+  captures: string;
+  /** The first status past the shadow stage: a weight above 0 or a verdict. */
+  after: RolloutStatus;
+}
 
 function weightsOf(vs: VirtualService, m: Mesh): [number | undefined, number | undefined] {
   const route = vs.spec.http?.find((h) => (h.route ?? []).length === 2)?.route ?? [];
@@ -168,6 +217,41 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
     await t.stop();
   };
   const extprocService = async (m: Mesh) => (await extproc.debugState()).services.find((s) => s.service === m.service);
+  /**
+   * Follows a shadow-canary rollout until it leaves its shadow stage (a weight above 0 or a
+   * verdict): on each look extproc's counters for the candidate as Prometheus scraped them,
+   * then the VirtualService (extproc's routing lags the VirtualService, so counters read
+   * before a look that still shows weight 0 hold no user request routed to the candidate),
+   * then the status. From Prometheus, not extproc's /metrics: rendering that page twice a
+   * second would take extproc's event loop from the requests it decides. Its traffic stops
+   * then: what follows the shadow stage is the other meshes' business.
+   */
+  const watchShadowStage = async (m: Mesh): Promise<ShadowWatch> => {
+    const watch: Omit<ShadowWatch, 'after'> = { percents: [], shadowWhileServing: false, lastShadowAt: 0, userRequests: 0, copies: 0, captures: '' };
+    const deadline = Date.now() + 180_000;
+    for (;;) {
+      const readAt = Date.now();
+      const where = `service="${m.service}",version="${m.canary}"`;
+      const [userRequests = 0] = await prometheus.query(`sum(inference_requests_total{${where}})`);
+      const [copies = 0] = await prometheus.query(`sum(fledge_shadow_copy_requests_total{${where}})`);
+      const captures = await prometheus.query(`sum by (outcome) (inference_shadow_captures_total{service="${m.service}"})`);
+      const vs = await readVirtualService(kube.adminKubeConfig, m.namespace, 'chat');
+      const percent = vs.metadata?.annotations?.['fledge.dev/shadow-percent'];
+      if (!weightsOf(vs, m)[1]) {
+        watch.percents.push(percent);
+        watch.lastShadowAt = readAt;
+        Object.assign(watch, { userRequests, copies, captures: captures.join(', ') });
+      } else if (percent !== undefined) watch.shadowWhileServing = true;
+      const { status } = await readStatus(kube.adminKubeConfig, m.namespace, 'chat-v2');
+      if (status && (status.weight > 0 || VERDICTS.includes(status.phase))) {
+        await traffic.get(m)?.stop();
+        return { ...watch, after: status };
+      }
+      if (Date.now() > deadline) throw new Error(`${m.namespace}: still in the shadow stage after 180 s; last status: ${JSON.stringify({ phase: status?.phase, step: status?.step, message: status?.message })}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  };
+  const shadowWatches = new Map<Mesh, Promise<ShadowWatch>>();
 
   beforeAll(async () => {
     kube = await startKube({ istioCrds: 'all' });
@@ -177,9 +261,11 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
     for (const file of ['rbac.yaml', 'extproc.yaml', 'controller.yaml', 'envoyfilter.yaml']) await kube.apply(manifest(file));
     await kube.apply(exampleManifests());
     await kube.apply(exampleCopy(B.namespace, B.host, { v1: B.stable, v2: B.canary }, B.service));
+    for (const m of [E, F]) await kube.apply(shadowMeshManifests(m));
     // The Deployments' Pods reported Ready (kube-controller-manager made their ReplicaSets); the candidates' hashes label extproc's series.
     await replicaSetsFor(kube.adminKubeConfig, A.namespace);
     await replicaSetsFor(kube.adminKubeConfig, B.namespace);
+    for (const m of [E, F]) await replicaSetsFor(kube.adminKubeConfig, m.namespace);
 
     // The pods: one simulated model per version, each behind a WorkloadEntry with the pods' labels.
     const versions: [Mesh, string, KnobsInput][] = [
@@ -187,6 +273,10 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
       [A, A.canary, HALLUCINATING],
       [B, B.stable, HEALTHY],
       [B, B.canary, HEALTHY],
+      [E, E.stable, SHORT],
+      [E, E.canary, SHORT],
+      [F, F.stable, SHORT],
+      [F, F.canary, LONG],
     ];
     for (const [m, version, knobs] of versions) {
       const sim = await startSimProcess(dir, version, knobs);
@@ -196,8 +286,10 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
     }
 
     const extprocKubeconfig = await kube.writeKubeconfig(await kube.kubeconfigFor('fledge-extproc', 'fledge-system'), 'extproc');
-    // manifests/extproc.yaml's config as it is: the shipped golden set, the probe Secret.
-    extproc = await startExtprocProcess(dir, extprocKubeconfig, SEED_FLAGS);
+    // manifests/extproc.yaml's config as it is: the shipped golden set, the probe Secret, shadow
+    // copies through the gateway (its loopback port here, as for the prober).
+    const gatewayUrl = `http://127.0.0.1:${istio.gateway.httpPort}`;
+    extproc = await startExtprocProcess(dir, extprocKubeconfig, SEED_FLAGS, {}, gatewayUrl);
     children.push(extproc);
     await kube.apply(workloadEntry('fledge-system', 'fledge-extproc', { 'app.kubernetes.io/name': 'fledge-extproc' }, { grpc: extproc.port, 'http-admin': extproc.adminPort }));
 
@@ -208,7 +300,7 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
     await istio.gateway.waitForListener(60_000);
     // Warm: 20 answers in a row decided by extproc (the first ext_proc calls of a cold Node
     // process can miss the production 200 ms message_timeout on a loaded machine).
-    for (const m of [A, B]) {
+    for (const m of [A, B, E, F]) {
       await waitUntil(`${m.host} answered through the gateway with extproc's decision 20 times in a row`, async () => {
         const answers = await mapLimit(Array.from({ length: 20 }, (_, i) => `warm-${i}`), 4, (user) => send(m, { user }));
         return answers.every((r) => r.status === 200 && r.headers['x-fledge-reason'] !== undefined);
@@ -216,11 +308,11 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
     }
     // The golden prober as manifests/prober.yaml runs it, as its ServiceAccount, through the gateway.
     if (!extproc.probeSecretFile) throw new Error('manifests/extproc.yaml configures no probe Secret');
-    children.push(await startProberProcess(dir, extprocKubeconfig, { gatewayUrl: `http://127.0.0.1:${istio.gateway.httpPort}`, secretFile: extproc.probeSecretFile, timeScale: TIME_SCALE }));
+    children.push(await startProberProcess(dir, extprocKubeconfig, { gatewayUrl, secretFile: extproc.probeSecretFile, timeScale: TIME_SCALE }));
     // extproc scores the probes' answers for every version: the prober's Host reaches each service through the Gateway.
     await waitUntil('golden probes of every version scored by extproc', async () => {
       const scored = await prometheus.query('sum by (version) (fledge_quality_evaluated_total{evaluator="golden-probe"})');
-      return scored.length === 4;
+      return scored.length === 8;
     }, 60_000);
     for (const m of [A, B]) userTraffic(m);
   }, 300_000);
@@ -260,6 +352,14 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
 
   it('the controller\'s weight write reaches the gateway Envoy, confirmed through istiod (weightVerified)', async () => {
     controller = await startControllerProcess(dir, kube, ['--prometheus-url', prometheus.url, '--time-scale', String(TIME_SCALE), '--lease-name', 'fledge-controller-istio-e2e', '--istiod-debug-url', istio.istiodHttpUrl, '--traffic-query', ENVOY_TRAFFIC_QUERY]);
+    // The shadow meshes' rollouts run alongside (their users from now on only: the shadow stage
+    // is all they need); their test below reads what these saw.
+    for (const m of [E, F]) {
+      userTraffic(m, SHADOW_RPS);
+      const watch = watchShadowStage(m);
+      watch.catch(() => undefined);
+      shadowWatches.set(m, watch);
+    }
     const status = await waitForStatus(kube.adminKubeConfig, B.namespace, 'chat-v2', 'the first weight step verified', (s) => s.weightVerified !== undefined, 60_000);
     expect(status.weightVerified).toMatchObject({ weight: 5, verified: true });
     expect(weightsOf(await readVirtualService(kube.adminKubeConfig, B.namespace, 'chat'), B)).toEqual([95, 5]);
@@ -363,6 +463,56 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
     expect(new Set(after.map((r) => `${r.status} ${r.servedBy}`))).toEqual(new Set([`200 ${A.stable}`]));
     expect(traffic.get(A)!.failures()).toEqual([]);
   }, 120_000);
+
+  it('shadow-canary through the gateway: the healthy candidate passes the shadow stage to 5%, the long-winded one is rolled back at weight 0; no user served by either meanwhile', async () => {
+    const healthy = await shadowWatches.get(E)!;
+    const long = await shadowWatches.get(F)!;
+
+    // The controller shares the shadow stage with extproc on the VirtualService, never while the candidate serves.
+    for (const w of [healthy, long]) {
+      expect(w.percents).toContain('20');
+      expect(w.shadowWhileServing).toBe(false);
+    }
+    // The copies went back through the gateway, where extproc pinned them to the candidate
+    // (it counts them as copies there), and none counted as a user request.
+    for (const [m, w] of [[E, healthy], [F, long]] as const) {
+      expect(w.copies, `${m.service}'s copies routed to ${m.canary} (status ${w.after.phase}: ${w.after.message}; captures: ${w.captures})`).toBeGreaterThanOrEqual(50);
+      expect(w.userRequests, `${m.service}'s user requests routed to ${m.canary} during shadow`).toBe(0);
+    }
+
+    // The healthy candidate: shadow-check passed on its pairs, then the first canary weight, the shadow share gone.
+    expect(healthy.after.phase, healthy.after.message).toBe('Progressing');
+    expect(healthy.after.weight).toBe(5);
+    const check = healthy.after.lastAnalysis;
+    expect(check?.metrics.map((mt) => [mt.name, mt.phase])).toEqual(SHADOW_METRICS.map((n) => [n, 'Successful']));
+    const ratio = check?.metrics.find((mt) => mt.name === 'shadow-length-ratio')?.measurements.at(-1);
+    expect(ratio?.n).toBeGreaterThanOrEqual(50);
+    expect(ratio?.value?.[0]).toBeGreaterThan(0.8);
+    expect(ratio?.value?.[0]).toBeLessThan(1.25);
+    const healthyVs = await readVirtualService(kube.adminKubeConfig, E.namespace, 'chat');
+    expect(healthyVs.metadata?.annotations?.['fledge.dev/shadow-percent']).toBeUndefined();
+    expect(weightsOf(healthyVs, E)[1]).toBeGreaterThanOrEqual(5);
+
+    // The candidate whose answers are twice as long: rolled back at weight 0 on the length ratio.
+    expect(long.after.phase, long.after.message).toBe('RolledBack');
+    expect(long.after.message).toMatch(/shadow-length-ratio failed: value (1\.[6-9]|2)/);
+    expect(long.after.weight).toBe(0);
+    const longVs = await readVirtualService(kube.adminKubeConfig, F.namespace, 'chat');
+    expect(weightsOf(longVs, F)).toEqual([100, 0]);
+    expect(longVs.metadata?.annotations?.['fledge.dev/shadow-percent']).toBeUndefined();
+    const longMetrics = await (await fetch(`http://127.0.0.1:${extproc.adminPort}/metrics`)).text();
+    expect(counterSum(longMetrics, 'inference_requests_total', { service: F.service, version: F.canary })).toBe(0);
+
+    // The users: every answer from the stable while the candidate was shadowed, none failed.
+    for (const [m, w] of [[E, healthy], [F, long]] as const) {
+      const t = traffic.get(m)!;
+      const during = t.answers.filter((a) => a.at <= w.lastShadowAt);
+      expect(during.length, `${m.service}'s answers during shadow`).toBeGreaterThan(200);
+      expect(during.filter((a) => a.servedBy !== m.stable).map((a) => a.servedBy)).toEqual([]);
+      expect(t.failures()).toEqual([]);
+    }
+    expect(traffic.get(F)!.answers.filter((a) => a.servedBy !== F.stable)).toEqual([]);
+  }, 60_000);
 
   it('a silent fail-open is loud: with the EnvoyFilter\'s authority gone, traffic flows undecided and the controller pauses the rollout (no-decisions)', async () => {
     for (const t of traffic.values()) await t.stop();
