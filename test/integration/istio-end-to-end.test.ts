@@ -38,9 +38,10 @@ import type { VirtualService } from '../../controller/traffic/istio/virtual-serv
 import type { RolloutStatus } from '../../controller/kube/rollout-status.js';
 import type { KnobsInput } from '../../sim/knobs.js';
 
-// The default policy's pauses are 10m, 15m and 15m: 20x makes them 30 s, 45 s and 45 s.
-// The first analysis wants 50 canary requests at weight 5: 5% of USER_RPS over 30 s is 75.
-const TIME_SCALE = 20;
+// The default policy's pauses are 10m, 15m and 15m: 15x makes them 40 s, 60 s and 60 s, room
+// for the tests that probe the 5% stage while four meshes take traffic. The first analysis
+// wants 50 canary requests at weight 5: 5% of USER_RPS over 40 s is 100.
+const TIME_SCALE = 15;
 const USER_RPS = 50;
 const SEED_FLAGS = resolve(import.meta.dirname, '../fixtures/seed/flags.json');
 /** The sims' answers to the shipped golden set (the one extproc's ConfigMap and the prober use). */
@@ -82,14 +83,14 @@ const D: Mesh = { service: 'chat-d', namespace: 'models-d', host: 'chat-d.exampl
 const E: Mesh = { service: 'chat-e', namespace: 'models-e', host: 'chat-e.example.com', stable: 'v7', canary: 'v8' };
 /** Under shadow-canary, a candidate whose answers are twice as long: rolled back at weight 0. */
 const F: Mesh = { service: 'chat-f', namespace: 'models-f', host: 'chat-f.example.com', stable: 'v9', canary: 'v10' };
-// The shadow stage (10m at 20x: 30 s) copies 20% of the stable's requests: at 15 requests a
-// second ~70 pairs fall in shadow-check's window (10m at 20x), past its minimum of 50 with
-// room for the requests whose ext_proc call misses its timeout on this loaded machine (they
-// fail open to the stable undecided, and are not copied).
+// The shadow stage (10m at 15x: 40 s) copies 20% of the stable's requests: at 12 requests a
+// second ~95 pairs by its end (shadow-check's 10m window is real time: all of them), past its
+// minimum of 50 with room for requests whose ext_proc call misses its timeout on a loaded
+// machine (they fail open to the stable undecided, and are not copied).
 const SHADOW_RPS = 12;
 const SHORT: KnobsInput = { ...HEALTHY, tokens: { completion: 32 } };
 const LONG: KnobsInput = { ...HEALTHY, tokens: { completion: 64 } };
-const SHADOW_METRICS = ['shadow-capture-failures', 'shadow-failures', 'shadow-golden-lost', 'shadow-length-ratio', 'quality-score'];
+const SHADOW_METRICS = ['shadow-capture-failures', 'shadow-failures', 'shadow-golden-lost', 'shadow-length-ratio', 'quality-score', 'shadow-guardrail'];
 
 /** The example copied for a mesh whose candidate is rolled out under the built-in shadow-canary policy. */
 function shadowMeshManifests(m: Mesh): string {
