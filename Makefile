@@ -97,6 +97,7 @@ bench: deps vegeta build
 	$(MAKE) bench-controller
 	$(MAKE) bench-model
 	$(MAKE) bench-evidence
+	$(MAKE) bench-shadow
 	$(MAKE) bench-istio
 	FLEDGE_VEGETA=$(VEGETA) $(MAKE) bench-guardrail
 
@@ -130,6 +131,13 @@ bench-evidence: build
 .PHONY: bench-evidence-e2e
 bench-evidence-e2e: build
 	node dist/bench/evidence-end-to-end.js
+
+# What shadow mode costs users, on the real local stack (~4 min): their p50/p99 with the
+# shadow share off, at 20% and 100%, and with a hanging and a failing candidate, in one run
+# (writes bench/results/shadow.json).
+.PHONY: bench-shadow
+bench-shadow: envoy system-deps build
+	FLEDGE_LOG_LEVEL=warn node dist/bench/shadow-bench.js
 
 # Controller against a real kube-apiserver and Prometheus: rollback actuation, reconcile p99
 # with 100 concurrent rollouts, RSS (writes bench/results/controller.json).

@@ -65,14 +65,32 @@ export function wordsOf(text: string): string[] {
   return text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
 }
 
+/**
+ * Per-position seeds of the signature: each position k permutes the shingles' hashes by its
+ * own seed through a 32-bit finaliser (murmur3's fmix32), so a shingle is hashed once and
+ * not once per position (64× fewer string hashes: ~8× faster on a 40-word answer).
+ */
+const POSITION_SEEDS = Array.from({ length: SIGNATURE_SIZE }, (_, k) => fmix32(Math.imul(k + 1, 0x9e3779b9)));
+
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 export function minHash(words: readonly string[], size = SIGNATURE_SIZE): number[] {
   const shingles = new Set<string>();
   if (words.length < SHINGLE) shingles.add(words.join(' '));
   for (let i = 0; i + SHINGLE <= words.length; i++) shingles.add(words.slice(i, i + SHINGLE).join(' '));
+  const seeds = size === SIGNATURE_SIZE ? POSITION_SEEDS : Array.from({ length: size }, (_, k) => fmix32(Math.imul(k + 1, 0x9e3779b9)));
   const signature = new Array<number>(size).fill(0xffffffff);
   for (const shingle of shingles) {
+    const base = MurmurHash3(shingle).result();
     for (let k = 0; k < size; k++) {
-      const h = new MurmurHash3(shingle, k).result();
+      const h = fmix32(base ^ seeds[k]!);
       if (h < signature[k]!) signature[k] = h;
     }
   }
