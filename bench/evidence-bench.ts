@@ -103,6 +103,13 @@ function main(): void {
   const variants = ROLLOUTS / 2;
   const wider = runMany(variants, () => runEvidenceRollout(random, healthy, healthy, { ...sim, hallucinationMargin: 0.03 }, { hardLimits: true, evidence: 'rollout' }));
   const sampledMore = runMany(variants, () => runEvidenceRollout(random, healthy, healthy, { ...sim, canarySampling: 0.5 }, { hardLimits: true, evidence: 'rollout' }));
+  // The built-in default policy as the controllers run it: hallucinations compared (margin
+  // 0.03) on the stage's own counts, errors by their threshold only.
+  const defaultRule = { hardLimits: true, evidence: 'stage', compared: { errors: false, hallucinations: true } } as const;
+  const defaultSim = { ...sim, hallucinationMargin: 0.03 };
+  const defaultHealthy = runMany(variants, () => runEvidenceRollout(random, healthy, healthy, defaultSim, defaultRule));
+  const defaultAa = runMany(variants, () => runEvidenceRollout(random, same, same, defaultSim, defaultRule));
+  const defaultWorse = runMany(variants, () => runEvidenceRollout(random, worse, base, defaultSim, defaultRule));
 
   const result = {
     aa_false_rollback_rate: share(aa['rolled-back'], ROLLOUTS),
@@ -142,6 +149,13 @@ function main(): void {
           'hallucination margin 0.03': summary(wider),
           'canary sampled at 50%': summary(sampledMore),
         },
+      },
+      default_policy: {
+        rule: 'the built-in default policy: hallucination-rate compared with the stable (margin 0.03) on the stage\'s own counts, the seed\'s thresholds as hard limits, errors by threshold only',
+        rollouts: variants,
+        healthy: summary(defaultHealthy),
+        aa: summary(defaultAa),
+        canary_10pct_vs_stable_5pct: summary(defaultWorse),
       },
       wall_seconds: Math.round((Date.now() - started) / 100) / 10,
     },

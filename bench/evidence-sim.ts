@@ -138,6 +138,8 @@ export interface EvidenceRunOptions {
    * still lasts at least one look); `stage`: the current stage's counts only.
    */
   evidence: 'rollout' | 'stage';
+  /** Which metrics are compared with the stable (default both); the others are thresholds only. */
+  compared?: { errors: boolean; hallucinations: boolean };
 }
 
 function total(stages: readonly { canary: ArmTally }[]): { canary: ArmTally } {
@@ -165,7 +167,7 @@ export function runEvidenceRollout(random: Random, canary: Rates, stable: Rates,
       const toCanary = Math.round((perLook * stage.weight) / 100);
       drawTraffic(random, c, toCanary, canary, sim.canarySampling ?? sim.sampling);
       drawTraffic(random, s, perLook - toCanary, stable, sim.sampling);
-      const decisions = judge(options.evidence === 'rollout' ? history : [{ canary: c, stable: s }], sim, { errors: true, hallucinations: true });
+      const decisions = judge(options.evidence === 'rollout' ? history : [{ canary: c, stable: s }], sim, options.compared ?? { errors: true, hallucinations: true });
       const action = stageEvidenceAction(decisions.map((decision) => ({ decision, action: 'rollback' })), elapsed * 1000, capMs);
       if (action.kind === 'worse') return { result: 'rolled-back', seconds: seconds + elapsed, reason: action.message };
       if (action.kind === 'not-enough-evidence') return { result: 'paused', seconds: seconds + elapsed, reason: action.message };

@@ -45,11 +45,14 @@ export class RolloutRecorder {
 
   /** The status keeps the evidence into the next step (whose analysis it judges): the stage's start and weight are those seen while it ran. */
   private recordEvidence(status: RolloutStatus): void {
-    const evidence = status.evidence;
-    if (!evidence) return;
-    const known = this.stages.get(evidence.stepIndex);
-    if (status.stepIndex === evidence.stepIndex) this.stages.set(evidence.stepIndex, { evidence, stepStartedAt: status.stepStartedAt, weight: this.weights.get(status.stepIndex) ?? status.weight });
-    else if (known) this.stages.set(evidence.stepIndex, { ...known, evidence });
+    // lastEvidence first: a stage whose deciding look and the next steps came in one reconcile
+    // is seen only there (its evidence never stood in a status of its own step's).
+    for (const evidence of [status.lastEvidence, status.evidence]) {
+      if (!evidence) continue;
+      const known = this.stages.get(evidence.stepIndex);
+      if (status.stepIndex === evidence.stepIndex) this.stages.set(evidence.stepIndex, { evidence, stepStartedAt: status.stepStartedAt, weight: this.weights.get(status.stepIndex) ?? status.weight });
+      else if (known && evidence.looks >= known.evidence.looks) this.stages.set(evidence.stepIndex, { ...known, evidence });
+    }
   }
 
   /** Every analysis run seen, oldest first. */

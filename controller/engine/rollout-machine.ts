@@ -525,9 +525,11 @@ export function inShadowStage(policy: Policy, index: number): boolean {
 /** Leaves the current step: ends its shadow stage, files its analysis run, starts the clock of the next. */
 function advance(policy: Policy, s: RolloutState, now: number, effects: RolloutEffect[]): RolloutState {
   if (inShadowStage(policy, s.stepIndex) && !inShadowStage(policy, s.stepIndex + 1)) effects.push({ type: 'set-mirror', percent: 0 });
-  // A stage's evidence judges the analysis right after it; later steps start without it.
-  const evidence = s.evidence?.stepIndex === s.stepIndex ? s.evidence : undefined;
-  const next: RolloutState = { ...s, stepIndex: s.stepIndex + 1, stepStartedAt: now, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, evidence, updatedAt: now };
+  // A stage's evidence judges the analysis right after it; later steps start without it (kept as lastEvidence).
+  const carried = s.evidence?.stepIndex === s.stepIndex;
+  const evidence = carried ? s.evidence : undefined;
+  const lastEvidence = !carried && s.evidence ? s.evidence : s.lastEvidence;
+  const next: RolloutState = { ...s, stepIndex: s.stepIndex + 1, stepStartedAt: now, analysis: undefined, lastAnalysis: s.analysis ?? s.lastAnalysis, evidence, lastEvidence, updatedAt: now };
   const entering = policy.steps[next.stepIndex];
   if (entering?.kind === 'shadow') effects.push({ type: 'set-mirror', percent: entering.percent });
   return next;
@@ -564,6 +566,6 @@ function event(severity: 'Normal' | 'Warning', reason: string, message: string):
 /** Drops undefined optional fields so the serialised status stays small and stable. */
 function clean(s: RolloutState): RolloutState {
   const out = { ...s };
-  for (const key of ['pause', 'analysis', 'lastAnalysis', 'background', 'evidence'] as const) if (out[key] === undefined) delete out[key];
+  for (const key of ['pause', 'analysis', 'lastAnalysis', 'background', 'evidence', 'lastEvidence'] as const) if (out[key] === undefined) delete out[key];
   return out;
 }

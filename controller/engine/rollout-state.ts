@@ -57,6 +57,8 @@ export interface RolloutState {
   background?: AnalysisRunState;
   /** The current (or just ended) evidence stage's looks and decisions. */
   evidence?: StageEvidence;
+  /** The previous stage's evidence once the next step no longer carries it (its deciding look, for the status). */
+  lastEvidence?: StageEvidence;
   message: string;
   updatedAt: number;
 }

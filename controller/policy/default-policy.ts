@@ -40,8 +40,28 @@ export const DEFAULT_MIN_SAMPLES = 50;
 export const DEFAULT_BACKGROUND_INTERVAL = '1m';
 export const DEFAULT_BACKGROUND_INCONCLUSIVE_LIMIT = 60;
 
-/** The rollback table's metrics, as one template; `extra` is added to each metric (indented YAML lines). */
-function rollbackMetrics(extra: string): string {
+/**
+ * The step analyses' comparison with the stable (evidence stages): hallucinations, as counts
+ * of judged answers (the rate's own counter is an estimate, not a count), within 3 points of
+ * the stable: the evidence bench's margin that promotes 93% of healthy rollouts at 10%
+ * sampling (2 points leaves 43% without a decision at the stage cap). Latency is not compared:
+ * the seed lets a canary's p95 reach twice the stable's, and a comparison strict enough to
+ * decide a stage (canary slower in at most 60% of pairs) rolled healthy demo candidates back
+ * on a busy machine's scheduling noise; the threshold stays. Error rate is not compared
+ * either: a 0.5-point margin needs ~1,500 canary requests a stage even at zero errors.
+ */
+export const DEFAULT_COMPARE = { hallucinationMargin: 0.03 } as const;
+const compareHallucination = `
+            compare:
+              margin: ${DEFAULT_COMPARE.hallucinationMargin}
+              events: sum(increase(fledge_quality_hallucination_verdicts_total{rollout_hash="${CANARY}"}[10m]))
+              trials: sum(increase(fledge_quality_evaluated_total{rollout_hash="${CANARY}"}[10m]))`;
+
+/**
+ * The rollback table's metrics, as one template; `extra` is added to each metric (indented
+ * YAML lines), `compare` adds the comparison with the stable to hallucination-rate.
+ */
+function rollbackMetrics(extra: string, compare = false): string {
   return `          - name: error-rate
             provider:
               prometheus:
@@ -82,7 +102,7 @@ function rollbackMetrics(extra: string): string {
             successCondition: result[0] <= 0.05
             action: rollback
             minSamples: ${DEFAULT_MIN_SAMPLES}
-            samplesQuery: ${evaluated}${extra}
+            samplesQuery: ${evaluated}${extra}${compare ? compareHallucination : ''}
 `;
 }
 
@@ -201,7 +221,7 @@ spec:
         name: ai-quality-check
       spec:
         metrics:
-${rollbackMetrics('')}          - name: cost-per-request
+${rollbackMetrics('', true)}          - name: cost-per-request
             provider:
               prometheus:
                 query: |

@@ -1,6 +1,8 @@
 // `fledge demo --json` end to end on the real local stack (Envoy, extproc, Prometheus, Redis,
-// sims, the local controller): a healthy candidate promoted, a hallucinating one rolled back
-// (by the data-plane guardrail: half its golden answers are wrong).
+// sims, the local controller): a healthy candidate promoted through stages that end on their
+// evidence, a hallucinating one rolled back (half its golden answers are wrong: the data-plane
+// guardrail, the background analysis or the stage's comparison with the stable, whichever
+// acts first).
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -19,6 +21,7 @@ interface DemoJson {
     analyses: { metric: string; value: number | null; threshold: string; passed: boolean; n: number | null }[];
     background?: { phase: string; analyses: { metric: string; value: number | null; threshold: string; passed: boolean; n: number | null }[] };
     breach?: { metric: string; value: number | null; threshold: string; n: number | null };
+    evidence: { weight: number; outcome: string; seconds: number; looks: number; decisions: { metric: string; verdict: string; estimate: number | null; interval: [number | null, number | null]; n: { canary: number | null; stable: number | null } }[] }[];
     rollbackSeconds?: number;
     failedRequests: number;
   }[];
@@ -48,6 +51,18 @@ describe('fledge demo (rollouts)', () => {
     expect(chat.analyses.every((a) => a.passed)).toBe(true);
     expect(chat.breach).toBeUndefined();
     expect(chat.rollbackSeconds).toBeUndefined();
+    // Each stage ended on its evidence: the hallucination comparison not worse, from real counts of at least the minimum per arm.
+    expect(chat.evidence.map((s) => [s.weight, s.outcome])).toEqual([[5, 'not-worse'], [25, 'not-worse'], [50, 'not-worse']]);
+    for (const stage of chat.evidence) {
+      expect(stage.decisions.map((d) => d.metric)).toEqual(['hallucination-rate']);
+      for (const d of stage.decisions) {
+        expect(d.verdict).toBe('not-worse');
+        expect(d.n.canary).toBeGreaterThanOrEqual(50);
+        expect(d.n.stable).toBeGreaterThanOrEqual(50);
+        expect(d.interval[0]!).toBeLessThanOrEqual(d.estimate!);
+        expect(d.interval[1]!).toBeGreaterThanOrEqual(d.estimate!);
+      }
+    }
 
     expect(assistant.outcome).toBe('rolled-back');
     // Half the candidate's golden answers wrong is a hard breach: extproc's guardrail takes the
@@ -58,12 +73,19 @@ describe('fledge demo (rollouts)', () => {
     if (breach.metric === 'guardrail') expect([breach.value, breach.threshold]).toEqual([1, 'result[0] < 1']);
     else expect(breach.n).toBeGreaterThanOrEqual(50);
     expect(assistant.steps).not.toContain('setWeight 50');
-    // Caught by the default policy's background analysis during the 15m stage at 25%, before
-    // that stage's own analysis: the step analyses that ran all passed.
+    // Caught during the 15m stage at 25%, before that stage's own analysis: the step analyses
+    // that ran all passed, and the 5% stage ended on its evidence.
     expect(assistant.steps.at(-2)).toBe('pause 15m');
     expect(assistant.analyses.every((a) => a.passed)).toBe(true);
-    expect(assistant.background?.phase).toBe('Failed');
-    expect(assistant.background?.analyses.filter((a) => !a.passed).map((a) => a.metric)).toContain(breach.metric);
+    expect(assistant.evidence[0]).toMatchObject({ weight: 5, outcome: 'not-worse' });
+    if (breach.threshold.startsWith('compare: stable')) {
+      // By the stage's comparison with the stable: worse, its interval above zero.
+      expect(assistant.evidence.at(-1)).toMatchObject({ weight: 25, outcome: 'worse' });
+      expect(assistant.evidence.at(-1)!.decisions.find((d) => d.metric === breach.metric)!.interval[0]).toBeGreaterThan(0);
+    } else {
+      expect(assistant.background?.phase).toBe('Failed');
+      expect(assistant.background?.analyses.filter((a) => !a.passed).map((a) => a.metric)).toContain(breach.metric);
+    }
     expect(chat.background?.analyses.map((a) => a.metric)).toEqual(['error-rate', 'p95-latency', 'quality-score', 'hallucination-rate', 'guardrail']);
     expect(chat.background?.analyses.every((a) => a.passed)).toBe(true);
     expect(typeof assistant.rollbackSeconds).toBe('number');

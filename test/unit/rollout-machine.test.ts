@@ -10,6 +10,11 @@ import type { Policy } from '../../controller/policy/policy.js';
 const seed = (name: string) => fileURLToPath(new URL(`../fixtures/seed/${name}`, import.meta.url));
 const seedPolicy = loadPolicyFiles([seed('rollout.yaml'), seed('analysis-template.yaml')], { includeDefault: false }).policies.get('inference-service')!;
 const defaultPolicy = loadDefaultPolicy();
+/** The default policy's steps and thresholds without its comparisons with the stable: fixed pauses, as before evidence stages. */
+const fixedDefault: Policy = {
+  ...defaultPolicy,
+  steps: defaultPolicy.steps.map((st) => (st.kind === 'analysis' ? { ...st, analysis: { ...st.analysis, metrics: st.analysis.metrics.map(({ compare: _c, ...m }) => m) } } : st)),
+};
 const hashes = { canaryHash: 'new', stableHash: 'old' };
 const MIN = 60_000;
 const T0 = Date.UTC(2026, 0, 1);
@@ -34,11 +39,14 @@ const healthy: Values = { errors: 0.001, p95: 1.0, quality: 0.93, hallucination:
 
 function metrics(canary: Partial<Values> = {}, stable: Partial<Values> = {}): MetricsProvider & { queries: string[] } {
   const queries: string[] = [];
+  const valuesOf = (query: string) => ({ ...healthy, ...(query.includes('"new"') ? canary : stable) });
   return {
     queries,
     async measure(query) {
       queries.push(query);
-      const v = { ...healthy, ...(query.includes('"new"') ? canary : stable) };
+      const v = valuesOf(query);
+      // Counts of judged answers: the hallucination rate of `samples` of them.
+      if (query.includes('increase(fledge_quality_hallucination_verdicts_total')) return [v.hallucination * v.samples];
       if (query.startsWith('sum(increase(inference_shadow_captures_total') || query.startsWith('sum(increase(inference_shadow_pairs_total')) return [v.samples];
       if (query.includes('inference_shadow_captures_total')) return [v.shadowCaptureFailures];
       if (query.includes('feature="failed"')) return [v.shadowFailures];
@@ -110,8 +118,9 @@ describe('the rollback table (default policy)', () => {
     ['hallucination-rate', { hallucination: 0.07 }, {}, 'result[0] <= 0.05'],
   ];
   for (const [metric, canary, stable, threshold] of rows) {
+    // The thresholds are the default policy's hard limits, whatever its comparisons with the stable say.
     it(`${metric} breach rolls back: weight 0 in the same transition, naming metric, value and threshold`, async () => {
-      const { state, effects } = await run(defaultPolicy, metrics(canary, stable));
+      const { state, effects } = await run(fixedDefault, metrics(canary, stable));
       expect(state.phase).toBe('RolledBack');
       expect(state.weight).toBe(0);
       expect(weights(effects)).toEqual([5, 0]);
@@ -144,9 +153,44 @@ describe('the rollback table (default policy)', () => {
   });
 });
 
+describe("the default policy's evidence stages", () => {
+  it('a healthy canary ends each stage at its first look: promoted with a StageDecided Event per stage, long before the 40 minutes of pauses', async () => {
+    const { state, effects, now } = await run(defaultPolicy, metrics());
+    expect(state.phase).toBe('Promoted');
+    expect(weights(effects)).toEqual([5, 25, 50, 100]);
+    expect(reasons(effects).filter((r) => r === 'StageDecided')).toHaveLength(3);
+    // A look every 30 s; each stage decided at its first.
+    expect(now - T0).toBe(3 * 30_000);
+    // The last stage's deciding look stays in the status once later steps no longer carry it.
+    const lastPause = defaultPolicy.steps.map((st) => st.kind).lastIndexOf('pause');
+    expect(state.evidence).toBeUndefined();
+    expect(state.lastEvidence).toMatchObject({ stepIndex: lastPause, concluded: true, looks: 1 });
+    expect(state.lastEvidence?.decisions.map((d) => [d.metric, d.verdict])).toEqual([['hallucination-rate', 'not-worse']]);
+  });
+
+  it('hallucinating 7% against the stable 1% (inside no margin, beyond the 3-point one) is rolled back at the first look of the first stage', async () => {
+    const { state, effects, now } = await run(defaultPolicy, metrics({ hallucination: 0.07 }));
+    expect(state.phase).toBe('RolledBack');
+    expect(weights(effects)).toEqual([5, 0]);
+    expect(now - T0).toBe(30_000);
+    expect(state.message).toContain('metric hallucination-rate');
+    expect(state.message).toMatch(/n canary 500 \/ stable 500/);
+  });
+
+  it('too few judged answers: extended past the planned pause, then Paused for lack of evidence at 3x, weight kept', async () => {
+    const { state, effects, now } = await run(defaultPolicy, metrics({ samples: 30 }));
+    expect(state.phase).toBe('Paused');
+    expect(state.pause?.reason).toBe('not-enough-evidence');
+    expect(state.weight).toBe(5);
+    expect(reasons(effects)).toContain('StageExtended');
+    expect(now - T0).toBe(30 * MIN);
+    expect(state.message).toContain('hallucination-rate: undecided');
+  });
+});
+
 describe('not enough evidence never promotes', () => {
   it('below minSamples the rollout pauses, and resume re-runs the analysis', async () => {
-    const { state, effects, now } = await run(defaultPolicy, metrics({ samples: 3 }));
+    const { state, effects, now } = await run(fixedDefault, metrics({ samples: 3 }));
     expect(state.phase).toBe('Paused');
     expect(state.pause?.reason).toBe('inconclusive');
     expect(state.weight).toBe(5);
@@ -154,8 +198,8 @@ describe('not enough evidence never promotes', () => {
     expect(reasons(effects)).toContain('AnalysisInconclusive');
     expect(reasons(effects)).not.toContain('RolloutCompleted');
     // A tick changes nothing while paused.
-    expect(transition(defaultPolicy, state, { type: 'tick', now: now + 60 * MIN }).state).toBe(state);
-    const resumed = transition(defaultPolicy, state, { type: 'action', action: 'resume', now: now + MIN });
+    expect(transition(fixedDefault, state, { type: 'tick', now: now + 60 * MIN }).state).toBe(state);
+    const resumed = transition(fixedDefault, state, { type: 'action', action: 'resume', now: now + MIN });
     expect(resumed.state.phase).toBe('Progressing');
     expect(resumed.state.analysis?.metrics.every((m) => m.measurements.length === 0)).toBe(true);
     expect(resumed.state.lastAnalysis?.phase).toBe('Inconclusive');
@@ -346,11 +390,12 @@ describe('background analysis (Argo canary.analysis)', () => {
     let faultAt: number | undefined;
     const options = { timeScale: SCALE };
     const provider = faultyFrom(() => now, () => faultAt, { hallucination: 0.3 });
-    let state = startRollout(defaultPolicy, now, options).state;
+    // Fixed pauses: the stage's own evidence looks would race the background run.
+    let state = startRollout(fixedDefault, now, options).state;
     let wakeAt: number | undefined;
     for (let i = 0; i < 2000 && ['Progressing', 'Paused'].includes(state.phase); i++) {
       if (wakeAt !== undefined) now = Math.max(now, wakeAt);
-      const r = await advanceRollout({ policy: defaultPolicy, state, hashes, provider, clock: () => now, options });
+      const r = await advanceRollout({ policy: fixedDefault, state, hashes, provider, clock: () => now, options });
       state = r.state;
       wakeAt = r.wakeAt;
       // The fault starts the moment the rollout enters the 15m pause at weight 25.
@@ -402,7 +447,7 @@ describe('background analysis (Argo canary.analysis)', () => {
     let now = T0;
     let faultAt: number | undefined;
     const provider = faultyFrom(() => now, () => faultAt, { hallucination: 0.3 });
-    const { background: _none, ...seedDefault } = defaultPolicy;
+    const { background: _none, ...seedDefault } = fixedDefault;
     let state = startRollout(seedDefault, now).state;
     let wakeAt: number | undefined;
     for (let i = 0; i < 100 && state.phase === 'Progressing'; i++) {
