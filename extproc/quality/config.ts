@@ -83,6 +83,12 @@ export const qualityConfigSchema = z
         /** Redis URL; absent: no LLM judge. */
         redisUrl: z.string().min(1).optional(),
         stream: z.string().min(1).default('fledge:judge:samples'),
+        /**
+         * Where shadow pairs go for the pairwise judge (prompt and both answers): every
+         * completed shadow pair whose answers are whole, while a shadow step runs. Same Redis,
+         * MAXLEN and text cap as the samples.
+         */
+        pairStream: z.string().min(1).default('fledge:judge:pairs'),
         /** Share of sampled responses sent to the judge. */
         rate: rate.default(1),
         /** Approximate cap on the stream's length (XADD MAXLEN ~). */

@@ -57,12 +57,17 @@ export class JudgeQueue {
   }
 
   offer(sample: JudgeSample): void {
+    this.append(sampleFields(sample));
+  }
+
+  /** XADDs one entry of any shape (the pairwise judge's pairs travel on a stream of their own). */
+  append(fields: string[]): void {
     this.redis
-      .xadd(this.stream, 'MAXLEN', '~', String(this.maxLength), '*', ...sampleFields(sample))
+      .xadd(this.stream, 'MAXLEN', '~', String(this.maxLength), '*', ...fields)
       .then(() => this.onResult('queued'))
       .catch((err: Error) => {
         this.onResult('failed');
-        this.logger.debug({ err: err.message, stream: this.stream }, 'judge queue: sample dropped');
+        this.logger.debug({ err: err.message, stream: this.stream }, 'judge queue: entry dropped');
       });
   }
 
