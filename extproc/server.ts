@@ -64,7 +64,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   // The LLM judge configured: shadow pairs are offered to its pairwise judgement too.
   const pairJudge =
     shadowOff === undefined && judge.redisUrl !== undefined
-      ? { queue: new JudgeQueue(judge.redisUrl, judge.pairStream, judge.maxLength, logger.child({ part: 'shadow' }), (result) => shadowMetrics.judgeOffers.inc({ result })), maxTextChars: judge.maxTextChars }
+      ? { queue: new JudgeQueue(judge.redisUrl, judge.pairStream, judge.maxLength, logger.child({ part: 'shadow' }), (result) => shadowMetrics.judgeOffers.inc({ result }), judge.pairTtlSeconds), maxTextChars: judge.maxTextChars }
       : undefined;
   const capture: ShadowCapture | undefined =
     shadowOff === undefined ? startShadowCapture({ config: config.shadow, secret: probeSecret!, maxBodyBytes: config.quality.maxBodyBytes, metrics: shadowMetrics, logger, ...(pairJudge ? { pairJudge } : {}) }) : undefined;

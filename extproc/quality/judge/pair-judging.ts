@@ -43,7 +43,7 @@ export class PairJudgeMetrics {
   readonly calls: Counter<'order' | 'result'>;
   readonly preferences: Counter<(typeof PAIR_LABELS)[number] | 'preferred'>;
   readonly inconsistent: Counter<(typeof PAIR_LABELS)[number]>;
-  readonly errors: Counter<(typeof PAIR_LABELS)[number] | 'problem'>;
+  readonly errors: Counter<(typeof PAIR_LABELS)[number] | 'order' | 'problem'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -56,7 +56,7 @@ export class PairJudgeMetrics {
       registers,
     });
     this.inconsistent = new Counter({ name: 'fledge_judge_pairwise_inconsistent_total', help: 'Shadow pairs whose two orders got different verdicts from the judge (counted as a tie in inference_shadow_preference_total): the judge\'s position bias.', labelNames: PAIR_LABELS, registers });
-    this.errors = new Counter({ name: 'fledge_judge_pairwise_errors_total', help: 'Shadow pairs left without a preference because a pairwise reply was no verdict (problem: unparseable, no-preference).', labelNames: [...PAIR_LABELS, 'problem'], registers });
+    this.errors = new Counter({ name: 'fledge_judge_pairwise_errors_total', help: 'Shadow pairs left without a preference because a pairwise reply was no verdict (order: the call that failed, stable-first or candidate-first; problem: unparseable, no-preference).', labelNames: [...PAIR_LABELS, 'order', 'problem'], registers });
   }
 
   /** Counts a finished pair; the preference series of its rollout start at 0 with its first pair, so rates count it. */
@@ -64,7 +64,7 @@ export class PairJudgeMetrics {
     const labels = { service: sample.service, version: sample.version, rollout_hash: sample.rollout_hash, pair: sample.pair };
     if (outcome.kind === 'stopped') return;
     this.pairs.inc({ result: outcome.kind });
-    if (outcome.kind === 'judge-error') this.errors.inc({ ...labels, problem: outcome.problem });
+    if (outcome.kind === 'judge-error') this.errors.inc({ ...labels, order: outcome.order, problem: outcome.problem });
     if (outcome.kind !== 'judged') return;
     for (const preferred of ['stable', 'candidate', 'tie']) this.preferences.inc({ ...labels, preferred }, preferred === outcome.combined.preferred ? 1 : 0);
     this.inconsistent.inc(labels, outcome.combined.inconsistent ? 1 : 0);

@@ -52,6 +52,8 @@ type ReadReply = [stream: string, entries: StreamEntry[]][] | null;
 export class JudgeWorker {
   readonly registry = new Registry();
   private readonly redis: Redis;
+  /** The pairs loop's own connection: a blocking XREADGROUP holds its connection, and must not hold up the samples loop's reads and acks. */
+  private pairRedis: Redis | undefined;
   private readonly limiter: RateLimiter;
   private readonly abort = new AbortController();
   private readonly scores: ScoreWindow<'service' | 'version' | 'rollout_hash' | 'evaluator'>;
@@ -84,9 +86,13 @@ export class JudgeWorker {
     await this.ensureGroup(stream);
     if (pairStream) await this.ensureGroup(pairStream);
     this.admin = await startAdminServer(this.options.adminHost, this.options.adminPort, { registry: this.registry, ready: () => this.connected, debugState: () => ({ stream, pairStream: pairStream ?? null, group: this.options.group }) }, this.logger);
-    const loop = (name: string, handle: (id: string, fields: string[] | null) => Promise<void>) => this.consume(name, handle).catch((err: unknown) => this.logger.error({ err, stream: name }, 'judge worker loop stopped'));
-    this.loops = [loop(stream, (id, fields) => this.judgeEntry(id, fields))];
-    if (pairStream) this.loops.push(loop(pairStream, (id, fields) => this.judgePairEntry(id, fields)));
+    const loop = (name: string, redis: Redis, handle: (id: string, fields: string[] | null) => Promise<void>) => this.consume(name, redis, handle).catch((err: unknown) => this.logger.error({ err, stream: name }, 'judge worker loop stopped'));
+    this.loops = [loop(stream, this.redis, (id, fields) => this.judgeEntry(id, fields))];
+    if (pairStream) {
+      const redis = (this.pairRedis = this.redis.duplicate());
+      redis.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'judge worker: redis error (pairs)'));
+      this.loops.push(loop(pairStream, redis, (id, fields) => this.judgePairEntry(redis, id, fields)));
+    }
     this.logger.info({ stream, pairStream: pairStream ?? null, group: this.options.group, judge: this.options.endpoint.url, ratePerSecond: this.options.ratePerSecond, adminPort: this.admin.port }, 'judge worker started');
     return this.admin.port;
   }
@@ -94,6 +100,7 @@ export class JudgeWorker {
   async stop(): Promise<void> {
     this.abort.abort();
     this.redis.disconnect();
+    this.pairRedis?.disconnect();
     await Promise.all(this.loops);
     if (this.admin) {
       await new Promise<void>((r) => this.admin!.server.close(() => r()));
@@ -110,15 +117,17 @@ export class JudgeWorker {
     }
   }
 
-  private async consume(stream: string, handle: (id: string, fields: string[] | null) => Promise<void>): Promise<void> {
+  private async consume(stream: string, redis: Redis, handle: (id: string, fields: string[] | null) => Promise<void>): Promise<void> {
     let cursor = '0'; // first our own pending entries (after a restart), then new ones
     while (!this.abort.signal.aborted) {
       let reply: ReadReply;
       try {
-        reply = (await this.redis.xreadgroup('GROUP', this.options.group, this.options.consumer, 'COUNT', String(this.options.concurrency), 'BLOCK', '1000', 'STREAMS', stream, cursor)) as ReadReply;
+        reply = (await redis.xreadgroup('GROUP', this.options.group, this.options.consumer, 'COUNT', String(this.options.concurrency), 'BLOCK', '1000', 'STREAMS', stream, cursor)) as ReadReply;
       } catch (err) {
         if (this.abort.signal.aborted) return;
         this.logger.warn({ err: (err as Error).message, stream }, 'judge worker: read failed; retrying');
+        // The stream expired with its group (a pairs stream does when no pair came for its TTL): make it again.
+        if (String((err as Error).message).includes('NOGROUP')) await this.ensureGroup(stream).catch(() => undefined);
         await sleep(500, this.abort.signal);
         continue;
       }
@@ -148,12 +157,12 @@ export class JudgeWorker {
     await this.ack(this.options.stream, id);
   }
 
-  private async judgePairEntry(id: string, fields: string[] | null): Promise<void> {
+  private async judgePairEntry(redis: Redis, id: string, fields: string[] | null): Promise<void> {
     const stream = this.options.pairStream!;
     const sample = parsePairSampleFields(fields ?? []);
     if (!sample) {
       this.pairMetrics.pairs.inc({ result: 'invalid' });
-      await this.ack(stream, id);
+      await this.ack(stream, id, true, redis);
       return;
     }
     const rubric = this.options.pairRubric ?? DEFAULT_PAIRWISE_RUBRIC;
@@ -163,7 +172,8 @@ export class JudgeWorker {
     if (outcome.kind === 'stopped') return;
     this.pairMetrics.record(sample, outcome);
     if (outcome.kind === 'judge-error') this.logger.warn({ problem: outcome.problem, err: outcome.message, order: outcome.order, id, service: sample.service, pair: sample.pair }, 'pairwise judge reply is no verdict; pair gets no preference');
-    await this.ack(stream, id);
+    // The pair's texts are not kept once it is finished.
+    await this.ack(stream, id, true, redis);
   }
 
   /**
@@ -212,9 +222,11 @@ export class JudgeWorker {
       .catch((err: Error) => this.logger.warn({ err: err.message }, 'judge worker: publishing a score failed'));
   }
 
-  private async ack(stream: string, id: string): Promise<void> {
+  /** `remove`: also XDEL the entry (it holds text no one needs any more). */
+  private async ack(stream: string, id: string, remove = false, redis = this.redis): Promise<void> {
     try {
-      await this.redis.xack(stream, this.options.group, id);
+      await redis.xack(stream, this.options.group, id);
+      if (remove) await redis.xdel(stream, id);
     } catch (err) {
       this.logger.warn({ err: (err as Error).message, id, stream }, 'judge worker: ack failed (the entry may be judged twice)');
     }
