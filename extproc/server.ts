@@ -120,7 +120,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
         guardrail: { trips: guardrail.guardrail.list(), peers: config.guardrail.redisUrl ? { channel: config.guardrail.channel } : null },
         flags: flagProvider ? { file: flagProvider.file, generation: flagProvider.generation, lastError: flagProvider.lastError ?? null } : null,
       }),
-      coverage: async () => coverageReport({ config: config.quality, golden: quality?.golden, probeSecretConfigured: probeSecret !== undefined, probesSeen: await probesSeen(metrics) }),
+      coverage: async () => coverageReport({ config: config.quality, golden: quality?.golden, probeSecretConfigured: probeSecret !== undefined, probesSeen: await probesSeen(metrics), shadowCapture: capture !== undefined }),
     },
     logger,
   );
