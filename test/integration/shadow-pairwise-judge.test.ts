@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger.js';
@@ -8,13 +10,16 @@ import { JudgeWorker } from '../../extproc/quality/judge/worker.js';
 import { emptyObservation, type Observation } from '../../extproc/quality/observation.js';
 import { answerFeatures } from '../../extproc/shadow/answer-features.js';
 import { judgeTextOf, pairJudgeSample, pairSampleFields } from '../../extproc/shadow/pair-judge-sample.js';
+import { ShadowPairLog, toRecord } from '../../extproc/shadow/pair-log.js';
 import { ShadowPairStore, type PairSide } from '../../extproc/shadow/pair-store.js';
+import type { ShadowReport } from '../../cli/shadow-report/report.js';
 import { resolveModelPath } from '../../model/model-files.js';
 import { startModelServer, type ModelServerHandle } from '../../model/server.js';
-import { metricValue } from '../harness/dataplane.js';
+import { CLI, metricValue } from '../harness/dataplane.js';
 import { startRedis, type RunningRedis } from '../harness/redis.js';
 
 const logger = createLogger('shadow-pairwise-judge-test', 'warn');
+const run = promisify(execFile);
 const labels = { service: 'chat', version: 'v2', rolloutHash: 'h2' };
 /** Shadowed requests: the stable's answer, the candidate's, and for the last one the stable's second answer (a noise pair). */
 const REQUESTS: { prompt: string; stable: string; candidate: string; stableAgain?: string }[] = [
@@ -61,6 +66,7 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
     // Offered only once the connection is up: the queue drops entries while Redis is unreachable.
     await expect.poll(() => queue.connected, { timeout: 5000 }).toBe(true);
     const store = new ShadowPairStore(client, { service, ttlSeconds: 120 });
+    const pairLog = new ShadowPairLog(client);
     const kinds: Record<string, number> = {};
     let offered = 0;
     for (const [i, r] of REQUESTS.entries()) {
@@ -74,6 +80,7 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
           const sample = pairJudgeSample(pair, { ...labels, service }, Date.now());
           expect(sample).toBeDefined();
           queue.append(pairSampleFields(sample!));
+          await pairLog.append(toRecord(pair, { ...labels, service }, Date.now()));
           offered++;
           kinds[pair.kind] = (kinds[pair.kind] ?? 0) + 1;
         }
@@ -87,7 +94,7 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
     return { offered, kinds };
   }
 
-  async function judgeAll(stream: string, responseFormat: JudgeResponseFormat): Promise<{ metrics: string; offered: number; kinds: Record<string, number> }> {
+  async function judgeAll(stream: string, responseFormat: JudgeResponseFormat): Promise<{ metrics: string; offered: number; kinds: Record<string, number>; service: string }> {
     const worker = new JudgeWorker(
       {
         redisUrl: redis.url,
@@ -108,7 +115,8 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
     );
     workers.push(worker);
     await worker.start();
-    const { offered, kinds } = await offerPairs(stream, stream.replace(/\W/gu, '-'));
+    const service = stream.replace(/\W/gu, '-');
+    const { offered, kinds } = await offerPairs(stream, service);
     const finished = async () => {
       const text = await worker.registry.metrics();
       return metricValue(text, 'fledge_judge_pairs_total', { result: 'judged' }) + metricValue(text, 'fledge_judge_pairs_total', { result: 'judge-error' });
@@ -116,13 +124,13 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
     await expect.poll(finished, { timeout: 150_000, interval: 500 }).toBe(offered);
     // A finished pair's texts are deleted from the stream.
     await expect.poll(() => client.xlen(stream), { timeout: 5000 }).toBe(0);
-    return { metrics: await worker.registry.metrics(), offered, kinds };
+    return { metrics: await worker.registry.metrics(), offered, kinds, service };
   }
 
   const calls = (metrics: string, order: string, result: string) => metricValue(metrics, 'fledge_judge_pairwise_calls_total', { order, result });
 
   it('asked for the pairwise schema: every pair ends as one preference (two calls, one per order) or one counted judge error', async () => {
-    const { metrics, offered, kinds } = await judgeAll('judge:pairs:schema', 'json_schema');
+    const { metrics, offered, kinds, service } = await judgeAll('judge:pairs:schema', 'json_schema');
     expect(kinds).toEqual({ candidate: 3, noise: 1 });
     const judged = metricValue(metrics, 'fledge_judge_pairs_total', { result: 'judged' });
     const errors = metricValue(metrics, 'fledge_judge_pairs_total', { result: 'judge-error' });
@@ -148,14 +156,29 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
       const prefsOfKind = ['stable', 'candidate', 'tie'].reduce((s, preferred) => s + metricValue(metrics, 'inference_shadow_preference_total', { pair, preferred }), 0);
       expect(prefsOfKind + errorsOfKind).toBe(kinds[pair]);
     }
+    // The report (the built CLI) reads the worker's preference log: the same counts, with intervals.
+    await expect.poll(async () => (await client.llen(`fledge:shadow-preferences:${service}:h2`)), { timeout: 5000 }).toBe(judged);
+    const { stdout } = await run(process.execPath, [CLI, 'shadow-report', service, '--redis', redis.url, '--json']);
+    const report = JSON.parse(stdout) as ShadowReport;
+    for (const pair of ['candidate', 'noise'] as const) {
+      const judgedOfKind = ['stable', 'candidate', 'tie'].reduce((s, preferred) => s + metricValue(metrics, 'inference_shadow_preference_total', { pair, preferred }), 0);
+      if (judgedOfKind === 0) continue;
+      const summary = report.preferences![pair]!;
+      expect(summary.n).toBe(judgedOfKind);
+      for (const preferred of ['stable', 'candidate', 'tie'] as const) expect(summary[preferred].count).toBe(metricValue(metrics, 'inference_shadow_preference_total', { pair, preferred }));
+      expect(summary.inconsistent.count).toBe(metricValue(metrics, 'fledge_judge_pairwise_inconsistent_total', { pair }));
+      expect(summary.tie.ci95[0]).toBeLessThanOrEqual(summary.tie.rate);
+      expect(summary.tie.ci95[1]).toBeGreaterThanOrEqual(summary.tie.rate);
+    }
   }, 240_000);
 
   it('not asked for JSON: its prose replies are judge errors, never preferences', async () => {
-    const { metrics, offered } = await judgeAll('judge:pairs:prose', 'none');
+    const { metrics, offered, service } = await judgeAll('judge:pairs:prose', 'none');
     expect(metricValue(metrics, 'fledge_judge_pairs_total', { result: 'judge-error' })).toBe(offered);
     expect(metricValue(metrics, 'fledge_judge_pairs_total', { result: 'judged' })).toBe(0);
     expect(metricValue(metrics, 'fledge_judge_pairwise_errors_total', { order: 'stable-first' })).toBe(offered);
     expect(calls(metrics, 'candidate-first', 'ok') + calls(metrics, 'candidate-first', 'no-verdict')).toBe(0);
     expect(metrics).not.toMatch(/^inference_shadow_preference_total\{/mu);
+    expect(await client.exists(`fledge:shadow-preferences:${service}:h2`)).toBe(0);
   }, 240_000);
 });

@@ -6,6 +6,7 @@ import { startAdminServer } from '../../admin.js';
 import { parseSampleFields, type JudgeSample } from '../judge-queue.js';
 import { ScoreWindow } from '../score-window.js';
 import { parsePairSampleFields } from '../../shadow/pair-judge-sample.js';
+import { PreferenceLog } from '../../shadow/preference-log.js';
 import { askJudge, askPairwise, JudgeOutputError, type JudgeEndpoint } from './judge-client.js';
 import { judgePair, PairJudgeMetrics, type CallOutcome } from './pair-judging.js';
 import { DEFAULT_PAIRWISE_RUBRIC } from './pairwise-rubric.js';
@@ -171,6 +172,11 @@ export class JudgeWorker {
     );
     if (outcome.kind === 'stopped') return;
     this.pairMetrics.record(sample, outcome);
+    if (outcome.kind === 'judged') {
+      const record = { at: Date.now(), requestId: sample.request_id, pair: sample.pair, ...outcome.combined };
+      // For fledge shadow-report; the metrics are what a gate reads, so a failed write only thins the report.
+      new PreferenceLog(redis).append(sample.service, sample.rollout_hash, record).catch((err: Error) => this.logger.warn({ err: err.message }, 'judge worker: keeping a preference for the report failed'));
+    }
     if (outcome.kind === 'judge-error') this.logger.warn({ problem: outcome.problem, err: outcome.message, order: outcome.order, id, service: sample.service, pair: sample.pair }, 'pairwise judge reply is no verdict; pair gets no preference');
     // The pair's texts are not kept once it is finished.
     await this.ack(stream, id, true, redis);
