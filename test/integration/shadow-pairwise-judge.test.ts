@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +17,9 @@ import type { ShadowReport } from '../../cli/shadow-report/report.js';
 import { resolveModelPath } from '../../model/model-files.js';
 import { startModelServer, type ModelServerHandle } from '../../model/server.js';
 import { CLI, metricValue } from '../harness/dataplane.js';
+import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
 import { startRedis, type RunningRedis } from '../harness/redis.js';
+import { parse as parseYaml } from 'yaml';
 
 const logger = createLogger('shadow-pairwise-judge-test', 'warn');
 const run = promisify(execFile);
@@ -27,6 +30,14 @@ const REQUESTS: { prompt: string; stable: string; candidate: string; stableAgain
   { prompt: 'How many legs does a spider have?', stable: 'A spider has eight legs.', candidate: 'Spiders have eight legs.' },
   { prompt: 'Who wrote the play Hamlet?', stable: 'Hamlet was written by Charles Dickens.', candidate: 'William Shakespeare wrote Hamlet.', stableAgain: 'Hamlet was written by William Shakespeare.' },
 ];
+/** docs/shadow.md's shadow-preference metric, verbatim, for the rollout hash h2. */
+function docsMetric(): { query: string; samplesQuery: string } {
+  const docs = readFileSync(new URL('../../docs/shadow.md', import.meta.url), 'utf8');
+  const block = /```yaml\n( +# shadow-preference[^\n]*\n[\s\S]*?)```/u.exec(docs)![1]!;
+  const [metric] = parseYaml(block) as { provider: { prometheus: { query: string } }; samplesQuery: string }[];
+  const h2 = (q: string) => q.replaceAll('{{args.canary-hash}}', 'h2');
+  return { query: h2(metric!.provider.prometheus.query), samplesQuery: h2(metric!.samplesQuery) };
+}
 const observation = (text: string): Observation => ({ ...emptyObservation(), kind: 'json', text, textLength: text.length });
 
 /**
@@ -41,6 +52,7 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
   let redis: RunningRedis;
   let client: Redis;
   let judge: ModelServerHandle;
+  let prometheus: RunningPrometheus | undefined;
   const workers: JudgeWorker[] = [];
   const queues: JudgeQueue[] = [];
 
@@ -54,6 +66,7 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
   afterAll(async () => {
     for (const worker of workers) await worker.stop();
     for (const queue of queues) await queue.close();
+    await prometheus?.stop();
     client?.disconnect();
     await judge?.close();
     await redis?.stop();
@@ -94,7 +107,8 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
     return { offered, kinds };
   }
 
-  async function judgeAll(stream: string, responseFormat: JudgeResponseFormat): Promise<{ metrics: string; offered: number; kinds: Record<string, number>; service: string }> {
+  /** `scraped`: a real Prometheus scrapes the worker from before the first pair (for the docs' AnalysisTemplate metric). */
+  async function judgeAll(stream: string, responseFormat: JudgeResponseFormat, scraped = false): Promise<{ metrics: string; offered: number; kinds: Record<string, number>; service: string }> {
     const worker = new JudgeWorker(
       {
         redisUrl: redis.url,
@@ -114,7 +128,11 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
       logger,
     );
     workers.push(worker);
-    await worker.start();
+    const adminPort = await worker.start();
+    if (scraped) {
+      prometheus = await startPrometheus([`127.0.0.1:${adminPort}`], 500);
+      await prometheus.waitForScrapes(1);
+    }
     const service = stream.replace(/\W/gu, '-');
     const { offered, kinds } = await offerPairs(stream, service);
     const finished = async () => {
@@ -124,13 +142,14 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
     await expect.poll(finished, { timeout: 150_000, interval: 500 }).toBe(offered);
     // A finished pair's texts are deleted from the stream.
     await expect.poll(() => client.xlen(stream), { timeout: 5000 }).toBe(0);
+    if (scraped) await prometheus!.waitForScrapes(2);
     return { metrics: await worker.registry.metrics(), offered, kinds, service };
   }
 
   const calls = (metrics: string, order: string, result: string) => metricValue(metrics, 'fledge_judge_pairwise_calls_total', { order, result });
 
   it('asked for the pairwise schema: every pair ends as one preference (two calls, one per order) or one counted judge error', async () => {
-    const { metrics, offered, kinds, service } = await judgeAll('judge:pairs:schema', 'json_schema');
+    const { metrics, offered, kinds, service } = await judgeAll('judge:pairs:schema', 'json_schema', true);
     expect(kinds).toEqual({ candidate: 3, noise: 1 });
     const judged = metricValue(metrics, 'fledge_judge_pairs_total', { result: 'judged' });
     const errors = metricValue(metrics, 'fledge_judge_pairs_total', { result: 'judge-error' });
@@ -156,6 +175,17 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
       const prefsOfKind = ['stable', 'candidate', 'tie'].reduce((s, preferred) => s + metricValue(metrics, 'inference_shadow_preference_total', { pair, preferred }), 0);
       expect(prefsOfKind + errorsOfKind).toBe(kinds[pair]);
     }
+    // docs/shadow.md's shadow-preference metric on a real Prometheus: the stable's net wins over the candidate minus over itself.
+    const count = (pair: string, preferred: string) => metricValue(metrics, 'inference_shadow_preference_total', { pair, preferred });
+    const net = (pair: string) => (count(pair, 'stable') - count(pair, 'candidate')) / Math.max(1, count(pair, 'stable') + count(pair, 'candidate') + count(pair, 'tie'));
+    const { query, samplesQuery } = docsMetric();
+    const value = await prometheus!.query(query);
+    expect(value).toHaveLength(1);
+    expect(value[0]).toBeCloseTo(net('candidate') - net('noise'), 6);
+    const samples = (await prometheus!.query(samplesQuery))[0]!;
+    // increase() extrapolates to the end of its range by at most half a scrape interval: a few percent over the count.
+    expect(samples).toBeGreaterThanOrEqual(count('candidate', 'stable') + count('candidate', 'candidate') + count('candidate', 'tie'));
+    expect(samples).toBeLessThan(1.25 * (count('candidate', 'stable') + count('candidate', 'candidate') + count('candidate', 'tie')));
     // The report (the built CLI) reads the worker's preference log: the same counts, with intervals.
     await expect.poll(async () => (await client.llen(`fledge:shadow-preferences:${service}:h2`)), { timeout: 5000 }).toBe(judged);
     const { stdout } = await run(process.execPath, [CLI, 'shadow-report', service, '--redis', redis.url, '--json']);
@@ -178,7 +208,9 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
     expect(metricValue(metrics, 'fledge_judge_pairs_total', { result: 'judged' })).toBe(0);
     expect(metricValue(metrics, 'fledge_judge_pairwise_errors_total', { order: 'stable-first' })).toBe(offered);
     expect(calls(metrics, 'candidate-first', 'ok') + calls(metrics, 'candidate-first', 'no-verdict')).toBe(0);
-    expect(metrics).not.toMatch(/^inference_shadow_preference_total\{/mu);
+    // The series exist (at 0, from the first pair read) but no reply became a preference.
+    expect(metricValue(metrics, 'inference_shadow_preference_total', { rollout_hash: 'h2' })).toBe(0);
+    expect(metricValue(metrics, 'fledge_judge_pairwise_inconsistent_total', { rollout_hash: 'h2' })).toBe(0);
     expect(await client.exists(`fledge:shadow-preferences:${service}:h2`)).toBe(0);
   }, 240_000);
 });

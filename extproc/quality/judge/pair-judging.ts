@@ -59,14 +59,33 @@ export class PairJudgeMetrics {
     this.errors = new Counter({ name: 'fledge_judge_pairwise_errors_total', help: 'Shadow pairs left without a preference because a pairwise reply was no verdict (order: the call that failed, stable-first or candidate-first; problem: unparseable, no-preference).', labelNames: [...PAIR_LABELS, 'order', 'problem'], registers });
   }
 
-  /** Counts a finished pair; the preference series of its rollout start at 0 with its first pair, so rates count it. */
+  private readonly touched = new Set<string>();
+
+  /**
+   * Creates a rollout's preference series (both kinds, every value) at 0 when its first pair
+   * arrives, before the judge answers: Prometheus sees no increase into a series' first
+   * sample, so the first verdicts would otherwise be lost to rate() and increase().
+   */
+  touch(sample: PairJudgeSample): void {
+    const key = `${sample.service}\u0000${sample.version}\u0000${sample.rollout_hash}`;
+    if (this.touched.has(key)) return;
+    this.touched.add(key);
+    for (const pair of ['candidate', 'noise']) {
+      const labels = { service: sample.service, version: sample.version, rollout_hash: sample.rollout_hash, pair };
+      for (const preferred of ['stable', 'candidate', 'tie']) this.preferences.inc({ ...labels, preferred }, 0);
+      this.inconsistent.inc(labels, 0);
+    }
+  }
+
+  /** Counts a finished pair (its rollout's series created at 0 first, if touch() has not). */
   record(sample: PairJudgeSample, outcome: PairOutcome): void {
     const labels = { service: sample.service, version: sample.version, rollout_hash: sample.rollout_hash, pair: sample.pair };
     if (outcome.kind === 'stopped') return;
     this.pairs.inc({ result: outcome.kind });
     if (outcome.kind === 'judge-error') this.errors.inc({ ...labels, order: outcome.order, problem: outcome.problem });
     if (outcome.kind !== 'judged') return;
-    for (const preferred of ['stable', 'candidate', 'tie']) this.preferences.inc({ ...labels, preferred }, preferred === outcome.combined.preferred ? 1 : 0);
-    this.inconsistent.inc(labels, outcome.combined.inconsistent ? 1 : 0);
+    this.touch(sample);
+    this.preferences.inc({ ...labels, preferred: outcome.combined.preferred });
+    if (outcome.combined.inconsistent) this.inconsistent.inc(labels);
   }
 }

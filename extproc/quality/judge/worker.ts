@@ -166,6 +166,7 @@ export class JudgeWorker {
       await this.ack(stream, id, true, redis);
       return;
     }
+    this.pairMetrics.touch(sample);
     const rubric = this.options.pairRubric ?? DEFAULT_PAIRWISE_RUBRIC;
     const outcome = await judgePair(sample, (order, a, b) =>
       this.callUntilDone(sample.enqueued_at, () => askPairwise(this.options.endpoint, rubric, sample.prompt, a, b), (result) => this.pairMetrics.calls.inc({ order, result }), { id, order }),
