@@ -75,8 +75,8 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
   const { pairJudge } = deps;
   const textOf = (observation: Observation, status: number | undefined, prompt: string | undefined, withPrompt: boolean): JudgeText | undefined =>
     judgeTextOf(pairJudge !== undefined, observation, status, prompt, withPrompt, pairJudge?.maxTextChars ?? 0);
-  // Memory sides expire as later ones are recorded; with text in them, also when traffic stops.
-  const sweeper = pairJudge ? setInterval(() => memory.sweep(), config.pairTtlSeconds * 1000).unref() : undefined;
+  // Memory sides expire as later ones are recorded; with text in them, also within a second of their TTL when traffic stops.
+  const sweeper = pairJudge ? setInterval(() => memory.sweep(), 1000).unref() : undefined;
 
   const record = async (ticket: ShadowTicket, side: PairSide, features: AnswerFeatures, text: JudgeText | undefined): Promise<void> => {
     try {
