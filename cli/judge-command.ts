@@ -8,6 +8,8 @@ import { exitOnError, stopOnSignals } from './exit.js';
 interface JudgeCliOptions {
   redisUrl: string;
   stream: string;
+  pairStream: string | false;
+  pairRubricFile?: string;
   group: string;
   consumer?: string;
   scoresStream: string;
@@ -34,9 +36,12 @@ const positive = (v: string): number => {
 
 export function judgeCommand(): Command {
   return new Command('judge')
-    .description('Run the LLM-judge worker: score sampled answers from the Redis Stream with an OpenAI-compatible judge, rate-limited.')
+    .description('Run the LLM-judge worker: score sampled answers from the Redis Stream with an OpenAI-compatible judge, and judge shadow pairs (stable vs candidate, both orders), rate-limited.')
     .addOption(new Option('--redis-url <url>', 'Redis holding the sample stream').default('redis://127.0.0.1:6379'))
     .addOption(new Option('--stream <key>', 'sample stream (extproc quality.judge.stream)').default('fledge:judge:samples'))
+    .addOption(new Option('--pair-stream <key>', 'shadow pairs stream for the pairwise judge, both orders per pair (extproc quality.judge.pairStream)').default('fledge:judge:pairs'))
+    .addOption(new Option('--no-pair-stream', 'do not judge shadow pairs'))
+    .addOption(new Option('--pair-rubric-file <file>', 'system prompt for the pairwise judge (default: built-in pairwise rubric)'))
     .addOption(new Option('--group <name>', 'consumer group shared by all judge workers').default('fledge-judge'))
     .addOption(new Option('--consumer <name>', 'this worker in the group (default host-pid)'))
     .addOption(new Option('--scores-stream <key>', 'where scores are published').default('fledge:judge:scores'))
@@ -70,6 +75,8 @@ export function judgeCommand(): Command {
           scoreWindowSeconds: opts.window,
           adminHost: opts.host,
           adminPort: opts.adminPort,
+          ...(opts.pairStream === false ? {} : { pairStream: opts.pairStream }),
+          ...(opts.pairRubricFile ? { pairRubric: readFileSync(opts.pairRubricFile, 'utf8') } : {}),
         },
         logger,
       );

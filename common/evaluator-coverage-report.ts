@@ -28,7 +28,12 @@ export const coverageReportSchema = z.object({
     /** service → verified probes this replica answered since it started. */
     seen: z.record(z.string(), z.number().min(0)),
   }),
-  judge: z.object({ configured: z.boolean(), stream: z.string().nullable() }),
+  judge: z.object({
+    configured: z.boolean(),
+    stream: z.string().nullable(),
+    /** Shadow pairs go to the pairwise judge on this stream (judge configured and shadow capture on); null otherwise, and from extprocs that predate it. */
+    pairStream: z.string().nullable().default(null),
+  }),
   modelReported: z.object({ services: z.array(z.string()) }),
   /** JSON format validity scores the answers of requests that asked for JSON (always on). */
   format: z.boolean(),

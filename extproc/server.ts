@@ -14,6 +14,7 @@ import type { RoutingStateSource } from './routing/state.js';
 import { ProbeVerifier } from './probes/probe-token.js';
 import { loadProbeSecret } from './probes/secret.js';
 import { coverageReport } from './quality/coverage-report.js';
+import { JudgeQueue } from './quality/judge-queue.js';
 import { startQualityPipeline } from './quality/pipeline.js';
 import { startShadowCapture, type ShadowCapture } from './shadow/shadow-capture.js';
 import { shadowUnavailable } from './shadow/shadow-config.js';
@@ -59,9 +60,15 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   const shadowMetrics = new ShadowMetrics(metrics.registry);
   const shadowOff = shadowUnavailable(config.shadow, probeSecret !== undefined, quality !== undefined);
   let warnedShadowOff = false;
+  const judge = config.quality.judge;
+  // The LLM judge configured: shadow pairs are offered to its pairwise judgement too.
+  const pairJudge =
+    shadowOff === undefined && judge.redisUrl !== undefined
+      ? { queue: new JudgeQueue(judge.redisUrl, judge.pairStream, judge.maxLength, logger.child({ part: 'shadow' }), (result) => shadowMetrics.judgeOffers.inc({ result }), judge.pairTtlSeconds), maxTextChars: judge.maxTextChars }
+      : undefined;
   const capture: ShadowCapture | undefined =
-    shadowOff === undefined ? startShadowCapture({ config: config.shadow, secret: probeSecret!, maxBodyBytes: config.quality.maxBodyBytes, metrics: shadowMetrics, logger }) : undefined;
-  if (capture) logger.info({ via: config.shadow.via, noiseShare: config.shadow.noiseShare }, 'shadow capture on: shadow steps copy requests through the proxy and pair the answers');
+    shadowOff === undefined ? startShadowCapture({ config: config.shadow, secret: probeSecret!, maxBodyBytes: config.quality.maxBodyBytes, metrics: shadowMetrics, logger, ...(pairJudge ? { pairJudge } : {}) }) : undefined;
+  if (capture) logger.info({ via: config.shadow.via, noiseShare: config.shadow.noiseShare, pairJudgeStream: pairJudge ? judge.pairStream : null }, 'shadow capture on: shadow steps copy requests through the proxy and pair the answers');
   const contextHeaders = new Map(Object.entries({ ...DEFAULT_CONTEXT_HEADERS, ...config.flags.contextHeaders }));
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': 10_000 });
   // Built once: every stream (one per request) shares it.
@@ -113,7 +120,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
         guardrail: { trips: guardrail.guardrail.list(), peers: config.guardrail.redisUrl ? { channel: config.guardrail.channel } : null },
         flags: flagProvider ? { file: flagProvider.file, generation: flagProvider.generation, lastError: flagProvider.lastError ?? null } : null,
       }),
-      coverage: async () => coverageReport({ config: config.quality, golden: quality?.golden, probeSecretConfigured: probeSecret !== undefined, probesSeen: await probesSeen(metrics) }),
+      coverage: async () => coverageReport({ config: config.quality, golden: quality?.golden, probeSecretConfigured: probeSecret !== undefined, probesSeen: await probesSeen(metrics), shadowCapture: capture !== undefined }),
     },
     logger,
   );

@@ -18,6 +18,8 @@ export function stackInventory(config: StackConfig): EvaluatorInventory {
     goldenProbes: (service) => enabled && config.probes.enabled && golden.covers(service),
     goldenTraffic: (service) => enabled && quality.golden?.file !== undefined && golden.covers(service),
     judge: enabled && quality.judge?.redisUrl !== undefined,
+    // The local stack always runs shadow capture (its Envoy, its Redis, a probe secret).
+    pairwiseJudge: enabled && quality.judge?.redisUrl !== undefined,
     modelReported: (service) => enabled && (trusted.includes('*') || trusted.includes(service)),
   };
 }

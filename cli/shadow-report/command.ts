@@ -43,7 +43,7 @@ export function shadowReportCommand(): Command {
       const { loadShadowPairs } = await import('./load.js');
       const { buildShadowReport } = await import('./report.js');
       const loaded = await loadShadowPairs(redisUrl, service, opts.rolloutHash);
-      const report = buildShadowReport(loaded.records, { service, rolloutHash: loaded.rolloutHash, unreadable: loaded.unreadable, otherRollouts: loaded.otherRollouts });
+      const report = buildShadowReport(loaded.records, { service, rolloutHash: loaded.rolloutHash, unreadable: loaded.unreadable, otherRollouts: loaded.otherRollouts, preferences: loaded.preferences, preferencesUnreadable: loaded.preferencesUnreadable });
       if (opts.html) {
         const { renderHtml } = await import('./html.js');
         const file = resolve(opts.html);

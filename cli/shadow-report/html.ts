@@ -8,6 +8,7 @@ import { CONTINUOUS_FEATURES } from './features.js';
 import { featureValue, utc } from './format.js';
 import { valuesOf, type FeatureSummary, type Rate, type ShadowReport } from './report.js';
 import { COLOURS, ecdfPlot, escapeXml as esc, rateBars, type RateRow } from './svg.js';
+import { PREFERENCE_ROWS } from './preferences.js';
 import { ALPHA, pPhrase, percent } from './verdict.js';
 
 const STYLE = `
@@ -54,6 +55,7 @@ export function renderHtml(report: ShadowReport, records: readonly ShadowPairRec
     `<div class="grid">${report.features.map((f) => featureCard(f, records)).join('')}${report.features.length % 2 ? HOW_TO_READ : ''}</div>`,
     `<h2>Flips: what changed between the two answers of a pair</h2>`,
     `<div class="card">${legend(report)}${rateBars(report.flips.map(flipRow))}</div>`,
+    ...(report.preferences ? [`<h2>LLM judge: which answer is better (both orders asked)</h2>`, `<div class="card">${legend(report)}${rateBars(preferenceRows(report.preferences))}</div>`] : []),
     `<h2>Worst candidate pairs</h2>`,
     worstTable(report),
     `<footer>fledge shadow-report, ${esc(utc(generatedAt))}. Candidate pairs: the stable's answer vs the candidate's answer to the mirrored copy; noise floor: the stable's answer vs a second answer of the stable to the same request. Test: Mann-Whitney U, two-sided, normal approximation with tie correction, flagged below p=${ALPHA}. Rates: 95% Wilson intervals; a flip is flagged when the 95% interval of its difference from the noise floor (Newcombe) lies above 0. Pairs with a failed answer count only in “failed gained”.</footer>`,
@@ -105,6 +107,12 @@ function flipRow(f: ShadowReport['flips'][number]): RateRow {
   const bar = (name: string, colour: string, r: Rate | undefined) =>
     r ? { name, colour, rate: r.rate, lo: r.ci95[0], hi: r.ci95[1], text: `${r.count}/${r.n} = ${percent(r.rate)}` } : { name, colour, rate: 0, lo: 0, hi: 0, text: 'n/a' };
   return { label: f.label, bars: [bar('candidate', COLOURS.candidate, f.candidate), bar('noise floor', COLOURS.noise, f.noise)] };
+}
+
+function preferenceRows(p: NonNullable<ShadowReport['preferences']>): RateRow[] {
+  const bar = (name: string, colour: string, r: Rate | undefined) =>
+    r ? { name, colour, rate: r.rate, lo: r.ci95[0], hi: r.ci95[1], text: `${r.count}/${r.n} = ${percent(r.rate)}` } : { name, colour, rate: 0, lo: 0, hi: 0, text: 'n/a' };
+  return PREFERENCE_ROWS.map(([label, key]) => ({ label: label.trim(), bars: [bar('candidate', COLOURS.candidate, p.candidate?.[key]), bar('noise floor', COLOURS.noise, p.noise?.[key])] }));
 }
 
 function worstTable(report: ShadowReport): string {

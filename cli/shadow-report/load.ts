@@ -5,12 +5,16 @@
  */
 import { Redis } from 'ioredis';
 import { pairLogKey, ShadowPairLog, type ShadowPairRecord } from '../../extproc/shadow/pair-log.js';
+import { PreferenceLog, type PreferenceRecord } from '../../extproc/shadow/preference-log.js';
 
 export interface LoadedPairs {
   rolloutHash: string;
   otherRollouts: string[];
   records: ShadowPairRecord[];
   unreadable: number;
+  /** The pairwise judge's preferences of the chosen rollout (empty without a judge). */
+  preferences: PreferenceRecord[];
+  preferencesUnreadable: number;
 }
 
 /** How long to wait for Redis before saying it is unreachable. */
@@ -43,7 +47,8 @@ export async function loadShadowPairs(redisUrl: string, service: string, rollout
     const chosen = rolloutHash ?? (await newestRollout(redis, service, rollouts));
     const { records, unreadable } = await log.read(service, chosen);
     if (records.length === 0) throw new Error(`the shadow log of service "${service}" rollout ${chosen} ${where} holds no readable pair (${unreadable} unreadable entries)`);
-    return { rolloutHash: chosen, otherRollouts: rollouts.filter((r) => r !== chosen), records, unreadable };
+    const preferences = await new PreferenceLog(redis).read(service, chosen);
+    return { rolloutHash: chosen, otherRollouts: rollouts.filter((r) => r !== chosen), records, unreadable, preferences: preferences.records, preferencesUnreadable: preferences.unreadable };
   } finally {
     redis.disconnect();
   }

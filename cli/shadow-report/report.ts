@@ -10,6 +10,8 @@ import { wilsonInterval } from '../../common/wilson.js';
 import { CONTINUOUS_FEATURES, FLIP_FEATURES, type ContinuousKey, type FlipKey } from './features.js';
 import { mannWhitneyU, proportionDifference, quantiles, type MannWhitneyResult, type Quantiles } from './statistics.js';
 import { verdictOf, type Verdict } from './verdict.js';
+import { summarizePreferences, type PreferenceSummary } from './preferences.js';
+import type { PreferenceRecord } from '../../extproc/shadow/preference-log.js';
 import { worstPairs, type WorstPair } from './worst-pairs.js';
 
 export interface FeatureSummary {
@@ -55,6 +57,8 @@ export interface ShadowReport {
   features: FeatureSummary[];
   flips: FlipSummary[];
   worst: WorstPair[];
+  /** The pairwise LLM judge's preferences, when a judge ran (docs/shadow.md). */
+  preferences?: PreferenceSummary;
 }
 
 export interface ReportContext {
@@ -62,6 +66,9 @@ export interface ReportContext {
   rolloutHash: string;
   unreadable?: number;
   otherRollouts?: string[];
+  /** The judge's preferences of this rollout's pairs (none without a judge). */
+  preferences?: readonly PreferenceRecord[];
+  preferencesUnreadable?: number;
 }
 
 export function buildShadowReport(records: readonly ShadowPairRecord[], context: ReportContext): ShadowReport {
@@ -86,6 +93,7 @@ export function buildShadowReport(records: readonly ShadowPairRecord[], context:
     const o = rateOf(noise, f);
     return { key: f.key, label: f.label, candidate: c, noise: o, difference: c && o ? proportionDifference(c, o) : undefined };
   });
+  const preferences = summarizePreferences(context.preferences ?? [], context.preferencesUnreadable);
   const ats = records.map((r) => r.at);
   const n = { candidate: candidate.length, noise: noise.length };
   return {
@@ -97,10 +105,11 @@ export function buildShadowReport(records: readonly ShadowPairRecord[], context:
     from: Math.min(...ats),
     to: Math.max(...ats),
     otherRollouts: context.otherRollouts ?? [],
-    verdict: verdictOf({ n, features, flips }),
+    verdict: verdictOf({ n, features, flips, ...(preferences ? { preferences } : {}) }),
     features,
     flips,
     worst: worstPairs(candidate),
+    ...(preferences ? { preferences } : {}),
   };
 }
 

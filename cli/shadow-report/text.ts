@@ -1,6 +1,7 @@
 /** The report for a terminal: the verdict first, then compact tables. */
 import { featureValue, utc } from './format.js';
 import type { Rate, ShadowReport } from './report.js';
+import { PREFERENCE_ROWS } from './preferences.js';
 import { pPhrase, percent } from './verdict.js';
 
 export function renderText(report: ShadowReport): string {
@@ -24,6 +25,14 @@ export function renderText(report: ShadowReport): string {
   const rate = (r: Rate | undefined) => (r ? `${r.count}/${r.n} ${percent(r.rate)} [${percent(r.ci95[0])}–${percent(r.ci95[1])}]` : 'n/a');
   out.push(table([['flip (95% Wilson CI)', 'candidate', 'noise'], ...report.flips.map((f) => [f.label, rate(f.candidate), rate(f.noise)])], []), '');
 
+  const p = report.preferences;
+  if (p) {
+    const rows = PREFERENCE_ROWS.map(([label, key]) => [label, rate(p.candidate?.[key]), rate(p.noise?.[key])]);
+    out.push(table([['LLM judge, both orders (95% Wilson CI)', 'candidate', 'noise'], ...rows], []));
+    if (p.stableWinsExcess) out.push(`stable wins, candidate − noise: ${signedPoints(p.stableWinsExcess.estimate)} [${signedPoints(p.stableWinsExcess.ci95[0])} – ${signedPoints(p.stableWinsExcess.ci95[1])}]`);
+    out.push('');
+  }
+
   if (report.worst.length) {
     const rows = report.worst.map((w) => [
       w.reason,
@@ -38,6 +47,8 @@ export function renderText(report: ShadowReport): string {
   }
   return `${out.join('\n')}\n`;
 }
+
+const signedPoints = (x: number) => `${x > 0 ? '+' : ''}${(x * 100).toFixed(0)} pts`;
 
 /** Columns padded to their widest cell; the numeric columns right-aligned. */
 function table(rows: string[][], rightAligned: number[]): string {

@@ -7,6 +7,7 @@
 import type { PairKind } from '../../extproc/shadow/pair-store.js';
 import type { FlipKey, ContinuousKey } from './features.js';
 import type { FeatureSummary, FlipSummary, Rate } from './report.js';
+import type { PreferenceSummary } from './preferences.js';
 
 /** Five features are tested at once: 0.05 / 5 (Bonferroni) keeps the chance of a false alarm in an identical candidate near 5%. */
 export const ALPHA = 0.01;
@@ -17,6 +18,7 @@ export interface VerdictInput {
   n: Record<PairKind, number>;
   features: readonly FeatureSummary[];
   flips: readonly FlipSummary[];
+  preferences?: PreferenceSummary;
 }
 
 /** differs: something stands out; same: nothing does; unknown: no candidate or no noise pairs to tell by. */
@@ -36,6 +38,8 @@ export function verdictOf(input: VerdictInput): Verdict {
   const features = input.features.filter((f) => f.test !== undefined && f.test.p < ALPHA && f.candidate && f.noise);
   for (const f of badFlips) lines.push(flipSentence(f));
   for (const f of features) lines.push(featureSentence(f));
+  const judged = input.preferences;
+  if (judged?.stableWinsExcess && judged.stableWinsExcess.ci95[0] > 0) lines.push(preferenceSentence(judged));
   for (const f of input.flips.filter((f) => GOOD_FLIPS.has(f.key) && standsOut(f))) lines.push(flipSentence(f));
   const status: VerdictStatus = lines.length > 0 ? 'differs' : n.noise === 0 ? 'unknown' : 'same';
   if (n.noise === 0) lines.push('no noise-floor pairs: the differences cannot be told from the stable\'s own variation (is the noise floor sampled?)');
@@ -60,6 +64,11 @@ const FLIP_WORDS: Record<FlipKey, string> = {
   failedGained: 'the candidate fails where the stable answers',
   finishReasonChanged: "the candidate's answers end differently (finish reason changed)",
 };
+
+function preferenceSentence(p: PreferenceSummary): string {
+  const c = p.candidate!.stable;
+  return `the LLM judge prefers the stable's answer to the candidate's more often than to its own second answer (${c.count} of ${c.n}: ${ratePhrase(c)}; noise ${ratePhrase(p.noise!.stable)}; both orders asked)`;
+}
 
 function flipSentence(f: FlipSummary): string {
   const c = f.candidate!;

@@ -18,6 +18,7 @@ export function inventoryFromReport(report: CoverageReport): EvaluatorInventory 
     goldenProbes: (service) => on && report.probes.verified && report.golden.file !== null && goldenCovers(report, service),
     goldenTraffic: (service) => on && report.golden.file !== null && goldenCovers(report, service),
     judge: on && report.judge.configured,
+    pairwiseJudge: on && report.judge.configured && report.judge.pairStream !== null,
     modelReported: (service) => on && (trusted.includes('*') || trusted.includes(service)),
   };
 }

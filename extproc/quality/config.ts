@@ -83,6 +83,18 @@ export const qualityConfigSchema = z
         /** Redis URL; absent: no LLM judge. */
         redisUrl: z.string().min(1).optional(),
         stream: z.string().min(1).default('fledge:judge:samples'),
+        /**
+         * Where shadow pairs go for the pairwise judge (prompt and both answers): every
+         * completed shadow pair whose answers are whole, while a shadow step runs. Same Redis,
+         * MAXLEN and text cap as the samples.
+         */
+        pairStream: z.string().min(1).default('fledge:judge:pairs'),
+        /**
+         * How long a pair's texts may wait on the pairs stream: older entries are trimmed and the
+         * stream expires after it. Keep it equal to \`fledge judge --ttl\` (600), which drops older
+         * pairs unjudged anyway.
+         */
+        pairTtlSeconds: z.number().int().min(10).max(86_400).default(600),
         /** Share of sampled responses sent to the judge. */
         rate: rate.default(1),
         /** Approximate cap on the stream's length (XADD MAXLEN ~). */

@@ -9,6 +9,8 @@ export interface CoverageInputs {
   probeSecretConfigured: boolean;
   /** service → verified probes answered (from fledge_probe_requests_total). */
   probesSeen: Record<string, number>;
+  /** Shadow capture runs (its pairs can go to the pairwise judge). */
+  shadowCapture?: boolean;
 }
 
 /** What this extproc's evaluators produce, per service: the body of GET /coverage. */
@@ -25,8 +27,13 @@ export function coverageReport(i: CoverageInputs): CoverageReport {
     quality: enabled,
     golden: { file: enabled ? (i.config.golden.file ?? null) : null, entries: entries.length, anyService, services, inspect: i.config.golden.inspect },
     probes: { verified: i.probeSecretConfigured, seen: i.probesSeen },
-    judge: { configured: enabled && i.config.judge.redisUrl !== undefined, stream: enabled && i.config.judge.redisUrl !== undefined ? i.config.judge.stream : null },
+    judge: judgeCoverage(i),
     modelReported: { services: enabled ? i.config.modelReported.services : [] },
     format: enabled,
   };
+}
+
+function judgeCoverage(i: CoverageInputs): CoverageReport['judge'] {
+  const configured = i.config.enabled && i.config.judge.redisUrl !== undefined;
+  return { configured, stream: configured ? i.config.judge.stream : null, pairStream: configured && i.shadowCapture === true ? i.config.judge.pairStream : null };
 }

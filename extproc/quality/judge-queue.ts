@@ -46,6 +46,12 @@ export class JudgeQueue {
     private readonly maxLength: number,
     private readonly logger: Logger,
     private readonly onResult: (result: 'queued' | 'failed') => void,
+    /**
+     * Set for streams that carry text which must not outlive the worker's TTL (shadow pairs):
+     * each add also trims entries older than it (stream ids are times) and sets the key to
+     * expire after it, so with no new entries the rest goes too.
+     */
+    private readonly ttlSeconds?: number,
   ) {
     this.redis = new Redis(url, {
       enableOfflineQueue: false,
@@ -56,14 +62,38 @@ export class JudgeQueue {
     this.redis.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'judge queue: redis error'));
   }
 
+  /** Whether entries can be added now (without a connection they are dropped, not queued). */
+  get connected(): boolean {
+    return this.redis.status === 'ready';
+  }
+
   offer(sample: JudgeSample): void {
-    this.redis
-      .xadd(this.stream, 'MAXLEN', '~', String(this.maxLength), '*', ...sampleFields(sample))
+    this.append(sampleFields(sample));
+  }
+
+  /** XADDs one entry of any shape (the pairwise judge's pairs travel on a stream of their own). */
+  append(fields: string[]): void {
+    this.add(fields)
       .then(() => this.onResult('queued'))
       .catch((err: Error) => {
         this.onResult('failed');
-        this.logger.debug({ err: err.message, stream: this.stream }, 'judge queue: sample dropped');
+        this.logger.debug({ err: err.message, stream: this.stream }, 'judge queue: entry dropped');
       });
+  }
+
+  private async add(fields: string[]): Promise<void> {
+    if (this.ttlSeconds === undefined) {
+      await this.redis.xadd(this.stream, 'MAXLEN', '~', String(this.maxLength), '*', ...fields);
+      return;
+    }
+    const results = await this.redis
+      .multi()
+      .xadd(this.stream, 'MAXLEN', '~', String(this.maxLength), '*', ...fields)
+      .xtrim(this.stream, 'MINID', '~', String(Date.now() - this.ttlSeconds * 1000))
+      .expire(this.stream, this.ttlSeconds)
+      .exec();
+    const failed = results?.find(([err]) => err)?.[0];
+    if (!results || failed) throw failed ?? new Error('transaction aborted');
   }
 
   async close(): Promise<void> {

@@ -7,9 +7,15 @@
  * its partner; whoever writes second gets the pair and deletes both. Memory is bounded by
  * the TTL times the shadow rate; a side whose partner never comes (the candidate hung, the
  * copy was dropped) expires.
+ *
+ * With the pairwise judge on, a side may also carry its answer's text (and the stable's side
+ * the prompt), so the completed pair can be offered to the judge. The text lives exactly as
+ * long as the side does: under the same key and TTL, deleted with it when the pair completes,
+ * expired with it when the partner never comes. Without the judge no text is ever stored.
  */
 import type { Redis } from 'ioredis';
 import type { AnswerFeatures } from './answer-features.js';
+import type { JudgeText } from './pair-judge-sample.js';
 
 /** Which answer this is: the stable's to the user, the candidate's to the copy, or the stable's second answer. */
 export type PairSide = 'stable' | 'candidate' | 'stable-again';
@@ -21,13 +27,38 @@ export interface ShadowPair {
   stable: AnswerFeatures;
   /** The candidate's answer (kind candidate) or the stable's second answer (kind noise). */
   other: AnswerFeatures;
+  /** The sides' texts for the pairwise judge, when they carried any (the judge is on). */
+  text?: { stable?: JudgeText; other?: JudgeText };
 }
 
 export const DEFAULT_PAIR_TTL_SECONDS = 120;
 
 /** Where the answers of shadowed requests meet: Redis (shared, survives restarts) or this process's memory. */
 export interface PairStore {
-  record(requestId: string, side: PairSide, features: AnswerFeatures, withNoise?: boolean): Promise<ShadowPair[]>;
+  record(requestId: string, side: PairSide, features: AnswerFeatures, withNoise?: boolean, text?: JudgeText): Promise<ShadowPair[]>;
+}
+
+/** A completed pair from the side just recorded and its waiting partner. */
+function pairOf(kind: PairKind, requestId: string, side: PairSide, own: Waiting, theirs: Waiting): ShadowPair {
+  const [stable, other] = side === 'stable' ? [own, theirs] : [theirs, own];
+  const pair: ShadowPair = { kind, requestId, stable: stable.features, other: other.features };
+  if (stable.text || other.text) pair.text = { ...(stable.text ? { stable: stable.text } : {}), ...(other.text ? { other: other.text } : {}) };
+  return pair;
+}
+
+interface Waiting {
+  features: AnswerFeatures;
+  text?: JudgeText | undefined;
+}
+
+/** A side as stored in Redis: its features, plus its text under `judgeText` only when it carries any. */
+function encodeSide(features: AnswerFeatures, text: JudgeText | undefined): string {
+  return JSON.stringify(text ? { ...features, judgeText: text } : features);
+}
+
+function decodeSide(stored: string): Waiting {
+  const { judgeText, ...features } = JSON.parse(stored) as AnswerFeatures & { judgeText?: JudgeText };
+  return judgeText ? { features, text: judgeText } : { features };
 }
 
 /** The kinds of pair a side takes part in. */
@@ -42,13 +73,13 @@ function kindsFor(side: PairSide, withNoise: boolean): PairKind[] {
  * (the oldest are dropped first).
  */
 export class MemoryPairStore implements PairStore {
-  private readonly waiting = new Map<string, { features: AnswerFeatures; expires: number }>();
+  private readonly waiting = new Map<string, Waiting & { expires: number }>();
 
   constructor(
     private readonly options: { ttlSeconds?: number; maxWaiting?: number; now?: () => number } = {},
   ) {}
 
-  async record(requestId: string, side: PairSide, features: AnswerFeatures, withNoise = false): Promise<ShadowPair[]> {
+  async record(requestId: string, side: PairSide, features: AnswerFeatures, withNoise = false, text?: JudgeText): Promise<ShadowPair[]> {
     const now = (this.options.now ?? Date.now)();
     this.expire(now);
     const own = side === 'stable' ? 'stable' : 'other';
@@ -58,17 +89,29 @@ export class MemoryPairStore implements PairStore {
       const theirs = this.waiting.get(`${requestId}\u0000${kind}\u0000${partner}`);
       if (theirs) {
         this.waiting.delete(`${requestId}\u0000${kind}\u0000${partner}`);
-        pairs.push(side === 'stable' ? { kind, requestId, stable: features, other: theirs.features } : { kind, requestId, stable: theirs.features, other: features });
+        pairs.push(pairOf(kind, requestId, side, { features, text }, theirs));
         continue;
       }
       if (this.waiting.size >= (this.options.maxWaiting ?? 10_000)) this.waiting.delete(this.waiting.keys().next().value!);
-      this.waiting.set(`${requestId}\u0000${kind}\u0000${own}`, { features, expires: now + (this.options.ttlSeconds ?? DEFAULT_PAIR_TTL_SECONDS) * 1000 });
+      this.waiting.set(`${requestId}\u0000${kind}\u0000${own}`, { features, ...(text ? { text } : {}), expires: now + (this.options.ttlSeconds ?? DEFAULT_PAIR_TTL_SECONDS) * 1000 });
     }
     return pairs;
   }
 
   get size(): number {
     return this.waiting.size;
+  }
+
+  /** Sides waiting with text for the judge (what the privacy promise bounds). */
+  get holdingText(): number {
+    let n = 0;
+    for (const side of this.waiting.values()) if (side.text) n++;
+    return n;
+  }
+
+  /** Drops the sides whose TTL has passed (record does it too, on its way). */
+  sweep(): void {
+    this.expire((this.options.now ?? Date.now)());
   }
 
   private expire(now: number): void {
@@ -91,14 +134,14 @@ export class ShadowPairStore implements PairStore {
    * candidate pair, and to the noise pair when `withNoise` (the request was also sent to the
    * stable again).
    */
-  async record(requestId: string, side: PairSide, features: AnswerFeatures, withNoise = false): Promise<ShadowPair[]> {
+  async record(requestId: string, side: PairSide, features: AnswerFeatures, withNoise = false, text?: JudgeText): Promise<ShadowPair[]> {
     const kinds = kindsFor(side, withNoise);
     const own = side === 'stable' ? 'stable' : 'other';
     const partner = side === 'stable' ? 'other' : 'stable';
     const ttl = this.options.ttlSeconds ?? DEFAULT_PAIR_TTL_SECONDS;
-    const text = JSON.stringify(features);
+    const stored = encodeSide(features, text);
     const tx = this.redis.multi();
-    for (const kind of kinds) tx.set(this.key(requestId, kind, own), text, 'EX', ttl).get(this.key(requestId, kind, partner));
+    for (const kind of kinds) tx.set(this.key(requestId, kind, own), stored, 'EX', ttl).get(this.key(requestId, kind, partner));
     const results = await tx.exec();
     if (!results) throw new Error(`shadow pair ${requestId}: Redis transaction aborted`);
     for (const [err] of results) if (err) throw new Error(`shadow pair ${requestId}: ${err.message}`);
@@ -107,8 +150,7 @@ export class ShadowPairStore implements PairStore {
       const found = results[2 * i + 1]![1] as string | null;
       if (found === null) continue;
       await this.redis.del(this.key(requestId, kind, own), this.key(requestId, kind, partner));
-      const theirs = JSON.parse(found) as AnswerFeatures;
-      pairs.push(side === 'stable' ? { kind, requestId, stable: features, other: theirs } : { kind, requestId, stable: theirs, other: features });
+      pairs.push(pairOf(kind, requestId, side, { features, text }, decodeSide(found)));
     }
     return pairs;
   }

@@ -3,7 +3,10 @@
  * sent (copy-sender.ts) once its body is read, the stable's answer to the user is taken from
  * the response the quality observer already reads, and both meet in Redis (pair-store.ts).
  * Every completed pair is counted in inference_shadow_* (shadow-metrics.ts) and kept,
- * without text, for the report (pair-log.ts). Nothing here can delay or change a user's
+ * without text, for the report (pair-log.ts). With the LLM judge configured, a completed pair
+ * whose two answers are whole also goes, with its prompt and texts, to the pairwise judge's
+ * stream (pair-judge-sample.ts); the texts wait for their partner only inside the pair store's
+ * sides, under its TTL. Nothing here can delay or change a user's
  * request: it runs on later turns of the event loop, and its failures are counted.
  */
 import { Redis } from 'ioredis';
@@ -19,6 +22,8 @@ import type { ShadowConfig } from './shadow-config.js';
 import type { ShadowTicket } from './shadow-decision.js';
 import { shadowLabels, type CaptureOutcome, type ShadowMetrics } from './shadow-metrics.js';
 import type { AnswerFeatures } from './answer-features.js';
+import type { JudgeQueue } from '../quality/judge-queue.js';
+import { judgeTextOf, pairJudgeSample, pairSampleFields, type JudgeText } from './pair-judge-sample.js';
 
 /** What the user request carried that its copies repeat. */
 export interface CopyTemplate {
@@ -46,6 +51,8 @@ export interface ShadowCaptureDeps {
   maxBodyBytes: number;
   metrics: ShadowMetrics;
   logger: Logger;
+  /** The pairwise judge's stream, when the LLM judge is configured: pairs' texts are offered to it. */
+  pairJudge?: { queue: Pick<JudgeQueue, 'append' | 'close'>; maxTextChars: number };
 }
 
 export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
@@ -65,13 +72,26 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
   const sender = new CopySender({ via: new URL(config.via!), secret: deps.secret, maxInFlight: config.maxInFlight, timeoutMs: config.timeoutSeconds * 1000, maxBodyBytes: deps.maxBodyBytes });
   const count = (t: ShadowTicket, side: PairSide, outcome: CaptureOutcome) => metrics.countCapture(t, side, outcome);
 
-  const record = async (ticket: ShadowTicket, side: PairSide, features: AnswerFeatures): Promise<void> => {
+  const { pairJudge } = deps;
+  const textOf = (observation: Observation, status: number | undefined, prompt: string | undefined, withPrompt: boolean): JudgeText | undefined =>
+    judgeTextOf(pairJudge !== undefined, observation, status, prompt, withPrompt, pairJudge?.maxTextChars ?? 0);
+  // Memory sides expire as later ones are recorded; with text in them, also within a second of their TTL when traffic stops.
+  const sweeper = pairJudge ? setInterval(() => memory.sweep(), 1000).unref() : undefined;
+
+  const record = async (ticket: ShadowTicket, side: PairSide, features: AnswerFeatures, text: JudgeText | undefined): Promise<void> => {
     try {
-      const pairs = await storeFor(ticket.service).record(ticket.requestId, side, features, side === 'stable' && ticket.noise);
+      const pairs = await storeFor(ticket.service).record(ticket.requestId, side, features, side === 'stable' && ticket.noise, text);
       count(ticket, side, 'recorded');
       for (const pair of pairs) {
+        const labels = { service: ticket.service, version: ticket.candidate, rolloutHash: ticket.candidateHash };
         const comparison = metrics.record(pair, shadowLabels(ticket));
-        await pairLog?.append(toRecord(pair, { service: ticket.service, version: ticket.candidate, rolloutHash: ticket.candidateHash }, Date.now(), comparison));
+        if (pairJudge) {
+          // The pair's texts leave here for the judge's stream and are not kept anywhere else.
+          const sample = pairJudgeSample(pair, labels, Date.now());
+          if (sample) pairJudge.queue.append(pairSampleFields(sample));
+          else metrics.judgeOffers.inc({ result: 'skipped' });
+        }
+        await pairLog?.append(toRecord(pair, labels, Date.now(), comparison));
       }
     } catch (err) {
       count(ticket, side, 'store-error');
@@ -88,7 +108,7 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
       return;
     }
     if (answer.error) log.debug({ service: ticket.service, version: request.version, why: answer.error }, 'shadow copy got no answer');
-    await record(ticket, side, featuresOfAnswer(answer.observation, answer.status, answer.latencyMs, facts, golden));
+    await record(ticket, side, featuresOfAnswer(answer.observation, answer.status, answer.latencyMs, facts, golden), textOf(answer.observation, answer.status, undefined, false));
   };
 
   return {
@@ -114,9 +134,11 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
     },
     recordStable(ticket, observation, status, latencyMs, facts, golden) {
       if (!ticket.sent) return;
-      setImmediate(() => void record(ticket, 'stable', featuresOfAnswer(observation, status, latencyMs, facts, golden)));
+      setImmediate(() => void record(ticket, 'stable', featuresOfAnswer(observation, status, latencyMs, facts, golden), textOf(observation, status, facts?.prompt, true)));
     },
     async close() {
+      if (sweeper) clearInterval(sweeper);
+      await pairJudge?.queue.close();
       sender.close();
       redis?.disconnect();
     },

@@ -32,6 +32,7 @@ export class ShadowMetrics {
   readonly latencyDelta: Histogram<(typeof LABELS)[number]>;
   readonly compared: Counter<(typeof LABELS)[number] | 'feature'>;
   readonly captures: Counter<'service' | 'version' | 'rollout_hash' | 'side' | 'outcome'>;
+  readonly judgeOffers: Counter<'result'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -46,6 +47,12 @@ export class ShadowMetrics {
       name: 'inference_shadow_captures_total',
       help: 'Answers shadow mode tried to capture, by side (stable, candidate, stable-again) and outcome: recorded; dropped (too many copies in flight, a body over the cap); unpinned (the proxy failed open past extproc, so another version answered the copy: ext_proc is failing on the proxy); store-error (Redis); unavailable (a shadow step with shadow capture not configured). version and rollout_hash are the candidate\'s.',
       labelNames: ['service', 'version', 'rollout_hash', 'side', 'outcome'],
+      registers,
+    });
+    this.judgeOffers = new Counter({
+      name: 'fledge_shadow_judge_pairs_total',
+      help: 'Completed shadow pairs offered to the pairwise LLM judge (LLM judge configured), by result: queued; failed (Redis away, dropped); skipped (an answer was not whole: an error, a cut or oversized body, no prompt).',
+      labelNames: ['result'],
       registers,
     });
   }

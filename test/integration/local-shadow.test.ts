@@ -48,7 +48,8 @@ interface Harness {
   traffic: Map<string, TrafficGenerator>;
 }
 
-async function startShadowStack(name: string, versions: Record<string, Record<string, unknown>>, extproc: Record<string, unknown> = {}): Promise<Harness> {
+/** `judge`: the LLM judge configured for extproc (its stack's Redis), so shadow pairs are offered to the pairwise judge too. */
+async function startShadowStack(name: string, versions: Record<string, Record<string, unknown>>, extproc: Record<string, unknown> = {}, judge = false): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), `fledge-${name}-`));
   const stateDir = join(dir, '.fledge');
   const ports = await freeStackPorts(2 * Object.keys(versions).length);
@@ -58,7 +59,7 @@ async function startShadowStack(name: string, versions: Record<string, Record<st
     ports,
     services: Object.fromEntries(Object.entries(versions).map(([service, v2]) => [service, { stable: 'v1', versions: { v1: { knobs: knobs() }, v2: { knobs: knobs(v2) } } }])),
     probes: { goldenFile, rate: 4 },
-    extproc: { quality: { golden: { file: goldenFile }, probeRateWindowSeconds: 10 }, ...extproc },
+    extproc: { quality: { golden: { file: goldenFile }, probeRateWindowSeconds: 10, ...(judge ? { judge: { redisUrl: `redis://127.0.0.1:${ports.redis}` } } : {}) }, ...extproc },
   });
   const stack = new LocalStack(config, { stateDir });
   await stack.start(() => undefined);
@@ -97,7 +98,7 @@ describe('shadow mode, the shadow-canary policy on the real local stack', () => 
       long: { tokens: { completion: 80 } },
       broken: { errorRate: 1 },
       wrong: { hallucinationRate: 1 },
-    });
+    }, {}, true);
   }, 120_000);
 
   afterAll(async () => stopShadowStack(h));
@@ -128,6 +129,21 @@ describe('shadow mode, the shadow-canary policy on the real local stack', () => 
       // No text is kept: features only (the only strings are names, ids and the finish reason).
       const strings = (value: unknown): string[] => (typeof value === 'string' ? [value] : value && typeof value === 'object' ? Object.values(value).flatMap(strings) : []);
       for (const text of strings(records[0])) expect(text, JSON.stringify(records[0])).not.toMatch(/question|Paris|capital|\s/i);
+      // With the LLM judge configured, completed pairs whose answers are whole go to the pairwise judge's stream, texts and prompt included, on a stream that expires.
+      const offered = ((await redis.xrange('fledge:judge:pairs', '-', '+')) as [string, string[]][]).map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i]!, f[2 * i + 1]!])));
+      const same = offered.filter((e) => e.service === 'same');
+      expect(same.length).toBeGreaterThan(0);
+      for (const e of same) {
+        expect(e).toMatchObject({ version: 'v2', rollout_hash: hash, pair: expect.stringMatching(/^(candidate|noise)$/) as string });
+        expect(e.prompt).toMatch(/question|\?/);
+        expect(e.stable!.length).toBeGreaterThan(0);
+        expect(e.other!.length).toBeGreaterThan(0);
+      }
+      const ttl = await redis.ttl('fledge:judge:pairs');
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(600);
+      // A candidate that fails every request has no whole answer to judge: only its noise pairs are offered.
+      expect(offered.filter((e) => e.service === 'broken' && e.pair === 'candidate')).toEqual([]);
     } finally {
       redis.disconnect();
     }

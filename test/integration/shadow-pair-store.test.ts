@@ -57,6 +57,22 @@ describe('ShadowPairStore (real Redis)', () => {
     expect(await client.ttl(key)).toBeLessThanOrEqual(1);
   });
 
+  it('with the pairwise judge on, a side holds its text under its own key and TTL only, and the pair (and its log record) carry none once made', async () => {
+    const store = new ShadowPairStore(client, { service: 'text', ttlSeconds: 5 });
+    await store.record('req-6', 'stable', features('Paris', 100), false, { answer: 'Paris', prompt: 'Capital of France?' });
+    const [key] = await client.keys('fledge:shadow:text:*');
+    expect(JSON.parse((await client.get(key!))!)).toMatchObject({ judgeText: { answer: 'Paris', prompt: 'Capital of France?' } });
+    expect(await client.ttl(key!)).toBeLessThanOrEqual(5);
+    const [pair] = await store.record('req-6', 'candidate', features('Lyon', 300), false, { answer: 'Lyon' });
+    expect(pair!.text).toEqual({ stable: { answer: 'Paris', prompt: 'Capital of France?' }, other: { answer: 'Lyon' } });
+    expect(pair!.stable).not.toHaveProperty('judgeText');
+    expect(JSON.stringify(toRecord(pair!, { service: 'text', version: 'v2', rolloutHash: 'h2' }, 1))).not.toMatch(/Paris|Lyon|Capital/);
+    expect(await client.keys('fledge:shadow:text:*')).toEqual([]);
+    // Without text (the judge off) a side is features only.
+    await store.record('req-7', 'stable', features('Paris', 100));
+    expect(Object.keys(JSON.parse((await client.get((await client.keys('fledge:shadow:text:*'))[0]!))!))).not.toContain('judgeText');
+  });
+
   it('the pair log keeps the newest pairs of one rollout up to its cap, without the signatures', async () => {
     const log = new ShadowPairLog(client, { cap: 3 });
     const labels = { service: 'log', version: 'v2', rolloutHash: 'h2' };

@@ -10,6 +10,7 @@ import { lengthWords } from '../../cli/shadow-report/verdict.js';
 import { renderText } from '../../cli/shadow-report/text.js';
 import { renderHtml } from '../../cli/shadow-report/html.js';
 import { ecdfPlot } from '../../cli/shadow-report/svg.js';
+import type { PreferenceRecord } from '../../extproc/shadow/preference-log.js';
 
 const answer = (text: string, latencyMs: number, extra: { status?: number; goldenCorrect?: boolean } = {}) =>
   answerFeatures({ observation: { ...emptyObservation(), text, textLength: text.length, finishReason: 'stop' }, status: extra.status ?? 200, latencyMs, ...(extra.goldenCorrect === undefined ? {} : { goldenCorrect: extra.goldenCorrect }) });
@@ -111,5 +112,46 @@ describe('renderings', () => {
     expect(steps).toBeGreaterThan(100);
     expect(steps).toBeLessThanOrEqual(440 * 2); // x is rounded to half a pixel
     expect(path).toMatch(/V14\.0 H\d/); // the last step reaches the top (y of 100%) before the final run
+  });
+});
+
+describe('the pairwise judge in the report', () => {
+  const records = rollout(30, (i) => answer(text(i), 100 + (i % 10)));
+  /** count records of a kind, preferred as given, the first `inconsistent` of the ties flagged. */
+  const prefs = (pair: PairKind, counts: { stable: number; candidate: number; tie: number; inconsistent?: number }): PreferenceRecord[] => {
+    const out: PreferenceRecord[] = [];
+    let ties = 0;
+    for (const preferred of ['stable', 'candidate', 'tie'] as const) {
+      for (let i = 0; i < counts[preferred]; i++) out.push({ at: out.length, requestId: `${pair}-${preferred}-${i}`, pair, preferred, inconsistent: preferred === 'tie' && ties++ < (counts.inconsistent ?? 0) });
+    }
+    return out;
+  };
+
+  it('is absent without preferences, and its table and intervals are there with them', () => {
+    expect(buildShadowReport(records, { service: 'chat', rolloutHash: 'h1' }).preferences).toBeUndefined();
+    expect(renderText(buildShadowReport(records, { service: 'chat', rolloutHash: 'h1' }))).not.toContain('LLM judge');
+    const preferences = [...prefs('candidate', { stable: 6, candidate: 3, tie: 21, inconsistent: 12 }), ...prefs('noise', { stable: 2, candidate: 2, tie: 16, inconsistent: 9 })];
+    const report = buildShadowReport(records, { service: 'chat', rolloutHash: 'h1', preferences });
+    expect(report.preferences!.candidate).toMatchObject({ n: 30, stable: { count: 6, n: 30, rate: 0.2 }, candidate: { count: 3 }, tie: { count: 21 }, inconsistent: { count: 12 } });
+    expect(report.preferences!.candidate!.stable.ci95[0]).toBeCloseTo(0.0951, 3); // Wilson 6/30: [0.0951, 0.3731]
+    expect(report.preferences!.candidate!.stable.ci95[1]).toBeCloseTo(0.3731, 3);
+    expect(report.preferences!.noise).toMatchObject({ n: 20, stable: { count: 2 }, inconsistent: { count: 9 } });
+    expect(report.preferences!.stableWinsExcess!.estimate).toBeCloseTo(0.1, 9);
+    // 20% vs 10% on 30 and 20 pairs: the interval spans 0, so the verdict does not speak of it.
+    expect(report.preferences!.stableWinsExcess!.ci95[0]).toBeLessThan(0);
+    expect(report.verdict.lines.join('\n')).not.toContain('judge');
+    const out = renderText(report);
+    expect(out).toMatch(/^stable preferred\s+6\/30 20% \[10%–37%\]\s+2\/20 10% \[3%–30%\]$/m);
+    expect(out).toMatch(/^ {2}of which the orders disagreed\s+12\/30 40% /m);
+    expect(out).toMatch(/^stable wins, candidate − noise: \+10 pts \[-\d+ pts – \+\d+ pts\]$/m);
+    expect(renderHtml(report, records, 0)).toContain('LLM judge: which answer is better (both orders asked)');
+  });
+
+  it('a candidate the judge beats clearly more often than the stable beats itself is in the verdict', () => {
+    const preferences = [...prefs('candidate', { stable: 40, candidate: 2, tie: 18 }), ...prefs('noise', { stable: 5, candidate: 6, tie: 49 })];
+    const report = buildShadowReport(records, { service: 'chat', rolloutHash: 'h1', preferences });
+    expect(report.preferences!.stableWinsExcess!.ci95[0]).toBeGreaterThan(0);
+    expect(report.verdict.status).toBe('differs');
+    expect(report.verdict.lines).toContainEqual(expect.stringMatching(/^the LLM judge prefers the stable's answer to the candidate's more often than to its own second answer \(40 of 60: 67%, 95% CI 54%–77%; noise 8%, 95% CI 4%–18%; both orders asked\)$/));
   });
 });

@@ -59,7 +59,8 @@ export function parseJudgeVerdict(content: string): JudgeParse {
   return { ok: true, verdict: { score, hallucination, reason } };
 }
 
-function firstJsonObject(content: string): Record<string, unknown> | undefined {
+/** The first JSON object in a judge's reply: alone, fenced, or the outermost {...} in some prose. */
+export function firstJsonObject(content: string): Record<string, unknown> | undefined {
   const trimmed = content.trim().replace(/^```(?:json)?\s*|\s*```$/gu, '');
   const candidates = [trimmed];
   const start = trimmed.indexOf('{');
@@ -82,7 +83,7 @@ function toBoolean(value: unknown): boolean | undefined {
   return undefined;
 }
 
-function excerpt(text: string): string {
+export function excerpt(text: string): string {
   const flat = text.replace(/\s+/gu, ' ').trim();
   return JSON.stringify(flat.length > 120 ? `${flat.slice(0, 120)}…` : flat);
 }
