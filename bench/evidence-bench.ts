@@ -108,7 +108,6 @@ function main(): void {
   const defaultRule = { hardLimits: true, evidence: 'stage', compared: { errors: false, hallucinations: true } } as const;
   const defaultSim = { ...sim, hallucinationMargin: 0.03 };
   const defaultHealthy = runMany(variants, () => runEvidenceRollout(random, healthy, healthy, defaultSim, defaultRule));
-  const defaultAa = runMany(variants, () => runEvidenceRollout(random, same, same, defaultSim, defaultRule));
   const defaultWorse = runMany(variants, () => runEvidenceRollout(random, worse, base, defaultSim, defaultRule));
 
   const result = {
@@ -153,8 +152,8 @@ function main(): void {
       default_policy: {
         rule: 'the built-in default policy: hallucination-rate compared with the stable (margin 0.03) on the stage\'s own counts, the seed\'s thresholds as hard limits, errors by threshold only',
         rollouts: variants,
-        healthy: summary(defaultHealthy),
-        aa: summary(defaultAa),
+        // Candidate = stable at 3% hallucination: an A/A run below the seed's 5% limit (at 5% the hard limit alone fails half of them).
+        healthy_aa_3pct: summary(defaultHealthy),
         canary_10pct_vs_stable_5pct: summary(defaultWorse),
       },
       wall_seconds: Math.round((Date.now() - started) / 100) / 10,
