@@ -18,7 +18,7 @@ import { LocalStateStore } from '../controller/local/state-store.js';
 import type { RolloutStatus } from '../controller/kube/rollout-status.js';
 import { writeAtomically } from '../controller/local/traffic-state.js';
 import { packageFile } from '../local/package-paths.js';
-import { freePort, freePortRun } from '../local/ports.js';
+import { benchStackPorts } from './stack-ports.js';
 import { DEMO_GOLDEN, demoGoldenFile, demoRequest, demoUsers } from '../local/rollout-demo-config.js';
 import { stackConfigSchema } from '../local/stack-config.js';
 import { LocalStack } from '../local/stack.js';
@@ -40,26 +40,13 @@ const knobs = (hallucinationRate: number) => ({
   golden: DEMO_GOLDEN.map(({ prompt, answer, wrongAnswer }) => ({ prompt, answer, wrongAnswer })),
 });
 
-async function ports(models: number) {
-  const first = await freePortRun(models);
-  const taken = new Set(Array.from({ length: models }, (_, i) => first + i));
-  const out: Record<string, number> = { models: first };
-  for (const key of ['envoy', 'envoyAdmin', 'extproc', 'extprocAdmin', 'controllerAdmin', 'prometheus', 'redis', 'prober']) {
-    let p = await freePort();
-    while (taken.has(p)) p = await freePort();
-    taken.add(p);
-    out[key] = p;
-  }
-  return out;
-}
-
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'fledge-evidence-e2e-'));
   const goldenFile = join(dir, 'golden.yaml');
   writeFileSync(goldenFile, toYaml(demoGoldenFile()));
   const services = Array.from({ length: ROLLOUTS }, (_, i) => `svc${i + 1}`);
   const config = stackConfigSchema.parse({
-    ports: await ports(2 * ROLLOUTS),
+    ports: await benchStackPorts(2 * ROLLOUTS),
     services: Object.fromEntries(services.map((s) => [s, { stable: 'v1', versions: { v1: { knobs: knobs(STABLE_RATE) }, v2: { knobs: knobs(CANARY_RATE) } } }])),
     probes: { goldenFile, rate: PROBE_RATE },
     extproc: { quality: { sampling: { defaultRate: 1 }, golden: { file: goldenFile, inspect: 'sampled' } } },

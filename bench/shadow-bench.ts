@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { LocalTrafficRouter } from '../controller/local/local-router.js';
 import { packageFile } from '../local/package-paths.js';
-import { freePort, freePortRun } from '../local/ports.js';
+import { benchStackPorts } from './stack-ports.js';
 import { demoUsers } from '../local/rollout-demo-config.js';
 import { stackConfigSchema } from '../local/stack-config.js';
 import { LocalStack } from '../local/stack.js';
@@ -50,19 +50,6 @@ function quantile(sorted: number[], q: number): number {
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
 
-async function ports(models: number) {
-  const first = await freePortRun(models);
-  const taken = new Set(Array.from({ length: models }, (_, i) => first + i));
-  const out: Record<string, number> = { models: first };
-  for (const key of ['envoy', 'envoyAdmin', 'extproc', 'extprocAdmin', 'controllerAdmin', 'prometheus', 'redis', 'prober']) {
-    let p = await freePort();
-    while (taken.has(p)) p = await freePort();
-    taken.add(p);
-    out[key] = p;
-  }
-  return out;
-}
-
 /** extproc's shadow counters: copies routed by status class, and captures by outcome. */
 async function shadowCounters(adminPort: number): Promise<{ copies: number; dropped: number }> {
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
@@ -79,7 +66,7 @@ async function shadowCounters(adminPort: number): Promise<{ copies: number; drop
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'fledge-shadow-bench-'));
   const config = stackConfigSchema.parse({
-    ports: await ports(2),
+    ports: await benchStackPorts(2),
     services: { [SERVICE]: { stable: 'v1', versions: { v1: { knobs: STABLE_KNOBS }, v2: { knobs: STABLE_KNOBS } } } },
     probes: { enabled: false },
   });

@@ -3,11 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger.js';
 import { JudgeQueue } from '../../extproc/quality/judge-queue.js';
 import type { JudgeResponseFormat } from '../../extproc/quality/judge/judge-client.js';
-import { DEFAULT_RUBRIC } from '../../extproc/quality/judge/rubric.js';
 import { JudgeWorker } from '../../extproc/quality/judge/worker.js';
 import { resolveModelPath } from '../../model/model-files.js';
 import { startModelServer, type ModelServerHandle } from '../../model/server.js';
 import { metricValue } from '../harness/dataplane.js';
+import { realModelJudgeOptions } from '../harness/judge-worker.js';
 import { startRedis, type RunningRedis } from '../harness/redis.js';
 
 const logger = createLogger('judge-real-model-test', 'warn');
@@ -47,23 +47,7 @@ describe('LLM judge: the real SmolLM2 as the judge', () => {
   /** Queues the pairs on `stream` (as extproc does) and runs a worker on it until all are finished. */
   async function judgeAll(stream: string, responseFormat: JudgeResponseFormat): Promise<{ metrics: string; published: Record<string, string>[] }> {
     queue = new JudgeQueue(redis.url, stream, 1000, logger, () => undefined);
-    const worker = new JudgeWorker(
-      {
-        redisUrl: redis.url,
-        stream,
-        group: 'fledge-judge',
-        consumer: 'test',
-        scoresStream: `${stream}:scores`,
-        endpoint: { url: judge.url, model: 'judge', apiKey: undefined, rubric: DEFAULT_RUBRIC, timeoutMs: 120_000, maxTokens: 96, responseFormat },
-        ratePerSecond: 100,
-        concurrency: 1,
-        ttlSeconds: 600,
-        scoreWindowSeconds: 300,
-        adminHost: '127.0.0.1',
-        adminPort: 0,
-      },
-      logger,
-    );
+    const worker = new JudgeWorker(realModelJudgeOptions({ redisUrl: redis.url, judgeUrl: judge.url, stream, responseFormat, maxTokens: 96 }), logger);
     workers.push(worker);
     await worker.start();
     // Offered only once the connection is up: the queue drops samples while Redis is unreachable.

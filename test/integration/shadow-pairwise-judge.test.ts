@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/logger.js';
 import { JudgeQueue } from '../../extproc/quality/judge-queue.js';
 import type { JudgeResponseFormat } from '../../extproc/quality/judge/judge-client.js';
-import { DEFAULT_RUBRIC } from '../../extproc/quality/judge/rubric.js';
 import { JudgeWorker } from '../../extproc/quality/judge/worker.js';
 import { emptyObservation, type Observation } from '../../extproc/quality/observation.js';
 import { answerFeatures } from '../../extproc/shadow/answer-features.js';
@@ -18,6 +17,7 @@ import { resolveModelPath } from '../../model/model-files.js';
 import { startModelServer, type ModelServerHandle } from '../../model/server.js';
 import { CLI, metricValue } from '../harness/dataplane.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
+import { realModelJudgeOptions } from '../harness/judge-worker.js';
 import { startRedis, type RunningRedis } from '../harness/redis.js';
 import { parse as parseYaml } from 'yaml';
 
@@ -109,24 +109,7 @@ describe('pairwise LLM judge of shadow pairs: the real SmolLM2 as the judge', ()
 
   /** `scraped`: a real Prometheus scrapes the worker from before the first pair (for the docs' AnalysisTemplate metric). */
   async function judgeAll(stream: string, responseFormat: JudgeResponseFormat, scraped = false): Promise<{ metrics: string; offered: number; kinds: Record<string, number>; service: string }> {
-    const worker = new JudgeWorker(
-      {
-        redisUrl: redis.url,
-        stream: `${stream}:samples`,
-        pairStream: stream,
-        group: 'fledge-judge',
-        consumer: 'test',
-        scoresStream: `${stream}:scores`,
-        endpoint: { url: judge.url, model: 'judge', apiKey: undefined, rubric: DEFAULT_RUBRIC, timeoutMs: 120_000, maxTokens: 64, responseFormat },
-        ratePerSecond: 100,
-        concurrency: 1,
-        ttlSeconds: 600,
-        scoreWindowSeconds: 300,
-        adminHost: '127.0.0.1',
-        adminPort: 0,
-      },
-      logger,
-    );
+    const worker = new JudgeWorker(realModelJudgeOptions({ redisUrl: redis.url, judgeUrl: judge.url, stream: `${stream}:samples`, pairStream: stream, responseFormat, maxTokens: 64 }), logger);
     workers.push(worker);
     const adminPort = await worker.start();
     if (scraped) {

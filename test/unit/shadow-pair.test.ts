@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../../sim/random.js';
 import { answerFeatures, minHash, similarity, wordsOf, SIGNATURE_SIZE } from '../../extproc/shadow/answer-features.js';
 import { comparePair } from '../../extproc/shadow/pair-comparison.js';
 import { MemoryPairStore } from '../../extproc/shadow/pair-store.js';
@@ -41,14 +42,8 @@ describe('answer features', () => {
   });
 
   it('MinHash over 400 answer pairs of every overlap: unbiased against the exact Jaccard, error within its standard error', () => {
-    // A seeded generator (mulberry32): pairs of 20–80-word answers sharing a random share of their words.
-    let state = 7;
-    const random = () => {
-      state = (state + 0x6d2b79f5) | 0;
-      let t = Math.imul(state ^ (state >>> 15), 1 | state);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-    };
+    // Seeded: pairs of 20–80-word answers sharing a random share of their words.
+    const random = seededRandom(7);
     const errors: number[] = [];
     for (let i = 0; i < 400; i++) {
       const length = 20 + Math.floor(random() * 60);

@@ -1,6 +1,7 @@
 // The shadow report's statistics against values computed independently: scipy 1.17.1's
 // mannwhitneyu(x, y, method='asymptotic', use_continuity=True) and numpy 2.4's quantile.
 import { describe, expect, it } from 'vitest';
+import { seededRandom } from '../../sim/random.js';
 import { wilsonInterval } from '../../common/wilson.js';
 import { erfc, mannWhitneyU, normalUpperTail, proportionDifference, quantiles } from '../../cli/shadow-report/statistics.js';
 
@@ -27,14 +28,8 @@ describe('mannWhitneyU', () => {
   });
 
   it('two samples from one distribution, with heavy ties: false alarms at p<0.05 near 5% (calibrated, not anti-conservative)', () => {
-    // A seeded generator (mulberry32) so the rate is the same on every run.
-    let a = 7;
-    const rand = () => {
-      a = (a + 0x6d2b79f5) | 0;
-      let t = Math.imul(a ^ (a >>> 15), 1 | a);
-      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
+    // Seeded, so the rate is the same on every run.
+    const rand = seededRandom(7);
     // Length ratios of answers that mostly repeat exactly: most values tie at 1.
     const sample = () => Array.from({ length: 80 }, () => (rand() < 0.7 ? 1 : 0.9 + rand() * 0.2));
     const runs = 1000;
