@@ -181,15 +181,29 @@ describe('no evidence never promotes', () => {
     expect(weightsOf(await readVirtualService(admin, svc.namespace))).toEqual([95, 5]);
   });
 
-  it('a canary without series (no data) → inconclusive → Paused', async () => {
-    const svc = await service('nodata', {}, null);
+  it('a canary without series (no data), under the seed\'s threshold analysis → inconclusive → Paused', async () => {
+    const policy = `${await seedText('rollout.yaml')}\n---\n${await seedText('analysis-template.yaml')}`;
+    const svc = await service('nodata', { policies: { 'inference-service': policy } }, null);
     await startController(svc.namespace);
-    await optIn(svc.namespace);
+    await optIn(svc.namespace, { 'fledge.dev/policy': 'inference-service' });
     const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'Paused', (st) => st.phase !== 'Progressing');
     expect(s.phase, s.message).toBe('Paused');
     expect(s.pause?.reason).toBe('inconclusive');
     expect(s.message).toContain('inconclusive');
     expect(s.weight).toBe(5);
+  });
+
+  it('a canary without series (no data), under the default policy\'s evidence stage → not enough evidence at the cap → Paused', async () => {
+    const svc = await service('nodataev', {}, null);
+    await startController(svc.namespace);
+    await optIn(svc.namespace);
+    const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'Paused', (st) => st.phase !== 'Progressing');
+    expect(s.phase, s.message).toBe('Paused');
+    expect(s.pause?.reason).toBe('not-enough-evidence');
+    expect(s.message).toContain('not enough evidence');
+    expect(s.message).toContain('hallucination-rate');
+    expect(s.weight).toBe(5);
+    expect(weightsOf(await readVirtualService(admin, svc.namespace))).toEqual([95, 5]);
   });
 });
 
