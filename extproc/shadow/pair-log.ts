@@ -5,6 +5,7 @@
  * the metrics, not this log, are what gates the rollout.
  */
 import type { Redis } from 'ioredis';
+import { appendCapped, readCapped, type CappedLogOptions } from './capped-log.js';
 import type { AnswerFeatures } from './answer-features.js';
 import { comparePair, type PairComparison } from './pair-comparison.js';
 import type { PairKind, ShadowPair } from './pair-store.js';
@@ -27,12 +28,7 @@ export interface ShadowPairRecord {
   comparison: PairComparison;
 }
 
-export const DEFAULT_LOG_CAP = 5000;
-export const DEFAULT_LOG_TTL_SECONDS = 7 * 24 * 3600;
-
-export interface PairLogOptions {
-  cap?: number;
-  ttlSeconds?: number;
+export interface PairLogOptions extends CappedLogOptions {
   prefix?: string;
 }
 
@@ -54,29 +50,12 @@ export class ShadowPairLog {
   ) {}
 
   async append(record: ShadowPairRecord): Promise<void> {
-    const key = pairLogKey(record.service, record.rolloutHash, this.options.prefix);
-    const cap = this.options.cap ?? DEFAULT_LOG_CAP;
-    await this.redis
-      .multi()
-      .lpush(key, JSON.stringify(record))
-      .ltrim(key, 0, cap - 1)
-      .expire(key, this.options.ttlSeconds ?? DEFAULT_LOG_TTL_SECONDS)
-      .exec();
+    await appendCapped(this.redis, pairLogKey(record.service, record.rolloutHash, this.options.prefix), record, this.options);
   }
 
   /** The pairs of one rollout, newest first; entries that do not parse are skipped and counted. */
-  async read(service: string, rolloutHash: string): Promise<{ records: ShadowPairRecord[]; unreadable: number }> {
-    const raw = await this.redis.lrange(pairLogKey(service, rolloutHash, this.options.prefix), 0, -1);
-    const records: ShadowPairRecord[] = [];
-    let unreadable = 0;
-    for (const entry of raw) {
-      try {
-        records.push(JSON.parse(entry) as ShadowPairRecord);
-      } catch {
-        unreadable++;
-      }
-    }
-    return { records, unreadable };
+  read(service: string, rolloutHash: string): Promise<{ records: ShadowPairRecord[]; unreadable: number }> {
+    return readCapped(this.redis, pairLogKey(service, rolloutHash, this.options.prefix), (value) => value as ShadowPairRecord);
   }
 
   /** Rollout hashes with a log for this service (for a report that is not told which one). */

@@ -6,7 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Preference } from '../quality/judge/pairwise-preference.js';
-import { DEFAULT_LOG_CAP, DEFAULT_LOG_TTL_SECONDS } from './pair-log.js';
+import { appendCapped, readCapped, type CappedLogOptions } from './capped-log.js';
 import type { PairKind } from './pair-store.js';
 
 export interface PreferenceRecord {
@@ -25,39 +25,21 @@ export function preferenceLogKey(service: string, rolloutHash: string, prefix = 
 export class PreferenceLog {
   constructor(
     private readonly redis: Redis,
-    private readonly options: { cap?: number; ttlSeconds?: number; prefix?: string } = {},
+    private readonly options: CappedLogOptions & { prefix?: string } = {},
   ) {}
 
   async append(service: string, rolloutHash: string, record: PreferenceRecord): Promise<void> {
-    const key = preferenceLogKey(service, rolloutHash, this.options.prefix);
-    await this.redis
-      .multi()
-      .lpush(key, JSON.stringify(record))
-      .ltrim(key, 0, (this.options.cap ?? DEFAULT_LOG_CAP) - 1)
-      .expire(key, this.options.ttlSeconds ?? DEFAULT_LOG_TTL_SECONDS)
-      .exec();
+    await appendCapped(this.redis, preferenceLogKey(service, rolloutHash, this.options.prefix), record, this.options);
   }
 
   /** One rollout's preferences, newest first; entries that are not a preference record are skipped and counted. */
-  async read(service: string, rolloutHash: string): Promise<{ records: PreferenceRecord[]; unreadable: number }> {
-    const raw = await this.redis.lrange(preferenceLogKey(service, rolloutHash, this.options.prefix), 0, -1);
-    const records: PreferenceRecord[] = [];
-    let unreadable = 0;
-    for (const entry of raw) {
-      const record = parseRecord(entry);
-      if (record) records.push(record);
-      else unreadable++;
-    }
-    return { records, unreadable };
+  read(service: string, rolloutHash: string): Promise<{ records: PreferenceRecord[]; unreadable: number }> {
+    return readCapped(this.redis, preferenceLogKey(service, rolloutHash, this.options.prefix), asPreferenceRecord);
   }
 }
 
-function parseRecord(entry: string): PreferenceRecord | undefined {
-  try {
-    const r = JSON.parse(entry) as Partial<PreferenceRecord>;
-    const ok = (r.pair === 'candidate' || r.pair === 'noise') && (r.preferred === 'stable' || r.preferred === 'candidate' || r.preferred === 'tie') && typeof r.inconsistent === 'boolean';
-    return ok ? (r as PreferenceRecord) : undefined;
-  } catch {
-    return undefined;
-  }
+function asPreferenceRecord(value: unknown): PreferenceRecord | undefined {
+  const r = value as Partial<PreferenceRecord> | null;
+  const ok = r !== null && typeof r === 'object' && (r.pair === 'candidate' || r.pair === 'noise') && (r.preferred === 'stable' || r.preferred === 'candidate' || r.preferred === 'tie') && typeof r.inconsistent === 'boolean';
+  return ok ? (r as PreferenceRecord) : undefined;
 }
