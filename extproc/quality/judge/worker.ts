@@ -55,6 +55,8 @@ export class JudgeWorker {
   private readonly redis: Redis;
   /** The pairs loop's own connection: a blocking XREADGROUP holds its connection, and must not hold up the samples loop's reads and acks. */
   private pairRedis: Redis | undefined;
+  /** The judged pairs' preferences for fledge shadow-report, written on the pairs loop's connection. */
+  private preferences: PreferenceLog | undefined;
   private readonly limiter: RateLimiter;
   private readonly abort = new AbortController();
   private readonly scores: ScoreWindow<'service' | 'version' | 'rollout_hash' | 'evaluator'>;
@@ -91,6 +93,7 @@ export class JudgeWorker {
     this.loops = [loop(stream, this.redis, (id, fields) => this.judgeEntry(id, fields))];
     if (pairStream) {
       const redis = (this.pairRedis = this.redis.duplicate());
+      this.preferences = new PreferenceLog(redis);
       redis.on('error', (err: Error) => this.logger.warn({ err: err.message }, 'judge worker: redis error (pairs)'));
       this.loops.push(loop(pairStream, redis, (id, fields) => this.judgePairEntry(redis, id, fields)));
     }
@@ -176,7 +179,7 @@ export class JudgeWorker {
     if (outcome.kind === 'judged') {
       const record = { at: Date.now(), requestId: sample.request_id, pair: sample.pair, ...outcome.combined };
       // For fledge shadow-report; the metrics are what a gate reads, so a failed write only thins the report.
-      new PreferenceLog(redis).append(sample.service, sample.rollout_hash, record).catch((err: Error) => this.logger.warn({ err: err.message }, 'judge worker: keeping a preference for the report failed'));
+      this.preferences?.append(sample.service, sample.rollout_hash, record).catch((err: Error) => this.logger.warn({ err: err.message }, 'judge worker: keeping a preference for the report failed'));
     }
     if (outcome.kind === 'judge-error') this.logger.warn({ problem: outcome.problem, err: outcome.message, order: outcome.order, id, service: sample.service, pair: sample.pair }, 'pairwise judge reply is no verdict; pair gets no preference');
     // The pair's texts are not kept once it is finished.
