@@ -13,7 +13,8 @@ export type DecisionReason =
   | 'random' // weight, no user key: a random draw
   | 'error' // extproc failed; stable serves
   | 'guardrail' // the data-plane guardrail took the canary off (extproc/guardrail/)
-  | 'probe'; // a verified golden probe, pinned to the version it names (extproc/probes/)
+  | 'probe' // a verified golden probe, pinned to the version it names (extproc/probes/)
+  | 'routes-behind'; // on the response only: the proxy had no route yet for the version chosen, its weighted route served
 
 export interface DecisionInput {
   state: ServiceRouting | undefined;

@@ -70,6 +70,13 @@ export class ExtprocMetrics {
     registers: [this.registry],
   });
 
+  readonly routeMisses = new Counter({
+    name: 'fledge_extproc_route_misses_total',
+    help: "Requests extproc routed to a version whose answer did not come by that version's route (no x-fledge-served-by): the proxy's routes were behind extproc's state, so its weighted route served them. Counted under no version in inference_*; a shadow copy among them is not captured.",
+    labelNames: ['service', 'version'] as const,
+    registers: [this.registry],
+  });
+
   readonly probeRejected = new Counter({
     name: 'fledge_probe_rejected_total',
     help: 'x-fledge-probe headers that did not pin a request (malformed, bad-mac, expired, replayed, not-serving); those requests were routed as user requests.',

@@ -18,6 +18,8 @@ export interface RequestContext {
   rolloutHash: string | undefined;
   reason: DecisionReason | undefined;
   responseStatus: number | undefined;
+  /** extproc chose the version and the chosen version's route names itself on the answer (x-fledge-served-by). */
+  expectsServedBy: boolean;
   /** A verified golden probe: routed to its version, never counted as user traffic. */
   probe: boolean;
   /** A shadow copy extproc sent itself (x-fledge-shadow verified): pinned, never counted as user traffic. */
@@ -36,6 +38,7 @@ export function newRequestContext(): RequestContext {
     rolloutHash: undefined,
     reason: undefined,
     responseStatus: undefined,
+    expectsServedBy: false,
     probe: false,
     shadowCopy: false,
     shadow: undefined,

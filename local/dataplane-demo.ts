@@ -59,7 +59,7 @@ export async function runDataPlaneDemo(ports: DemoPorts, progress: Progress): Pr
   // The per-version routes' secret, shared by extproc's routing file and Envoy's routes only.
   const routeToken = newRouteToken();
   const writeRouting = (canaryWeight: number, killed = false) =>
-    writeFileSync(routingFile, toYaml({ services: { [SERVICE]: { stable: STABLE, canary: CANARY, canaryWeight, killed, routeToken, rolloutHashes: { [STABLE]: '6f9c7d', [CANARY]: '84b21a' } } } }));
+    writeFileSync(routingFile, toYaml({ services: { [SERVICE]: { stable: STABLE, canary: CANARY, canaryWeight, killed, routeToken, routesReportServedBy: true, rolloutHashes: { [STABLE]: '6f9c7d', [CANARY]: '84b21a' } } } }));
   writeRouting(0);
   writeFileSync(flagsFile, seedFlags);
 

@@ -89,11 +89,24 @@ export class LocalTrafficRouter implements TrafficRouter {
     const service = state.services[this.service];
     if (!service) throw new Error(`${this.description}: service ${this.service} is not in ${this.files.trafficFile}`);
     if (!(this.candidate in service.upstreams)) throw new Error(`${this.description}: no model server runs version ${this.candidate} of ${this.service}`);
+    const servingBefore = servingVersions(service);
     mutate(service);
     writeTrafficState(this.files.trafficFile, state);
-    writeAtomically(this.files.routingFile, renderRoutingFile(state));
-    await this.files.envoyRoutes.apply(renderEnvoyServices(state));
-    if (this.files.extprocAdminUrl) await this.waitForExtproc(service);
+    const toExtproc = async () => {
+      writeAtomically(this.files.routingFile, renderRoutingFile(state));
+      if (this.files.extprocAdminUrl) await this.waitForExtproc(service);
+    };
+    const toEnvoy = () => this.files.envoyRoutes.apply(renderEnvoyServices(state));
+    // A version's route must exist while extproc may pick it: Envoy gets a new route before
+    // extproc may choose it, and loses an old one only after extproc stopped choosing it.
+    const after = servingVersions(service);
+    if (servingBefore.some((v) => !after.includes(v))) {
+      await toExtproc();
+      await toEnvoy();
+    } else {
+      await toEnvoy();
+      await toExtproc();
+    }
   }
 
   private async waitForExtproc(expected: ServiceTraffic): Promise<void> {
@@ -111,6 +124,11 @@ export class LocalTrafficRouter implements TrafficRouter {
       await new Promise((r) => setTimeout(r, 20));
     }
   }
+}
+
+/** The versions with a per-version route (renderEnvoyServices: the stable, and the canary while there is one). */
+function servingVersions(s: ServiceTraffic): string[] {
+  return s.canary ? [s.stable, s.canary] : [s.stable];
 }
 
 /** The tail of the changes queued per traffic file: each waits for Envoy to report its own routes version. */

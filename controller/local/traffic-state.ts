@@ -63,6 +63,8 @@ export function renderRoutingFile(state: TrafficState): string {
         ...(s.canary && s.mirrorPercent > 0 && !s.killed ? { shadowPercent: s.mirrorPercent } : {}),
         killed: s.killed,
         routeToken: s.routeToken,
+        // Local Envoy's per-version routes name their version on the answer (controller/traffic/envoy/routes.ts).
+        routesReportServedBy: true,
         rolloutHashes: Object.fromEntries(Object.keys(s.upstreams).map((v) => [v, localRolloutHash(name, v)])),
       },
     ]),

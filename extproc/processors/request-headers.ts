@@ -111,6 +111,7 @@ export function remember(ctx: RequestContext, state: ServiceRouting | undefined,
   ctx.version = decision.version;
   ctx.reason = decision.reason;
   ctx.rolloutHash = state && decision.version ? hashFor(state, decision.version) : undefined;
+  ctx.expectsServedBy = decision.version !== undefined && state?.routeToken !== undefined && state.routesReportServedBy === true;
 }
 
 function routeTo(version: string | undefined, routeToken: string | undefined, spoofed: string[]) {

@@ -2,19 +2,42 @@ import { headerText, sharedSetHeader, type HttpHeaders, type ProcessingResponse 
 import type { Guardrail } from '../guardrail/guardrail.js';
 import type { ExtprocMetrics } from '../metrics.js';
 import type { RequestContext } from '../request-context.js';
+import { SERVED_BY_HEADER } from '../../common/route-token.js';
 import { REASON_HEADER, VERSION_HEADER } from './request-headers.js';
 
-/** Response headers: report who served and why, and count the request. */
+/** Response headers: check who served, report it and why, and count the request. */
 export function processResponseHeaders(ctx: RequestContext, msg: HttpHeaders, metrics: ExtprocMetrics, guardrail?: Guardrail): ProcessingResponse {
-  const status = msg.headers?.headers?.find((h) => h.key === ':status');
-  ctx.responseStatus = status ? Number(headerText(status)) : undefined;
+  let status: string | undefined;
+  let servedBy: string | undefined;
+  for (const h of msg.headers?.headers ?? []) {
+    if (h.key === ':status') status = headerText(h);
+    else if (h.key === SERVED_BY_HEADER) servedBy = headerText(h);
+  }
+  ctx.responseStatus = status === undefined ? undefined : Number(status);
+  if (ctx.expectsServedBy && servedBy !== ctx.version) forgetVersion(ctx, metrics);
   recordResponse(ctx, metrics);
   if (guardrail && !ctx.probe && !ctx.shadowCopy && ctx.service && ctx.version) {
     guardrail.observe('errors', { service: ctx.service, version: ctx.version, rolloutHash: ctx.rolloutHash ?? ctx.version }, failed(ctx.responseStatus));
   }
   const setHeaders = [sharedSetHeader(REASON_HEADER, ctx.reason ?? 'unknown-service')];
   if (ctx.version) setHeaders.push(sharedSetHeader(VERSION_HEADER, ctx.version));
-  return { response_headers: { response: { status: 'CONTINUE', header_mutation: { set_headers: setHeaders } } } };
+  return { response_headers: { response: { status: 'CONTINUE', header_mutation: { set_headers: setHeaders, remove_headers: INTERNAL_RESPONSE_HEADERS } } } };
+}
+
+const INTERNAL_RESPONSE_HEADERS = [SERVED_BY_HEADER];
+
+/**
+ * The answer did not come by the chosen version's route: for a moment after a change the
+ * proxy's routes lag extproc's state (a new canary's route not there yet, a retired one
+ * already gone), and the weighted route served the request. Which version answered is
+ * unknown, so the answer is counted under none, shadow capture drops it, and the client is
+ * told no version.
+ */
+function forgetVersion(ctx: RequestContext, metrics: ExtprocMetrics): void {
+  if (ctx.service && ctx.version) metrics.routeMisses.inc({ service: ctx.service, version: ctx.version });
+  ctx.version = undefined;
+  ctx.rolloutHash = undefined;
+  ctx.reason = 'routes-behind';
 }
 
 function recordResponse(ctx: RequestContext, metrics: ExtprocMetrics): void {

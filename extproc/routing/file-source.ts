@@ -29,6 +29,7 @@ export class FileRoutingSource implements RoutingStateSource {
               killed: s.killed,
               rolloutHashes: s.rolloutHashes,
               ...(s.routeToken ? { routeToken: s.routeToken } : {}),
+              ...(s.routeToken && s.routesReportServedBy ? { routesReportServedBy: true } : {}),
               ...(s.guardrail ? { guardrail: s.guardrail } : {}),
               ...(s.canary && s.shadowPercent > 0 ? { shadowPercent: s.shadowPercent } : {}),
             },

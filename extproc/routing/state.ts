@@ -21,6 +21,13 @@ export interface ServiceRouting {
    * Without it extproc's choice cannot select a per-version route (the weights serve).
    */
   routeToken?: string;
+  /**
+   * The per-version routes set x-fledge-served-by on their responses (fledge's routes do:
+   * local Envoy's, and the controller's fledge-<subset> routes). Then an answer to a request
+   * extproc routed that lacks it came by the weighted route (the proxy's routes lag extproc's
+   * state), and is not counted as the version extproc chose.
+   */
+  routesReportServedBy?: boolean;
   /** The canary's hard limits from the rollout's policy (extproc/guardrail/); absent = no guardrail. */
   guardrail?: GuardrailThresholds;
   /**
@@ -60,6 +67,7 @@ export const serviceRoutingSchema = z
     hosts: z.array(z.string().min(1)).default([]),
     rolloutHashes: z.record(z.string(), z.string().min(1)).default({}),
     routeToken: routeTokenSchema.optional(),
+    routesReportServedBy: z.boolean().default(false),
     guardrail: guardrailThresholdsSchema.optional(),
     shadowPercent: z.number().min(0).max(100).default(0),
   })

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { VS_ANNOTATIONS } from '../../common/virtualservice-annotations.js';
 import { formatPath } from '../../common/config-error.js';
-import { ROUTE_TOKEN_PATTERN } from '../../common/route-token.js';
+import { ROUTE_TOKEN_PATTERN, SERVED_BY_HEADER } from '../../common/route-token.js';
 import { guardrailThresholdsSchema, type GuardrailThresholds } from '../guardrail/thresholds.js';
 import type { ServiceRouting } from './state.js';
 
@@ -19,7 +19,8 @@ import type { ServiceRouting } from './state.js';
  *   On a VirtualService the controller manages (it carries fledge.dev/route-token) only
  *   fledge.dev/canary-subset names a canary: without it nothing rolls out (a rolled-back
  *   candidate keeps its 0-weight destination but serves no one).
- * - routeToken: fledge.dev/route-token, which the per-version routes match.
+ * - routeToken: fledge.dev/route-token, which the per-version routes match;
+ *   routesReportServedBy when those routes set x-fledge-served-by on the response.
  * - Hosts: spec.hosts (wildcards skipped); short names also under <name>.<ns>,
  *   <name>.<ns>.svc and <name>.<ns>.svc.cluster.local, and those FQDN forms also under
  *   their shorter forms within the namespace.
@@ -40,6 +41,7 @@ const destinationSchema = z.object({
 
 const httpRouteSchema = z.object({
   match: z.array(z.object({ headers: z.record(z.string(), z.unknown()).optional() }).loose()).optional(),
+  headers: z.object({ response: z.object({ set: z.record(z.string(), z.unknown()).optional() }).loose().optional() }).loose().optional(),
   route: z.array(destinationSchema).optional(),
 }).loose();
 
@@ -87,6 +89,7 @@ export function parseVirtualService(object: unknown): ParsedVirtualService {
         killed: killed(annotations),
         rolloutHashes: rolloutHashes(annotations),
         ...(token ? { routeToken: token } : {}),
+        ...(token && routesReportServedBy(vs.spec.http ?? []) ? { routesReportServedBy: true } : {}),
         ...guardrail(annotations, canary !== undefined),
         ...shadowPercent(annotations, canary !== undefined),
       },
@@ -104,6 +107,19 @@ interface Side {
 
 function matchesVersionHeader(route: HttpRoute): boolean {
   return (route.match ?? []).some((m) => Object.keys(m.headers ?? {}).some((h) => h.toLowerCase() === VERSION_HEADER));
+}
+
+/**
+ * Whether the per-version routes name their subset in x-fledge-served-by on the response (the
+ * controller's fledge-<subset> routes do); only then may extproc read a missing header as a
+ * request that took the weighted route. Routes written by an older controller do not.
+ */
+function routesReportServedBy(http: HttpRoute[]): boolean {
+  const versionRoutes = http.filter(matchesVersionHeader);
+  return versionRoutes.length > 0 && versionRoutes.every((r) => {
+    const subset = r.route?.length === 1 ? r.route[0]!.destination.subset : undefined;
+    return subset !== undefined && r.headers?.response?.set?.[SERVED_BY_HEADER] === subset;
+  });
 }
 
 function withSubset(d: Destination): boolean {

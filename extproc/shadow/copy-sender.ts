@@ -34,19 +34,20 @@ export interface CopyAnswer {
   unpinned?: string;
 }
 
-/** The response header extproc sets to the version it routed a request to (absent when the proxy failed open past extproc). */
+/** The response header extproc sets to the version that served (absent when the proxy failed open past extproc, or served by its weighted route). */
 const ROUTED_VERSION_HEADER = 'x-fledge-version';
 
 /**
  * Why an answer to a copy pinned to `version` is not that version's, or undefined when it is.
  * Pure. When the proxy's ext_proc call misses its timeout it fails open: the copy takes the
  * weighted route (the stable, in a shadow stage) and comes back without extproc's version
- * header. Such an answer must not be paired as the candidate's.
+ * header; so does a copy whose pinned route the proxy did not have yet (extproc checks the
+ * route's x-fledge-served-by). Such an answer must not be paired as the candidate's.
  */
 export function unpinnedReason(headers: Record<string, string | string[] | undefined>, version: string): string | undefined {
   const routed = headers[ROUTED_VERSION_HEADER];
   if (routed === version) return undefined;
-  return routed === undefined ? `no ${ROUTED_VERSION_HEADER} on the answer (the proxy did not run extproc for the copy)` : `answered by ${String(routed)}, not the pinned ${version}`;
+  return routed === undefined ? `no ${ROUTED_VERSION_HEADER} on the answer (the proxy did not run extproc for the copy, or its routes were behind extproc's state and its weighted route served it)` : `answered by ${String(routed)}, not the pinned ${version}`;
 }
 
 export interface CopySenderOptions {

@@ -187,7 +187,8 @@ export class DataPlane {
   writeRouting(services: ServiceSpec[] = this.services): void {
     this.services = services;
     const doc = {
-      services: Object.fromEntries(services.map(({ name, extraVersions: _extra, ...rest }) => [name, { ...rest, routeToken: this.routeTokens.get(name) ?? rest.routeToken }])),
+      // Its Envoy runs local mode's routes, whose per-version routes name their version on the answer.
+      services: Object.fromEntries(services.map(({ name, extraVersions: _extra, ...rest }) => [name, { ...rest, routeToken: this.routeTokens.get(name) ?? rest.routeToken, routesReportServedBy: true }])),
     };
     writeFileSync(this.routingFile, toYaml(doc));
   }

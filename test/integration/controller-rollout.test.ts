@@ -112,7 +112,7 @@ describe('the seed rollout, verbatim', () => {
       name: 'fledge-v2',
       match: [{ headers: { 'x-fledge-version': { exact: 'v2' }, 'x-fledge-route-token': { exact: token } } }],
       route: [{ destination: { host: 'model', subset: 'v2' } }],
-      headers: { request: { remove: ['x-fledge-route-token'] } },
+      headers: { request: { remove: ['x-fledge-route-token'] }, response: { set: { 'x-fledge-served-by': 'v2' } } },
     });
 
     const events = await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'RolloutCompleted');

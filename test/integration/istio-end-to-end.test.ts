@@ -372,7 +372,7 @@ describe('fledge through real istiod and an Istio ingress gateway', () => {
   it('follows the seed\'s flags through Istio\'s header routes; with extproc deciding, a spoofed x-fledge-version selects nothing', async () => {
     // The controller manages the VirtualService now (route token, token-matched per-version
     // routes) and the rollout stands at its first step, 5%.
-    expect(await extprocService(B)).toMatchObject({ canary: B.canary, canaryWeight: 5 });
+    expect(await extprocService(B)).toMatchObject({ canary: B.canary, canaryWeight: 5, routesReportServedBy: true });
     const internal = await decidedAll(B, PROBE_USERS.slice(0, 40), { segment: 'internal' });
     expect(new Set(internal.map((r) => `${r.status} ${r.servedBy} ${r.headers['x-fledge-reason']}`))).toEqual(new Set([`200 ${B.canary} flag`]));
     const beta = await decidedAll(B, PROBE_USERS, { segment: 'beta' });

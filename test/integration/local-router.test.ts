@@ -6,6 +6,7 @@ import { LocalTrafficRouter } from '../../controller/local/local-router.js';
 import { stackConfigSchema } from '../../local/stack-config.js';
 import { LocalStack } from '../../local/stack.js';
 import { freeStackPorts } from '../harness/stack-ports.js';
+import { metricValue } from '../harness/dataplane.js';
 import { chat, mapLimit } from '../harness/http-client.js';
 
 describe('local traffic router on the real local stack', () => {
@@ -32,6 +33,32 @@ describe('local traffic router on the real local stack', () => {
   });
 
   const servedBy = async () => (await mapLimit(users, 32, (user) => chat(stack.config.ports.envoy, { host: 'chat', user }))).map((a) => a.servedBy);
+
+  it('never lets extproc pick a version whose route Envoy does not have yet (or any more): no route misses under traffic', async () => {
+    const metrics = async () => (await fetch(`http://127.0.0.1:${stack.config.ports.extprocAdmin}/metrics`)).text();
+    let running = true;
+    let sent = 0;
+    const traffic = mapLimit(Array.from({ length: 16 }), 16, async (_, lane) => {
+      for (let i = 0; running; i++, sent++) await chat(stack.config.ports.envoy, { host: 'chat', user: `u${lane}-${i}` });
+    });
+    try {
+      // Each change adds or removes the candidate's route while users keep coming.
+      for (let round = 0; round < 3; round++) {
+        const onCanary = metricValue(await metrics(), 'inference_requests_total', { service: 'chat', version: 'v2' });
+        await router.setWeight(100);
+        // Retire only once the candidate has served some of the users in between.
+        for (const deadline = Date.now() + 10_000; metricValue(await metrics(), 'inference_requests_total', { service: 'chat', version: 'v2' }) <= onCanary && Date.now() < deadline; );
+        await router.retireCandidate();
+      }
+    } finally {
+      running = false;
+      await traffic;
+    }
+    expect(sent).toBeGreaterThan(50);
+    expect(metricValue(await metrics(), 'fledge_extproc_route_misses_total', { service: 'chat' })).toBe(0);
+    // The candidate did serve in every round: the check above is not vacuous.
+    expect(metricValue(await metrics(), 'inference_requests_total', { service: 'chat', version: 'v2' })).toBeGreaterThanOrEqual(3);
+  });
 
   it('sets a weight that Envoy reports back and extproc routes sticky users by', async () => {
     await router.setWeight(25);

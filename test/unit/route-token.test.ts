@@ -55,11 +55,33 @@ describe('route token: the controller layout of the VirtualService', () => {
       name: 'fledge-v2',
       match: [{ headers: { 'x-fledge-version': { exact: 'v2' }, 'x-fledge-route-token': { exact: TOKEN } } }],
       route: [{ destination: { host: 'chat', subset: 'v2', port: { number: 8080 } } }],
-      headers: { request: { remove: ['x-fledge-route-token'] } },
+      headers: { request: { remove: ['x-fledge-route-token'] }, response: { set: { 'x-fledge-served-by': 'v2' } } },
     });
     expect(applyHeaderRoutes(vs, subsets, true)).toBe(false);
-    // extproc reads the same VirtualService: the weighted route, the token, the canary.
-    expect(parseVirtualService(vs)).toMatchObject({ ok: true, routing: { stable: 'v1', canary: 'v2', canaryWeight: 20, routeToken: TOKEN } });
+    // extproc reads the same VirtualService: the weighted route, the token, the canary, and that the routes name who served.
+    expect(parseVirtualService(vs)).toMatchObject({ ok: true, routing: { stable: 'v1', canary: 'v2', canaryWeight: 20, routeToken: TOKEN, routesReportServedBy: true } });
+  });
+
+  it('extproc expects x-fledge-served-by only when every per-version route sets it to its own subset', () => {
+    const vs = userVirtualService();
+    ensureRouteToken(vs, () => TOKEN);
+    applyHeaderRoutes(vs, subsets, true);
+    const reports = (v: VirtualService) => {
+      const parsed = parseVirtualService(v);
+      return parsed.ok && parsed.routing.routesReportServedBy === true;
+    };
+    expect(reports(vs)).toBe(true);
+    // Routes an older controller wrote (no response header): a missing header proves nothing.
+    const older = structuredClone(vs);
+    for (const r of older.spec.http!.filter((h) => h.name?.startsWith('fledge-'))) r.headers = { request: { remove: ['x-fledge-route-token'] } };
+    expect(reports(older)).toBe(false);
+    // A route naming another subset than its destination's is not trusted either.
+    const crossed = structuredClone(vs);
+    crossed.spec.http![1]!.headers = { response: { set: { 'x-fledge-served-by': 'v1' } } };
+    expect(reports(crossed)).toBe(false);
+    // No token: no per-version routes extproc can pick, nothing to expect.
+    const unmanaged = userVirtualService();
+    expect(reports(unmanaged)).toBe(false);
   });
 
   it('retires the candidate: no canary route, no canary annotation, so extproc sees no canary', () => {
@@ -95,8 +117,9 @@ describe('route token: the local Envoy routes', () => {
     expect(r[1]).toMatchObject({
       match: { headers: [{ name: 'x-fledge-version', string_match: { exact: 'v2' } }, { name: 'x-fledge-route-token', string_match: { exact: TOKEN } }] },
       request_headers_to_remove: ['x-fledge-route-token'],
+      response_headers_to_add: [{ header: { key: 'x-fledge-served-by', value: 'v2' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
     });
-    expect(r[2]).toMatchObject({ route: { weighted_clusters: { clusters: [{ name: 'chat--v1', weight: 75 }, { name: 'chat--v2', weight: 25 }] } } });
+    expect(r[2]).toMatchObject({ response_headers_to_remove: ['x-fledge-served-by'], route: { weighted_clusters: { clusters: [{ name: 'chat--v1', weight: 75 }, { name: 'chat--v2', weight: 25 }] } } });
   });
 
   it('has no route for a version that must not serve, and none at all without a token', () => {

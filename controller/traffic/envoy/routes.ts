@@ -5,6 +5,8 @@
  * extproc down, hung or slower than message_timeout). Envoy's bootstrap is local/envoy-config.ts.
  */
 
+import { SERVED_BY_HEADER } from '../../../common/route-token.js';
+
 /** The header extproc sends with the service's secret token; the per-version routes match it. */
 export const ROUTE_TOKEN_HEADER = 'x-fledge-route-token';
 export const VERSION_HEADER = 'x-fledge-version';
@@ -42,8 +44,9 @@ export function clusterName(service: string, version: string): string {
 
 /**
  * The ingress routes: one per serving version (stable, and the canary while it may serve)
- * matching x-fledge-version AND the route token, which is removed before the upstream; then
- * the weighted route. A client's own x-fledge-version, without the token, selects nothing.
+ * matching x-fledge-version AND the route token, which is removed before the upstream, and
+ * naming its version in x-fledge-served-by on the response; then the weighted route, which
+ * never carries that header. A client's own x-fledge-version, without the token, selects nothing.
  */
 export function routeConfig(services: LocalService[]) {
   return {
@@ -62,9 +65,11 @@ export function routeConfig(services: LocalService[]) {
             ],
           },
           request_headers_to_remove: [ROUTE_TOKEN_HEADER],
+          // The route's word on who answered, whatever the upstream sent (extproc reads and removes it).
+          response_headers_to_add: [{ header: { key: SERVED_BY_HEADER, value: version }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
           route: { cluster: clusterName(s.name, version), timeout: '120s', retry_policy: RETRY_UNSENT },
         })),
-        { name: `${s.name}-weighted`, match: { prefix: '/' }, route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s', retry_policy: RETRY_UNSENT } },
+        { name: `${s.name}-weighted`, match: { prefix: '/' }, response_headers_to_remove: [SERVED_BY_HEADER], route: { weighted_clusters: { clusters: fallbackWeights(s) }, timeout: '120s', retry_policy: RETRY_UNSENT } },
       ],
     })),
   };

@@ -5,7 +5,7 @@
  */
 import type { KubernetesObject } from '@kubernetes/client-node';
 
-import { newRouteToken, ROUTE_TOKEN_PATTERN } from '../../../common/route-token.js';
+import { newRouteToken, ROUTE_TOKEN_PATTERN, SERVED_BY_HEADER } from '../../../common/route-token.js';
 import { VS_ANNOTATIONS } from '../../../common/virtualservice-annotations.js';
 import type { GuardrailThresholds } from '../../../extproc/guardrail/thresholds.js';
 
@@ -187,7 +187,7 @@ function matchesVersionHeader(route: HttpRoute): boolean {
  * Installs the per-version routes: `fledge-<subset>` for each subset that may serve (the
  * stable one always, the canary only while `canaryServes`), first in spec.http, each
  * matching x-fledge-version AND x-fledge-route-token and removing the token before the
- * upstream. Every other route matching x-fledge-version (a user's, or an old layout's) is
+ * upstream, and setting x-fledge-served-by: <subset> on the response. Every other route matching x-fledge-version (a user's, or an old layout's) is
  * replaced: only extproc, which knows the token, can pick a subset. Destinations copy the
  * weighted route's (host, port). Call ensureRouteToken first. Returns false when unchanged.
  */
@@ -204,7 +204,8 @@ export function applyHeaderRoutes(vs: VirtualService, subsets: SubsetPair, canar
     name: `${HEADER_ROUTE_PREFIX}${subset}`,
     match: [{ headers: { [VERSION_HEADER]: { exact: subset }, [ROUTE_TOKEN_HEADER]: { exact: token } } }],
     route: [{ destination: destinationOf(subset) }],
-    headers: { request: { remove: [ROUTE_TOKEN_HEADER] } },
+    // The response names the subset this route sent it to: extproc's proof that the gateway ran this route.
+    headers: { request: { remove: [ROUTE_TOKEN_HEADER] }, response: { set: { [SERVED_BY_HEADER]: subset } } },
   }));
   const before = vs.spec.http ?? [];
   const next = [...ours, ...before.filter((r) => !matchesVersionHeader(r))];
