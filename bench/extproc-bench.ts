@@ -19,6 +19,8 @@ import { attack, targets, type AttackReport } from './vegeta.js';
 
 /** --quick (CI): short runs that produce every field, with no targets judged. */
 const QUICK = process.argv.includes('--quick');
+/** extproc's flags.cacheSize; BENCH_FLAG_CACHE=0 evaluates every request through OpenFeature. */
+const FLAG_CACHE = Number(process.env.BENCH_FLAG_CACHE ?? 10_000);
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 3 : 20));
 const MAX_RPS_STEPS = (process.env.BENCH_MAX_RPS_STEPS ?? (QUICK ? '1000,2000' : '1000,2000,3000,4000,5000,6000,7000,8000,10000')).split(',').map(Number);
@@ -59,7 +61,7 @@ async function main(): Promise<void> {
   writeFileSync(
     configFile,
     toYaml({
-      flags: { file: FLAG_FILE },
+      flags: { file: FLAG_FILE, cacheSize: FLAG_CACHE },
       quality: { sampling: { defaultRate: 0, services: { [SAMPLED]: 0.1 }, always: [{ service: SAMPLED, header: BIG_BODY_HEADER }] }, golden: { file: goldenFile, inspect: 'all' } },
     }),
   );
@@ -154,6 +156,7 @@ async function main(): Promise<void> {
       cpus: cpus().length,
       quick: QUICK,
       flags: true,
+      flag_cache_size: FLAG_CACHE,
       transport: TRANSPORT,
       flag_file: FLAG_FILE,
       rate_rps: RATE,

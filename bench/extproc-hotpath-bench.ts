@@ -17,6 +17,8 @@ import { respond } from '../extproc/stream.js';
 import type { HeaderValue, ProcessingRequest } from '../proto/ext-proc.js';
 
 const REQUESTS = Number(process.env.BENCH_HOTPATH_REQUESTS ?? 200_000);
+/** flags.cacheSize; BENCH_HOTPATH_FLAG_CACHE=0 measures every request evaluated by OpenFeature. */
+const FLAG_CACHE = Number(process.env.BENCH_HOTPATH_FLAG_CACHE ?? 10_000);
 const USERS = 1000;
 const FLAG_FILE = resolve(import.meta.dirname, '../../examples/flags.json');
 
@@ -49,7 +51,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'fledge-hotpath-'));
   const routingFile = join(dir, 'routing.yaml');
   writeFileSync(routingFile, toYaml({ services: { bench: { stable: 'v1.2', canary: 'v1.3', canaryWeight: 50, rolloutHashes: { 'v1.2': 'h1', 'v1.3': 'h2' } } } }));
-  const config = extprocConfigSchema.parse({ routing: { file: routingFile }, flags: { file: FLAG_FILE }, grpc: { port: 0 }, admin: { port: 0 } });
+  const config = extprocConfigSchema.parse({ routing: { file: routingFile }, flags: { file: FLAG_FILE, cacheSize: FLAG_CACHE }, grpc: { port: 0 }, admin: { port: 0 } });
   const extproc = await startExtproc(config, createLogger('extproc', 'warn'));
   const messages = Array.from({ length: 4096 }, (_, i) => requestHeaders(i % USERS, i));
   const run = async (n: number) => {
@@ -72,6 +74,7 @@ async function main(): Promise<void> {
       cpu_us_per_request: round(((used.user + used.system) / REQUESTS)),
       wall_us_per_request: round((wallMs * 1000) / REQUESTS),
       flags: true,
+      flag_cache_size: FLAG_CACHE,
       setup: 'request headers + response headers through extproc/stream.ts respond(), seed flag file on, v1.2/v1.3 at 50%, 1,000 sticky users, quality sampling default 10% (header-only: end_of_stream responses)',
     };
     process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -78,9 +78,11 @@ export const extprocConfigSchema = z
         killSwitchFlag: z.string().min(1).default('inference-kill-switch'),
         /** Request header → evaluation-context attribute. x-user-id and x-user-segment are always mapped. */
         contextHeaders: z.record(z.string().regex(/^[a-z0-9-]+$/, 'header names are lower-case'), z.string().min(1)).default({}),
+        /** Flag outcomes remembered per evaluation context (least recently used out first); 0 evaluates every request. */
+        cacheSize: z.number().int().min(0).default(10_000),
       })
       .strict()
-      .default({ versionFlag: 'inference-model-version', killSwitchFlag: 'inference-kill-switch', contextHeaders: {} }),
+      .default({ versionFlag: 'inference-model-version', killSwitchFlag: 'inference-kill-switch', contextHeaders: {}, cacheSize: 10_000 }),
     /** Response sampling and quality signals (docs/quality.md). */
     quality: qualityConfigSchema,
     /**

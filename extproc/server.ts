@@ -7,6 +7,7 @@ import { startAdminServer } from './admin.js';
 import type { ExtprocConfig } from './config.js';
 import { FlagdFileProvider } from './flags/flagd-file-provider.js';
 import { VersionFlags } from './flags/version-flags.js';
+import { FlagOutcomeCache } from './flags/flag-outcome-cache.js';
 import { startGuardrail } from './guardrail/start.js';
 import { ExtprocMetrics } from './metrics.js';
 import { createRoutingSource } from './routing/create-source.js';
@@ -43,11 +44,12 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   await routing.start();
 
   let flagProvider: FlagdFileProvider | undefined;
-  let flags: VersionFlags | undefined;
+  let flagCache: FlagOutcomeCache | undefined;
   if (config.flags.file) {
     flagProvider = new FlagdFileProvider(config.flags.file, logger);
     await OpenFeature.setProviderAndWait(OPENFEATURE_DOMAIN, flagProvider);
-    flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN, flagProvider);
+    const flags = new VersionFlags(config.flags.versionFlag, config.flags.killSwitchFlag, OPENFEATURE_DOMAIN, flagProvider);
+    flagCache = new FlagOutcomeCache(config.flags.cacheSize, flagProvider, (ctx, versions) => flags.evaluate(ctx, versions));
   }
 
   if (probeSecret !== undefined) logger.info('golden probes: probe headers are verified with the configured secret');
@@ -74,7 +76,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   // Built once: every stream (one per request) shares it.
   const streamDeps: StreamDeps = {
     routing,
-    evaluateFlags: flags ? (ctx: EvaluationContext, versions: readonly string[]) => flags.evaluate(ctx, versions) : undefined,
+    evaluateFlags: flagCache ? (ctx: EvaluationContext, versions: readonly string[]) => flagCache.outcome(ctx, versions) : undefined,
     contextHeaders,
     random: Math.random,
     probes: probeSecret === undefined ? undefined : new ProbeVerifier(probeSecret),

@@ -70,6 +70,7 @@ export class FlagdFileProvider implements Provider {
   private readonly core: FlagdCore;
   private readonly watched: WatchedFile<string>;
   private readonly ofLogger: OpenFeatureLogger;
+  private clockInTargeting = false;
 
   constructor(readonly file: string, logger: Logger) {
     const log = logger.child({ source: 'flag-file' });
@@ -85,6 +86,8 @@ export class FlagdFileProvider implements Provider {
       },
       onValue: (text) => {
         const changed = this.storage.setConfigurations(text, true);
+        // flagd adds $flagd.timestamp to every context; a file mentioning it targets by time.
+        this.clockInTargeting = text.includes('$flagd.timestamp');
         if (changed.length > 0) this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged: changed });
       },
     });
@@ -96,6 +99,11 @@ export class FlagdFileProvider implements Provider {
 
   get lastError(): string | undefined {
     return this.watched.lastError;
+  }
+
+  /** The flags in force read the clock (`$flagd.timestamp`), so an outcome depends on more than the context. */
+  readsClock(): boolean {
+    return this.clockInTargeting;
   }
 
   hasFlag(key: string): boolean {

@@ -83,13 +83,19 @@ describe('the seed flag through Envoy', () => {
     await dp.waitForState((s) => s.flags!.lastError === null, 10_000);
   });
 
-  it('moves everyone to stable when the kill-switch flag turns on', async () => {
+  it('moves everyone to stable when the kill-switch flag turns on, on the very next request despite cached flag outcomes', async () => {
+    const staff = users('staff', 30);
+    // These users' flag outcomes are now cached (flags.cacheSize, default 10,000) for the flags in force.
+    const warm = await dp.decided(staff, (user) => dp.request({ host: 'chat', user, segment: 'internal' }));
+    const warmDecided = warm.answers.filter((_, i) => warm.decided[i]);
+    expect(warmDecided.length).toBeGreaterThan(15);
+    for (const a of warmDecided) expect(a.headers['x-fledge-reason']).toBe('flag');
     const withKill = JSON.parse(seedFlags) as { flags: Record<string, unknown> };
     withKill.flags['inference-kill-switch'] = { state: 'ENABLED', variants: { on: true, off: false }, defaultVariant: 'on' };
     const before = (await dp.debugState()).flags!.generation;
     writeFileSync(dp.flagsFile, JSON.stringify(withKill));
     await dp.waitForState((s) => s.flags!.generation > before);
-    const killed = await dp.decided(users('staff', 30), (user) => dp.request({ host: 'chat', user, segment: 'internal' }));
+    const killed = await dp.decided(staff, (user) => dp.request({ host: 'chat', user, segment: 'internal' }));
     // Every request on stable: decided ones by the kill switch, failed-open ones by the weighted route (canary weight 0).
     killed.answers.forEach((a, i) => {
       expect(a.servedBy).toBe('v1.2');
@@ -97,6 +103,12 @@ describe('the seed flag through Envoy', () => {
     });
     writeFileSync(dp.flagsFile, seedFlags);
     await dp.waitForState((s) => s.flags!.generation > before + 1);
+    // And back: the killed outcomes cached for the kill-switch generation are not served either.
+    const back = await dp.decided(staff, (user) => dp.request({ host: 'chat', user, segment: 'internal' }));
+    back.answers.forEach((a, i) => {
+      if (back.decided[i]) expect([a.servedBy, a.headers['x-fledge-reason']]).toEqual(['v1.3', 'flag']);
+    });
+    expect(back.decided.filter(Boolean).length).toBeGreaterThan(15);
   });
 });
 
