@@ -51,4 +51,16 @@ describe("extproc's state ahead of the proxy's routes (real Envoy)", () => {
     expect(await counted('inference_requests_total', 'v2')).toBe(mine.length);
     expect(await counted('fledge_extproc_route_misses_total', 'v2')).toBe(missesBefore);
   }, 120_000);
+
+  it("Envoy's own reply on the version's route (its model down) is still that version's: counted as its error, not a route miss", async () => {
+    await dp.sim('chat', 'v2').close();
+    const missesBefore = await counted('fledge_extproc_route_misses_total', 'v2');
+    const errorsBefore = await counted('inference_errors_total', 'v2');
+    const { answers, decided } = await dp.decided(users.slice(0, 50), (user) => dp.request({ host: 'chat', user }));
+    const mine = answers.filter((_, i) => decided[i]);
+    expect(mine.length).toBeGreaterThan(25);
+    expect(new Set(mine.map((a) => `${a.status} ${a.headers['x-fledge-version']} ${a.headers['x-fledge-reason']}`))).toEqual(new Set(['503 v2 sticky']));
+    expect((await counted('inference_errors_total', 'v2')) - errorsBefore).toBe(mine.length);
+    expect(await counted('fledge_extproc_route_misses_total', 'v2')).toBe(missesBefore);
+  }, 120_000);
 });
