@@ -1,5 +1,6 @@
 import { writeAtomically, readTrafficState, renderEnvoyServices, renderRoutingFile, writeTrafficState, type ServiceTraffic } from './traffic-state.js';
 import type { EnvoyRouteFile } from '../traffic/envoy/route-file.js';
+import { servingVersions } from '../traffic/envoy/routes.js';
 import type { GuardrailThresholds } from '../../extproc/guardrail/thresholds.js';
 import type { TrafficRouter } from '../traffic/router.js';
 
@@ -89,7 +90,9 @@ export class LocalTrafficRouter implements TrafficRouter {
     const service = state.services[this.service];
     if (!service) throw new Error(`${this.description}: service ${this.service} is not in ${this.files.trafficFile}`);
     if (!(this.candidate in service.upstreams)) throw new Error(`${this.description}: no model server runs version ${this.candidate} of ${this.service}`);
-    const servingBefore = servingVersions(service);
+    // The versions Envoy has a per-version route for, as rendered from the traffic state.
+    const routed = () => servingVersions(renderEnvoyServices(state).find((s) => s.name === this.service)!);
+    const routedBefore = routed();
     mutate(service);
     writeTrafficState(this.files.trafficFile, state);
     const toExtproc = async () => {
@@ -99,8 +102,8 @@ export class LocalTrafficRouter implements TrafficRouter {
     const toEnvoy = () => this.files.envoyRoutes.apply(renderEnvoyServices(state));
     // A version's route must exist while extproc may pick it: Envoy gets a new route before
     // extproc may choose it, and loses an old one only after extproc stopped choosing it.
-    const after = servingVersions(service);
-    if (servingBefore.some((v) => !after.includes(v))) {
+    const routedAfter = routed();
+    if (routedBefore.some((v) => !routedAfter.includes(v))) {
       await toExtproc();
       await toEnvoy();
     } else {
@@ -124,11 +127,6 @@ export class LocalTrafficRouter implements TrafficRouter {
       await new Promise((r) => setTimeout(r, 20));
     }
   }
-}
-
-/** The versions with a per-version route (renderEnvoyServices: the stable, and the canary while there is one). */
-function servingVersions(s: ServiceTraffic): string[] {
-  return s.canary ? [s.stable, s.canary] : [s.stable];
 }
 
 /** The tail of the changes queued per traffic file: each waits for Envoy to report its own routes version. */

@@ -76,7 +76,7 @@ export function routeConfig(services: LocalService[]) {
 }
 
 /** Versions that get a per-version route: none without a token; never a version that must not serve. */
-function servingVersions(s: LocalService): string[] {
+export function servingVersions(s: LocalService): string[] {
   if (!s.routeToken) return [];
   return [s.stable, ...(s.canary && s.canary !== s.stable ? [s.canary] : [])].filter((v) => v in s.upstreams);
 }
