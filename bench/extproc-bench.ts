@@ -100,6 +100,9 @@ async function main(): Promise<void> {
   writeFileSync(bigBodyFile, bigChatBody(BIG_BODY_BYTES));
   const bigBodyTargets = join(dir, 'targets-big.txt');
   writeFileSync(bigBodyTargets, `POST http://127.0.0.1:${listenPort}/v1/chat/completions\nHost: ${SAMPLED}\nx-user-id: bench-big\n${BIG_BODY_HEADER}: 1\nContent-Type: application/json\n@${bigBodyFile}\n`);
+  // The control: the same bodies through Envoy alone, so the delta below separates extproc's share from Envoy's.
+  const bigBodyBaselineTargets = join(dir, 'targets-big-baseline.txt');
+  writeFileSync(bigBodyBaselineTargets, `POST http://127.0.0.1:${baselinePort}/v1/chat/completions\nHost: ${SAMPLED}\nx-user-id: bench-big\nContent-Type: application/json\n@${bigBodyFile}\n`);
   async function goldenBench(vegeta: string): Promise<void> {
     // Golden inspection off vs on: the same POSTs, back to back in this run, at GOLDEN_RATE.
     await attack(vegeta, targetFile(listenPort!, GOLDEN, bodyFile), GOLDEN_RATE, 3);
@@ -147,6 +150,7 @@ async function main(): Promise<void> {
       attack(vegeta, targetFile(listenPort!), RATE, SECONDS),
       attack(vegeta, bigBodyTargets, 1, SECONDS),
     ]);
+    const [baselineWithBodies] = await Promise.all([attack(vegeta, targetFile(baselinePort!), RATE, SECONDS), attack(vegeta, bigBodyBaselineTargets, 1, SECONDS)]);
     const baselineSteps = await maxRate(vegeta, targetFile(baselinePort!), 'baseline');
     const extprocSteps = await maxRate(vegeta, targetFile(failClosedPort!), 'extproc');
     const result = {
@@ -171,6 +175,8 @@ async function main(): Promise<void> {
       added_p99_sampled_10pct_ms: round(sampled.p99Ms - baseline.p99Ms),
       with_1mib_bodies: { p50_ms: round(withBodies.p50Ms), p99_ms: round(withBodies.p99Ms), bodies_sent: bodies.requests, bodies_success: bodies.successRatio },
       body_p99_delta_ms: round(withBodies.p99Ms - withExtproc.p99Ms),
+      baseline_with_1mib_bodies: { p50_ms: round(baselineWithBodies.p50Ms), p99_ms: round(baselineWithBodies.p99Ms) },
+      baseline_body_p99_delta_ms: round(baselineWithBodies.p99Ms - baseline.p99Ms),
       max_rps: extprocSteps.max,
       max_rps_baseline: baselineSteps.max,
       max_rps_steps: extprocSteps.steps,

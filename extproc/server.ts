@@ -1,4 +1,5 @@
 import { lstatSync, rmSync } from 'node:fs';
+import type { Http2Server, ServerHttp2Session, ServerOptions as Http2ServerOptions } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { OpenFeature, type EvaluationContext } from '@openfeature/server-sdk';
 import type { Logger } from '../common/logger.js';
@@ -99,12 +100,14 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   };
   const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => handleProcessStream(call, streamDeps);
   server.addService(externalProcessorService, { Process: process as grpc.UntypedHandleCall });
+  widenFlowControl(server);
   const socket = config.grpc.socket;
   if (socket !== undefined) removeStaleSocket(socket);
   const bindTo = socket !== undefined ? `unix:${socket}` : `${config.grpc.host}:${config.grpc.port}`;
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(bindTo, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`extproc cannot listen on ${bindTo}: ${err.message}`)) : resolve(port)));
   });
+  widenConnectionWindows(server);
   const grpcPort = socket !== undefined ? 0 : boundPort;
   const grpcAddress = socket !== undefined ? bindTo : `${config.grpc.host}:${grpcPort}`;
   logger.info({ address: grpcAddress }, 'ext_proc gRPC listening');
@@ -158,6 +161,31 @@ function removeStaleSocket(path: string): void {
   }
   if (!stat.isSocket()) throw new Error(`grpc.socket ${path} exists and is not a socket; refusing to replace it`);
   rmSync(path);
+}
+
+/**
+ * HTTP/2 receive windows large enough for a sampled body in one go. With Node's defaults
+ * (64 KiB a stream and a connection) Envoy can send a megabyte body only 64 KiB per round
+ * trip of WINDOW_UPDATEs, and every other request's ext_proc message on that connection waits
+ * behind it. grpc-js has no option for either window, so its (pinned) server internals are
+ * reached here; test/unit/extproc-flow-control.test.ts fails if they change.
+ */
+export const STREAM_WINDOW_BYTES = 2 * 1024 * 1024;
+export const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
+export function widenFlowControl(server: grpc.Server): void {
+  const internals = server as unknown as { commonServerOptions?: Http2ServerOptions };
+  const options = internals.commonServerOptions;
+  if (options === undefined) throw new Error('@grpc/grpc-js changed: Server.commonServerOptions is gone (extproc sets its HTTP/2 windows there)');
+  options.settings = { ...options.settings, initialWindowSize: STREAM_WINDOW_BYTES };
+}
+
+/** The connection-level window, per connection as it opens (after bind: the HTTP/2 servers exist then). */
+export function widenConnectionWindows(server: grpc.Server): void {
+  const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
+  if (servers === undefined || servers.size === 0) throw new Error('@grpc/grpc-js changed: Server.http2Servers is gone (extproc widens its connection windows there)');
+  for (const http2Server of servers.keys()) {
+    http2Server.on('session', (session: ServerHttp2Session) => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
+  }
 }
 
 /** Verified probes answered per service, summed over versions and status classes. */

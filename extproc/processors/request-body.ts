@@ -1,5 +1,4 @@
 import { type HttpBody, type ProcessingResponse } from '../../proto/ext-proc.js';
-import { chatRequestFacts, parseJsonBody, withStreamUsage } from '../quality/openai-request.js';
 import type { QualityPipeline } from '../quality/pipeline.js';
 import type { RequestContext } from '../request-context.js';
 
@@ -7,7 +6,7 @@ import type { RequestContext } from '../request-context.js';
  * Request body (only for requests whose headers asked for it): remember what the
  * evaluators need, recognise golden prompts, and optionally ask a sampled stream for usage.
  */
-export function processRequestBody(ctx: RequestContext, msg: HttpBody, q: QualityPipeline | undefined): ProcessingResponse {
+export async function processRequestBody(ctx: RequestContext, msg: HttpBody, q: QualityPipeline | undefined): Promise<ProcessingResponse> {
   const response: ProcessingResponse = { request_body: { response: { status: 'CONTINUE' } } };
   const sample = ctx.sample;
   if (!q || !sample || !ctx.service) return response;
@@ -17,18 +16,16 @@ export function processRequestBody(ctx: RequestContext, msg: HttpBody, q: Qualit
     if (ctx.shadow) ctx.shadow.capture.drop(ctx.shadow.ticket); // a partial copy would be a different request
     return response;
   }
-  const parsed = parseJsonBody(body); // once, for the facts and the usage rewrite
-  sample.request = chatRequestFacts(parsed);
-  sample.golden = q.golden.match(ctx.service, sample.request?.prompt);
+  // Parsed once for all three; a large body on a worker thread, while other requests are decided.
+  const read = await q.requestBodies.read(body, sample.mayRewriteBody);
+  sample.request = read.facts;
+  sample.golden = read.goldenKey === undefined ? undefined : q.golden.matchKey(ctx.service, read.goldenKey);
   if (ctx.shadow) ctx.shadow.capture.sendCopies(ctx.shadow.ticket, ctx.shadow.template, body, sample.request, sample.golden);
   if (sample.golden && q.config.golden.inspect === 'all') {
     // Every golden request is sampled: it stands for itself only.
     sample.reason = sample.reason === 'none' ? 'golden' : sample.reason;
     sample.probability = 1;
   }
-  if (sample.mayRewriteBody && sample.request?.stream && !sample.request.includeUsage) {
-    const changed = withStreamUsage(body, parsed);
-    if (changed) response.request_body!.response.body_mutation = { body: changed };
-  }
+  if (read.usageRewrite) response.request_body!.response.body_mutation = { body: read.usageRewrite };
   return response;
 }

@@ -30,6 +30,7 @@ export class QualityMetrics {
   readonly unpriced: Counter<'version'>;
   readonly judgeQueue: Counter<'result'>;
   readonly evaluatorErrors: Counter<'evaluator'>;
+  readonly requestBodies: Counter<'reader' | 'result'>;
   readonly evaluated: Counter<(typeof LABELS)[number] | 'evaluator'>;
   readonly hallucinationVerdicts: Counter<(typeof LABELS)[number] | 'evaluator'>;
   readonly signals: Counter<(typeof LABELS)[number] | 'signal'>;
@@ -64,6 +65,7 @@ export class QualityMetrics {
     this.answerChars = new Histogram({ name: 'fledge_quality_answer_chars', help: 'Length in characters of sampled, complete user answers.', labelNames: LABELS, buckets: [0, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384], registers });
     this.probeUnmatched = new Counter({ name: 'fledge_probe_unmatched_total', help: 'Verified probes whose prompt matched no golden entry (no verdict; check the prober and extproc use the same golden file).', labelNames: LABELS, registers });
     this.evaluatorErrors = new Counter({ name: 'fledge_quality_evaluator_errors_total', help: 'Evaluators that threw on a sample (the sample is still counted).', labelNames: ['evaluator'], registers });
+    this.requestBodies = new Counter({ name: 'fledge_quality_request_bodies_total', help: 'Sampled request bodies read, by reader (inline: up to 64 KiB, on the event loop; worker: larger, on a worker thread) and result (read, error, timeout).', labelNames: ['reader', 'result'], registers });
   }
 
   /** Creates the estimated counters at 0, so rates over them start with the request counter's. */

@@ -10,6 +10,7 @@ import { JudgeQueue } from './judge-queue.js';
 import { QualityMetrics } from './metrics.js';
 import { ProbeRates } from './probe-rates.js';
 import { SampleRecorder, type FinishedSample, type VerdictListener } from './recorder.js';
+import { OffThreadBodyReader, type RequestBodyReader } from './request-body-reader.js';
 
 /** Everything the quality processors share: config, golden set, metrics, and the off-path recorder. */
 export interface QualityPipeline {
@@ -18,6 +19,8 @@ export interface QualityPipeline {
   metrics: QualityMetrics;
   /** Each version's golden-probe hallucination rate, credited to its user requests. */
   probeRates: ProbeRates;
+  /** Reads sampled request bodies (large ones off the event loop). */
+  requestBodies: RequestBodyReader;
   /** Records a finished sample on a later turn of the event loop: never on the response's path. */
   submit(sample: FinishedSample): void;
   close(): Promise<void>;
@@ -36,11 +39,13 @@ export function startQualityPipeline(config: QualityConfig, registry: Registry, 
     : undefined;
   const probeRates = new ProbeRates(config.probeRateWindowSeconds * 1000);
   const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log, Math.random, probeRates, onVerdict);
+  const requestBodies = new OffThreadBodyReader(golden.longestKey, log, { count: (reader, result) => metrics.requestBodies.inc({ reader, result }) });
   return {
     config,
     golden,
     metrics,
     probeRates,
+    requestBodies,
     submit(sample) {
       setImmediate(() => {
         try {
@@ -51,6 +56,7 @@ export function startQualityPipeline(config: QualityConfig, registry: Registry, 
       });
     },
     async close() {
+      await requestBodies.close();
       await judge?.close();
     },
   };

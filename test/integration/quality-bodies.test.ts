@@ -85,4 +85,18 @@ describe('sampled bodies: broken ones never hurt, golden ones are checked', () =
     expect(metricValue(await text(), 'inference_hallucination_total', { rollout_hash: 'hash-golden' })).toBe(wrong);
     expect(metricValue(await text(), 'fledge_quality_score_sum_total', { rollout_hash: 'hash-golden', evaluator: 'golden' })).toBe(40 - wrong);
   });
+
+  it('a golden question after 600 KB of conversation is read on the worker thread and checked like any other', async () => {
+    const text = async () => dp.metricsText();
+    const scoredBefore = metricValue(await text(), 'fledge_quality_scores_total', { rollout_hash: 'hash-golden', evaluator: 'golden' });
+    const history = 'earlier turns of a long conversation '.repeat(16_000);
+    const responses = await mapLimit(Array.from({ length: 5 }, (_, i) => i), 5, (i) =>
+      dp.request({ host: 'golden', headers: { 'x-request-id': `long-golden-${i}` }, body: { messages: [{ role: 'system', content: history }, { role: 'user', content: GOLDEN_Q }] } }),
+    );
+    expect(responses.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    await expect.poll(async () => metricValue(await text(), 'fledge_quality_scores_total', { rollout_hash: 'hash-golden', evaluator: 'golden' })).toBe(scoredBefore + 5);
+    expect(metricValue(await text(), 'fledge_quality_request_bodies_total', { reader: 'worker', result: 'read' })).toBe(5);
+    // The 40 short golden questions before were read where they arrived.
+    expect(metricValue(await text(), 'fledge_quality_request_bodies_total', { reader: 'inline', result: 'read' })).toBeGreaterThanOrEqual(40);
+  });
 });

@@ -11,13 +11,14 @@ import { GoldenSet } from '../../extproc/quality/evaluators/golden-set.js';
 import { QualityMetrics } from '../../extproc/quality/metrics.js';
 import type { QualityPipeline } from '../../extproc/quality/pipeline.js';
 import { ProbeRates } from '../../extproc/quality/probe-rates.js';
+import { inlineBodyReader } from '../../extproc/quality/request-body-reader.js';
 import type { FinishedSample } from '../../extproc/quality/recorder.js';
 import { sampledByRate } from '../../extproc/quality/sampling.js';
 import { newRequestContext, type RequestContext } from '../../extproc/request-context.js';
 
 function pipeline(config: unknown, golden = new GoldenSet([])): QualityPipeline & { submitted: FinishedSample[] } {
   const submitted: FinishedSample[] = [];
-  return { config: qualityConfigSchema.parse(config), golden, metrics: new QualityMetrics(new Registry(), 300), probeRates: new ProbeRates(60_000), submit: (s) => submitted.push(s), close: async () => {}, submitted };
+  return { config: qualityConfigSchema.parse(config), golden, metrics: new QualityMetrics(new Registry(), 300), probeRates: new ProbeRates(60_000), requestBodies: inlineBodyReader(golden.longestKey), submit: (s) => submitted.push(s), close: async () => {}, submitted };
 }
 
 function ctxFor(service = 'chat'): RequestContext {
@@ -67,7 +68,7 @@ describe('quality processors', () => {
     expect(q.submitted[0]?.responseHeaders.get('x-quality-score')).toBe('0.9');
   });
 
-  it('reads every body of a golden-covered service and samples the golden match with certainty', () => {
+  it('reads every body of a golden-covered service and samples the golden match with certainty', async () => {
     const golden = new GoldenSet([{ id: 'g', service: 'chat', prompt: 'Capital of France?', expect: { facts: ['Paris'] } }]);
     const q = pipeline({}, golden);
     const ctx = ctxFor();
@@ -75,7 +76,7 @@ describe('quality processors', () => {
     sampleRequestHeaders(ctx, headers({ 'x-request-id': unsampledId }), response, q);
     expect(response.mode_override).toEqual(READ_REQUEST_BODY);
     expect(ctx.sample?.reason).toBe('none');
-    processRequestBody(ctx, { body: Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'capital of  france?' }] })), end_of_stream: true }, q);
+    await processRequestBody(ctx, { body: Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'capital of  france?' }] })), end_of_stream: true }, q);
     expect(ctx.sample).toMatchObject({ reason: 'golden', probability: 1, golden: { id: 'g' } });
 
     const other = ctxFor('other');
@@ -84,19 +85,19 @@ describe('quality processors', () => {
     expect(r2.mode_override).toBeUndefined();
   });
 
-  it('marks a request body that did not fit as oversized, and injects usage only where allowed', () => {
+  it('marks a request body that did not fit as oversized, and injects usage only where allowed', async () => {
     const q = pipeline({ injectStreamUsage: true });
     const ctx = ctxFor();
     const response = routed();
     sampleRequestHeaders(ctx, headers({ 'x-request-id': sampledId }), response, q);
     expect(response.request_headers?.response.header_mutation?.remove_headers).toContain('content-length');
     const body = Buffer.from(JSON.stringify({ stream: true, messages: [{ role: 'user', content: 'x' }] }));
-    const reply = processRequestBody(ctx, { body, end_of_stream: true }, q);
+    const reply = await processRequestBody(ctx, { body, end_of_stream: true }, q);
     expect(JSON.parse(reply.request_body!.response.body_mutation!.body!.toString()).stream_options).toEqual({ include_usage: true });
 
     const partial = ctxFor();
     sampleRequestHeaders(partial, headers({ 'x-request-id': sampledId }), routed(), q);
-    const r = processRequestBody(partial, { body, end_of_stream: false }, q);
+    const r = await processRequestBody(partial, { body, end_of_stream: false }, q);
     expect(partial.sample?.requestOversized).toBe(true);
     expect(r.request_body?.response.body_mutation).toBeUndefined();
   });

@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { loadStructuredFile } from '../../../common/structured-file.js';
 import { validateJson } from './json-schema.js';
+import { normalizePrompt } from './golden-key.js';
+
+export { normalizePrompt };
 
 const entrySchema = z.strictObject({
   id: z.string().min(1),
@@ -42,10 +45,6 @@ function isRegex(r: string): boolean {
   }
 }
 
-export function normalizePrompt(prompt: string): string {
-  return prompt.trim().replace(/\s+/gu, ' ').toLowerCase();
-}
-
 /** Known-good queries, looked up by normalised prompt. */
 export class GoldenSet {
   private readonly byPrompt = new Map<string, GoldenEntry[]>();
@@ -72,7 +71,19 @@ export class GoldenSet {
 
   match(service: string, prompt: string | undefined): GoldenEntry | undefined {
     if (prompt === undefined || this.byPrompt.size === 0) return undefined;
-    return this.byPrompt.get(normalizePrompt(prompt))?.find((e) => e.service === undefined || e.service === service);
+    return this.matchKey(service, normalizePrompt(prompt));
+  }
+
+  /** match() for a prompt already normalised (normalizePrompt), e.g. by the request-body worker. */
+  matchKey(service: string, key: string): GoldenEntry | undefined {
+    return this.byPrompt.get(key)?.find((e) => e.service === undefined || e.service === service);
+  }
+
+  /** The longest normalised golden prompt: a longer key matches nothing. */
+  get longestKey(): number {
+    let longest = 0;
+    for (const key of this.byPrompt.keys()) longest = Math.max(longest, key.length);
+    return longest;
   }
 }
 
