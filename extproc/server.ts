@@ -100,14 +100,14 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   };
   const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => handleProcessStream(call, streamDeps);
   server.addService(externalProcessorService, { Process: process as grpc.UntypedHandleCall });
-  widenFlowControl(server);
+  widenFlowControl(server, logger);
   const socket = config.grpc.socket;
   if (socket !== undefined) removeStaleSocket(socket);
   const bindTo = socket !== undefined ? `unix:${socket}` : `${config.grpc.host}:${config.grpc.port}`;
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(bindTo, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`extproc cannot listen on ${bindTo}: ${err.message}`)) : resolve(port)));
   });
-  widenConnectionWindows(server);
+  widenConnectionWindows(server, logger);
   const grpcPort = socket !== undefined ? 0 : boundPort;
   const grpcAddress = socket !== undefined ? bindTo : `${config.grpc.host}:${grpcPort}`;
   logger.info({ address: grpcAddress }, 'ext_proc gRPC listening');
@@ -168,24 +168,39 @@ function removeStaleSocket(path: string): void {
  * (64 KiB a stream and a connection) Envoy can send a megabyte body only 64 KiB per round
  * trip of WINDOW_UPDATEs, and every other request's ext_proc message on that connection waits
  * behind it. grpc-js has no option for either window, so its (pinned) server internals are
- * reached here; test/unit/extproc-flow-control.test.ts fails if they change.
+ * reached here: should they change, extproc warns and serves with Node's defaults, and
+ * test/unit/extproc-flow-control.test.ts fails.
  */
 export const STREAM_WINDOW_BYTES = 2 * 1024 * 1024;
 export const CONNECTION_WINDOW_BYTES = 16 * 1024 * 1024;
-export function widenFlowControl(server: grpc.Server): void {
-  const internals = server as unknown as { commonServerOptions?: Http2ServerOptions };
-  const options = internals.commonServerOptions;
-  if (options === undefined) throw new Error('@grpc/grpc-js changed: Server.commonServerOptions is gone (extproc sets its HTTP/2 windows there)');
+/** The stream window, in the settings grpc-js hands to each HTTP/2 server it creates (before bind). */
+export function widenFlowControl(server: grpc.Server, logger?: Logger): boolean {
+  const options = (server as unknown as { commonServerOptions?: Http2ServerOptions }).commonServerOptions;
+  if (options === undefined) {
+    logger?.warn('@grpc/grpc-js has no Server.commonServerOptions any more: HTTP/2 stream windows stay at 64 KiB (large bodies slow other decisions)');
+    return false;
+  }
   options.settings = { ...options.settings, initialWindowSize: STREAM_WINDOW_BYTES };
+  return true;
 }
 
-/** The connection-level window, per connection as it opens (after bind: the HTTP/2 servers exist then). */
-export function widenConnectionWindows(server: grpc.Server): void {
+/** The connection window, on each connection as it opens (after bind: the HTTP/2 servers exist then). */
+export function widenConnectionWindows(server: grpc.Server, logger?: Logger): boolean {
   const servers = (server as unknown as { http2Servers?: Map<Http2Server, unknown> }).http2Servers;
-  if (servers === undefined || servers.size === 0) throw new Error('@grpc/grpc-js changed: Server.http2Servers is gone (extproc widens its connection windows there)');
-  for (const http2Server of servers.keys()) {
-    http2Server.on('session', (session: ServerHttp2Session) => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
+  if (servers === undefined || servers.size === 0) {
+    logger?.warn('@grpc/grpc-js has no Server.http2Servers any more: HTTP/2 connection windows stay at 64 KiB (large bodies slow other decisions)');
+    return false;
   }
+  for (const http2Server of servers.keys()) {
+    http2Server.on('session', (session: ServerHttp2Session) => {
+      try {
+        session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+      } catch (err) {
+        logger?.debug({ err: (err as Error).message }, 'could not widen a closing HTTP/2 connection window');
+      }
+    });
+  }
+  return true;
 }
 
 /** Verified probes answered per service, summed over versions and status classes. */

@@ -10,9 +10,9 @@ import { CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES, widenConnectionWindows, w
 describe("extproc's HTTP/2 receive windows", () => {
   it('advertises the wide stream window in its SETTINGS and opens the connection window', async () => {
     const server = new grpc.Server();
-    widenFlowControl(server);
+    expect(widenFlowControl(server)).toBe(true);
     const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
-    widenConnectionWindows(server);
+    expect(widenConnectionWindows(server)).toBe(true);
     const client = http2.connect(`http://127.0.0.1:${port}`);
     try {
       const settings = await new Promise<http2.Settings>((resolve) => client.once('remoteSettings', resolve));
