@@ -94,12 +94,19 @@ demo-model: deps model-deps build
 bench: deps vegeta build
 	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-bench.js
 	FLEDGE_VEGETA=$(VEGETA) BENCH_ONLY=extproc BENCH_EXTPROC_TRANSPORT=unix node dist/bench/extproc-bench.js
+	$(MAKE) bench-transport
 	$(MAKE) bench-controller
 	$(MAKE) bench-model
 	$(MAKE) bench-evidence
 	$(MAKE) bench-shadow
 	$(MAKE) bench-istio
 	FLEDGE_VEGETA=$(VEGETA) $(MAKE) bench-guardrail
+
+# Where extproc's CPU per request goes: extproc vs constant grpc-js and bare node:http2
+# servers behind the same Envoy (writes bench/results/extproc-transport.json).
+.PHONY: bench-transport
+bench-transport: deps vegeta build
+	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-transport-bench.js
 
 # CI: every extproc.json field, from short runs, no targets judged (writes bench/results/extproc-quick.json).
 .PHONY: bench-extproc-quick

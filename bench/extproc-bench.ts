@@ -150,7 +150,7 @@ async function main(): Promise<void> {
       attack(vegeta, targetFile(listenPort!), RATE, SECONDS),
       attack(vegeta, bigBodyTargets, 1, SECONDS),
     ]);
-    const [baselineWithBodies] = await Promise.all([attack(vegeta, targetFile(baselinePort!), RATE, SECONDS), attack(vegeta, bigBodyBaselineTargets, 1, SECONDS)]);
+    const [baselineWithBodies, baselineBodies] = await Promise.all([attack(vegeta, targetFile(baselinePort!), RATE, SECONDS), attack(vegeta, bigBodyBaselineTargets, 1, SECONDS)]);
     const baselineSteps = await maxRate(vegeta, targetFile(baselinePort!), 'baseline');
     const extprocSteps = await maxRate(vegeta, targetFile(failClosedPort!), 'extproc');
     const result = {
@@ -175,7 +175,7 @@ async function main(): Promise<void> {
       added_p99_sampled_10pct_ms: round(sampled.p99Ms - baseline.p99Ms),
       with_1mib_bodies: { p50_ms: round(withBodies.p50Ms), p99_ms: round(withBodies.p99Ms), bodies_sent: bodies.requests, bodies_success: bodies.successRatio },
       body_p99_delta_ms: round(withBodies.p99Ms - withExtproc.p99Ms),
-      baseline_with_1mib_bodies: { p50_ms: round(baselineWithBodies.p50Ms), p99_ms: round(baselineWithBodies.p99Ms) },
+      baseline_with_1mib_bodies: { p50_ms: round(baselineWithBodies.p50Ms), p99_ms: round(baselineWithBodies.p99Ms), bodies_sent: baselineBodies.requests, bodies_success: baselineBodies.successRatio },
       baseline_body_p99_delta_ms: round(baselineWithBodies.p99Ms - baseline.p99Ms),
       max_rps: extprocSteps.max,
       max_rps_baseline: baselineSteps.max,
@@ -190,7 +190,7 @@ async function main(): Promise<void> {
             max_rps_ge_half_baseline: baselineSteps.max > 0 && extprocSteps.max >= 0.5 * baselineSteps.max,
             body_p99_delta_le_0_5_ms: withBodies.p99Ms - withExtproc.p99Ms <= 0.5,
           },
-      setup: `one Envoy (--concurrency 1), upstream = Envoy direct_response; flags on (${FLAG_FILE}, the seed's flag file: its version flag names v1.3, so it is evaluated for every request; it has no kill-switch flag, so that one is not), services on the seed's versions v1.2 (stable) / v1.3 (canary, 50%), 1,000 distinct sticky users (x-user-id), header-only path (request + response headers); sampled_10pct: plus the response body streamed to extproc for 10% of requests by x-request-id; with_1mib_bodies: the header-only run again while one ${BIG_BODY_BYTES}-byte chat request per second is sampled (its body read and parsed by extproc); max_rps: fixed-rate steps (vegeta open model) with 100% success, throughput >= 95% of the rate and p99 <= ${MAX_RPS_P99_MS} ms, extproc through a fail-closed ext_proc listener (its failures are 500s), baseline through the listener without ext_proc`,
+      setup: `one Envoy (--concurrency 1), upstream = Envoy direct_response; flags on (${FLAG_FILE}, the seed's flag file: its version flag names v1.3, so it is evaluated for every request; it has no kill-switch flag, so that one is not), services on the seed's versions v1.2 (stable) / v1.3 (canary, 50%), 1,000 distinct sticky users (x-user-id), header-only path (request + response headers); sampled_10pct: plus the response body streamed to extproc for 10% of requests by x-request-id; with_1mib_bodies: the header-only run again while one ${BIG_BODY_BYTES}-byte chat request per second is sampled (its body read and parsed by extproc); baseline_with_1mib_bodies: the control, the Envoy-alone run again while the same bodies go through the listener without ext_proc; max_rps: fixed-rate steps (vegeta open model) with 100% success, throughput >= 95% of the rate and p99 <= ${MAX_RPS_P99_MS} ms, extproc through a fail-closed ext_proc listener (its failures are 500s), baseline through the listener without ext_proc`,
     };
     const missing = REQUIRED_FIELDS.filter((f) => typeof result[f] !== 'number' || !Number.isFinite(result[f] as number));
     if (missing.length > 0) throw new Error(`bench result lacks finite ${missing.join(', ')}`);

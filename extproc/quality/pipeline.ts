@@ -39,7 +39,7 @@ export function startQualityPipeline(config: QualityConfig, registry: Registry, 
     : undefined;
   const probeRates = new ProbeRates(config.probeRateWindowSeconds * 1000);
   const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log, Math.random, probeRates, onVerdict);
-  const requestBodies = new OffThreadBodyReader(golden.longestKey, log, { count: (reader, result) => metrics.requestBodies.inc({ reader, result }) });
+  const requestBodies = new OffThreadBodyReader(golden.longestKey, log, { eager: true, count: (reader, result) => metrics.requestBodies.inc({ reader, result }) });
   return {
     config,
     golden,

@@ -42,6 +42,8 @@ export interface BodyReaderOptions {
   workerUrl?: URL;
   inlineBytes?: number;
   timeoutMs?: number;
+  /** Start the worker now rather than on the first large body (extproc does: a thread's start would eat into Envoy's 200 ms message_timeout). */
+  eager?: boolean;
 }
 
 interface PendingRead {
@@ -50,7 +52,9 @@ interface PendingRead {
 }
 
 /**
- * One worker thread, started on the first large body and again after a failure. A body the
+ * One worker thread, started with the reader (`eager`) or on the first large body, and again
+ * on the first large body after a failure (never in a loop: a worker that cannot start costs
+ * one attempt per large body, each read as nothing). A body the
  * worker cannot read (it died, or took past WORKER_TIMEOUT_MS) is read as nothing: the sample
  * loses its request facts, the request itself is untouched.
  */
@@ -73,6 +77,7 @@ export class OffThreadBodyReader implements RequestBodyReader {
     this.workerUrl = options.workerUrl ?? DEFAULT_WORKER_URL;
     this.inlineBytes = options.inlineBytes ?? INLINE_BODY_BYTES;
     this.timeoutMs = options.timeoutMs ?? WORKER_TIMEOUT_MS;
+    if (options.eager) this.startWorker();
   }
 
   read(body: Buffer, mayRewrite: boolean): ReadRequestBody | Promise<ReadRequestBody> {
@@ -104,7 +109,9 @@ export class OffThreadBodyReader implements RequestBodyReader {
     const worker = new Worker(this.workerUrl, { workerData: { longestGoldenKey: this.longestGoldenKey } });
     worker.unref(); // pending reads have their own timers; the worker never holds the process open
     worker.on('message', (answer: WorkerAnswer) => this.settle(answer));
-    worker.on('error', (err) => this.giveUp('error', `request-body worker failed: ${err.message}`));
+    worker.on('error', (err) => {
+      if (this.worker === worker) this.giveUp('error', `request-body worker failed: ${err.message}`);
+    });
     worker.on('exit', (code) => {
       if (this.worker === worker) this.giveUp('error', `request-body worker exited with code ${code}`);
     });

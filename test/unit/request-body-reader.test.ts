@@ -62,13 +62,21 @@ describe('request bodies: small ones read inline, large ones on a worker thread'
 
   it('does not normalise a prompt longer than every golden prompt, nor any prompt without a golden set', async () => {
     const long = `What is the capital of France? ${'and more '.repeat(20)}`;
-    expect((await reader().read(chatBody(100_000, long), false)).goldenKey).toBeUndefined();
-    expect(readRequestBody(chatBody(100, 'What is the capital of France?'), false, 0).goldenKey).toBeUndefined();
+    const read = await reader().read(chatBody(100_000, long), false);
+    // Read (the prompt is there), just not a golden candidate.
+    expect(read.facts?.prompt).toBe(long);
+    expect(read.goldenKey).toBeUndefined();
+    expect(counted).toEqual([['worker', 'read']]);
+    const noGoldenSet = readRequestBody(chatBody(100, 'What is the capital of France?'), false, 0);
+    expect(noGoldenSet.facts?.prompt).toBe('What is the capital of France?');
+    expect(noGoldenSet.goldenKey).toBeUndefined();
   });
 
   it('reads a body that is not JSON as no facts, on either side', async () => {
     const junk = Buffer.alloc(200_000, '{');
     expect(await reader().read(junk, true)).toEqual({ facts: undefined, goldenKey: undefined, usageRewrite: undefined });
+    // The worker read it (and found nothing), rather than failing.
+    expect(counted).toEqual([['worker', 'read']]);
     expect(readRequestBody(junk.subarray(0, 100), true, 10)).toEqual({ facts: undefined, goldenKey: undefined, usageRewrite: undefined });
   });
 
