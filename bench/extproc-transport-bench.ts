@@ -6,13 +6,12 @@
  * CPU time is read from /proc over the measured run. Writes bench/results/extproc-transport.json.
  */
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { startProcess, waitForHttp, type ManagedProcess } from '../local/child-process.js';
 import { startEnvoy } from '../local/envoy.js';
-import { freePort } from '../local/ports.js';
+import { freePort, portInUse } from '../local/ports.js';
 import { attack, targets } from './vegeta.js';
 
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
@@ -31,14 +30,7 @@ async function waitForPort(proc: ManagedProcess, port: number, timeoutMs = 15_00
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.child.exitCode !== null) throw new Error(`${proc.name} exited before listening:\n${proc.logTail()}`);
-    const open = await new Promise<boolean>((done) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        socket.destroy();
-        done(true);
-      });
-      socket.on('error', () => done(false));
-    });
-    if (open) return;
+    if (await portInUse(port)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${proc.name} is not listening on ${port} after ${timeoutMs} ms`);
