@@ -35,6 +35,9 @@ const BIG_BODY_BYTES = 1_000_000;
 const BIG_BODY_HEADER = 'x-bench-big-body';
 /** How Envoy reaches extproc: tcp (loopback port) or unix (a socket, Envoy's pipe address); unix writes extproc-unix.json. */
 const TRANSPORT = process.env.BENCH_EXTPROC_TRANSPORT === 'unix' ? 'unix' : 'tcp';
+/** `fledge extproc --workers N`, and Envoy's worker threads (each its own ext_proc connection, so N workers can all be busy). */
+const WORKERS = Number(process.env.BENCH_EXTPROC_WORKERS ?? 1);
+const ENVOY_CONCURRENCY = Number(process.env.BENCH_ENVOY_CONCURRENCY ?? 1);
 const REQUIRED_FIELDS = ['p50_ratio', 'p99_ratio', 'added_p50_ms', 'added_p99_ms', 'max_rps', 'max_rps_baseline', 'body_p99_delta_ms'] as const;
 const SAMPLED = 'bench-sampled';
 /** Covered by a golden set with `inspect: all`: extproc reads every request body to recognise golden prompts. */
@@ -72,7 +75,7 @@ async function main(): Promise<void> {
   const [grpcPort, adminPort, listenPort, baselinePort, failClosedPort, directPort, envoyAdmin] = await Promise.all(Array.from({ length: 7 }, () => freePort()));
   const extprocSocket = TRANSPORT === 'unix' ? join(dir, 'extproc.sock') : undefined;
   const listen = extprocSocket ? ['--listen', `unix:${extprocSocket}`] : ['--port', String(grpcPort)];
-  const extproc = startProcess('extproc', process.execPath, [cli, 'extproc', '--config', configFile, '--routing-file', routingFile, ...listen, '--admin-port', String(adminPort)], join(dir, 'extproc.log'), {
+  const extproc = startProcess('extproc', process.execPath, [cli, 'extproc', '--config', configFile, '--routing-file', routingFile, ...listen, '--admin-port', String(adminPort), '--workers', String(WORKERS)], join(dir, 'extproc.log'), {
     ...process.env,
     FLEDGE_LOG_LEVEL: 'warn',
   });
@@ -90,6 +93,8 @@ async function main(): Promise<void> {
       services: ['bench', SAMPLED, GOLDEN].map((name) => ({ name, stable: 'v1.2', canary: 'v1.3', upstreams: { 'v1.2': upstream, 'v1.3': upstream } })),
     },
     dir,
+    'envoy',
+    ENVOY_CONCURRENCY,
   );
   const targetFile = (port: number, host = 'bench', body?: string) => {
     const file = join(dir, `targets-${host}-${port}${body ? '-post' : ''}.txt`);
@@ -162,6 +167,8 @@ async function main(): Promise<void> {
       flags: true,
       flag_cache_size: FLAG_CACHE,
       transport: TRANSPORT,
+      extproc_workers: WORKERS,
+      envoy_concurrency: ENVOY_CONCURRENCY,
       flag_file: FLAG_FILE,
       rate_rps: RATE,
       duration_s: SECONDS,
@@ -190,11 +197,12 @@ async function main(): Promise<void> {
             max_rps_ge_half_baseline: baselineSteps.max > 0 && extprocSteps.max >= 0.5 * baselineSteps.max,
             body_p99_delta_le_0_5_ms: withBodies.p99Ms - withExtproc.p99Ms <= 0.5,
           },
-      setup: `one Envoy (--concurrency 1), upstream = Envoy direct_response; flags on (${FLAG_FILE}, the seed's flag file: its version flag names v1.3, so it is evaluated for every request; it has no kill-switch flag, so that one is not), services on the seed's versions v1.2 (stable) / v1.3 (canary, 50%), 1,000 distinct sticky users (x-user-id), header-only path (request + response headers); sampled_10pct: plus the response body streamed to extproc for 10% of requests by x-request-id; with_1mib_bodies: the header-only run again while one ${BIG_BODY_BYTES}-byte chat request per second is sampled (its body read and parsed by extproc); baseline_with_1mib_bodies: the control, the Envoy-alone run again while the same bodies go through the listener without ext_proc; max_rps: fixed-rate steps (vegeta open model) with 100% success, throughput >= 95% of the rate and p99 <= ${MAX_RPS_P99_MS} ms, extproc through a fail-closed ext_proc listener (its failures are 500s), baseline through the listener without ext_proc`,
+      setup: `one Envoy (--concurrency ${ENVOY_CONCURRENCY}), extproc with --workers ${WORKERS}, upstream = Envoy direct_response; flags on (${FLAG_FILE}, the seed's flag file: its version flag names v1.3, so it is evaluated for every request; it has no kill-switch flag, so that one is not), services on the seed's versions v1.2 (stable) / v1.3 (canary, 50%), 1,000 distinct sticky users (x-user-id), header-only path (request + response headers); sampled_10pct: plus the response body streamed to extproc for 10% of requests by x-request-id; with_1mib_bodies: the header-only run again while one ${BIG_BODY_BYTES}-byte chat request per second is sampled (its body read and parsed by extproc); baseline_with_1mib_bodies: the control, the Envoy-alone run again while the same bodies go through the listener without ext_proc; max_rps: fixed-rate steps (vegeta open model) with 100% success, throughput >= 95% of the rate and p99 <= ${MAX_RPS_P99_MS} ms, extproc through a fail-closed ext_proc listener (its failures are 500s), baseline through the listener without ext_proc`,
     };
     const missing = REQUIRED_FIELDS.filter((f) => typeof result[f] !== 'number' || !Number.isFinite(result[f] as number));
     if (missing.length > 0) throw new Error(`bench result lacks finite ${missing.join(', ')}`);
-    writeFileSync(join(out, `extproc${TRANSPORT === 'unix' ? '-unix' : ''}${QUICK ? '-quick' : ''}.json`), `${JSON.stringify(result, null, 2)}\n`);
+    const variant = `${TRANSPORT === 'unix' ? '-unix' : ''}${WORKERS > 1 ? `-workers${WORKERS}` : ''}${ENVOY_CONCURRENCY > 1 ? `-envoy${ENVOY_CONCURRENCY}` : ''}`;
+    writeFileSync(join(out, `extproc${variant}${QUICK ? '-quick' : ''}.json`), `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {
     await envoy.process.stop();

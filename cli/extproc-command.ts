@@ -1,9 +1,12 @@
 import { Command, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../common/config-error.js';
 import { createLogger } from '../common/logger.js';
-import { extprocConfigSchema } from '../extproc/config.js';
+import type { Logger } from '../common/logger.js';
+import { extprocConfigSchema, type ExtprocConfig } from '../extproc/config.js';
+import { WORKER_INDEX_ENV } from '../extproc/workers/messages.js';
 import { exitOnError, stopOnSignals } from './exit.js';
 
 interface ExtprocOptions {
@@ -17,6 +20,7 @@ interface ExtprocOptions {
   port?: number;
   listen?: string;
   adminPort?: number;
+  workers?: number;
 }
 
 export function extprocCommand(): Command {
@@ -32,14 +36,43 @@ export function extprocCommand(): Command {
     .addOption(new Option('--port <n>', 'gRPC port (default 50051)').argParser(Number))
     .addOption(new Option('--listen <address>', 'gRPC listen address: unix:/path/to.sock (a Unix domain socket, for an Envoy beside extproc) or host:port'))
     .addOption(new Option('--admin-port <n>', 'admin/metrics port (default 9101)').argParser(Number))
+    .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port, one event loop each (overrides workers; default 1)').argParser(Number))
     .action(async (opts: ExtprocOptions) => {
       const config = resolveConfig(opts);
       const logger = createLogger('extproc');
+      if (cluster.isWorker) return runWorker(config, logger);
+      if (config.workers > 1) {
+        const { startExtprocWorkers } = await import('../extproc/workers/primary.js');
+        const running = await startExtprocWorkers(config, logger).catch(exitOnError);
+        return stopOnSignals(() => running.stop(), logger);
+      }
       // Loaded here, not at the top: every fledge command would otherwise pay for gRPC and OpenFeature.
       const { startExtproc } = await import('../extproc/server.js');
       const running = await startExtproc(config, logger).catch(exitOnError);
       stopOnSignals(() => running.stop(), logger);
     });
+}
+
+/** One of `--workers N`, forked by the primary with the same command line. */
+async function runWorker(config: ExtprocConfig, parent: Logger): Promise<void> {
+  const index = Number(process.env[WORKER_INDEX_ENV] ?? 0);
+  const logger = parent.child({ worker: index });
+  const { WorkerLink } = await import('../extproc/workers/worker-link.js');
+  const { startExtproc } = await import('../extproc/server.js');
+  const link = new WorkerLink(index, logger);
+  const running = await startExtproc(config, logger, { worker: link }).catch(async (err: unknown) => {
+    await link.failed(err instanceof Error ? err.message : String(err));
+    return exitOnError(err);
+  });
+  // A terminal's Ctrl-C reaches the primary and its workers alike, and the primary then asks too: stop once.
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= running.stop());
+  stopOnSignals(stop, logger);
+  // The primary is gone (killed): a worker left behind would hold on to its connections alone.
+  process.once('disconnect', () => {
+    logger.warn('the extproc primary is gone; this worker stops');
+    void stop().finally(() => process.exit(0));
+  });
 }
 
 function resolveConfig(opts: ExtprocOptions) {
@@ -68,6 +101,7 @@ function resolveConfig(opts: ExtprocOptions) {
   if (opts.port !== undefined) raw.grpc = { ...raw.grpc, port: opts.port };
   if (opts.listen !== undefined) raw.grpc = { ...raw.grpc, ...parseListen(opts.listen) };
   if (opts.adminPort !== undefined) raw.admin = { ...raw.admin, port: opts.adminPort };
+  if (opts.workers !== undefined) raw.workers = opts.workers;
   const parsed = extprocConfigSchema.safeParse(raw);
   if (!parsed.success) throw ConfigError.fromZod(source, parsed.error);
   return parsed.data;

@@ -1,12 +1,17 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
 import { COVERAGE_PATH } from '../common/evaluator-coverage-report.js';
 import type { Logger } from '../common/logger.js';
 
+/** What /metrics serves: a prom-client Registry, or anything that renders the same way (the workers' aggregate). */
+export interface MetricsSource {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
+
 export interface AdminHandlers {
-  registry: Registry;
-  ready: () => boolean;
+  registry: MetricsSource;
+  ready: () => boolean | Promise<boolean>;
   /** JSON for /debug/state: what extproc currently routes by. */
   debugState: () => unknown;
   /** JSON for /coverage: the evaluators this extproc runs, per service (the controller reads it). */
@@ -29,10 +34,15 @@ export async function startAdminServer(host: string, port: number, handlers: Adm
     } else if (path === '/healthz') {
       reply(200, 'text/plain', 'ok\n');
     } else if (path === '/readyz') {
-      const ready = handlers.ready();
-      reply(ready ? 200 : 503, 'text/plain', ready ? 'ready\n' : 'not ready\n');
+      Promise.resolve()
+        .then(() => handlers.ready())
+        .then((ready) => reply(ready ? 200 : 503, 'text/plain', ready ? 'ready\n' : 'not ready\n'))
+        .catch((err: Error) => reply(503, 'text/plain', `not ready: ${err.message}\n`));
     } else if (path === '/debug/state') {
-      reply(200, 'application/json', JSON.stringify(handlers.debugState(), null, 2));
+      Promise.resolve()
+        .then(() => handlers.debugState())
+        .then((state) => reply(200, 'application/json', JSON.stringify(state, null, 2)))
+        .catch((err: Error) => reply(500, 'text/plain', `state failed: ${err.message}\n`));
     } else if (path === COVERAGE_PATH && handlers.coverage) {
       handlers
         .coverage()

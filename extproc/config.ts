@@ -102,6 +102,11 @@ export const extprocConfigSchema = z
     probes: probeSecretSchema,
     /** Shadow capture (docs/shadow.md): where copies go and where the two answers meet. */
     shadow: shadowConfigSchema,
+    /**
+     * Worker processes sharing the ext_proc port (node:cluster), one event loop each; the
+     * primary serves the admin port for all of them (docs/extproc.md, "Processes").
+     */
+    workers: z.number().int().min(1).max(64).default(1),
   })
   .strict();
 

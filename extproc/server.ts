@@ -1,10 +1,9 @@
-import { lstatSync, rmSync } from 'node:fs';
 import type { Http2Server, ServerHttp2Session, ServerOptions as Http2ServerOptions } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { OpenFeature, type EvaluationContext } from '@openfeature/server-sdk';
 import type { Logger } from '../common/logger.js';
 import { externalProcessorService, type ProcessingRequest, type ProcessingResponse } from '../proto/ext-proc.js';
-import { startAdminServer } from './admin.js';
+import { startAdminServer, type AdminHandlers } from './admin.js';
 import type { ExtprocConfig } from './config.js';
 import { FlagdFileProvider } from './flags/flagd-file-provider.js';
 import { VersionFlags } from './flags/version-flags.js';
@@ -22,12 +21,16 @@ import { startShadowCapture, type ShadowCapture } from './shadow/shadow-capture.
 import { shadowUnavailable } from './shadow/shadow-config.js';
 import { ShadowMetrics } from './shadow/shadow-metrics.js';
 import { handleProcessStream, type StreamDeps } from './stream.js';
+import { removeStaleSocket } from './listen-socket.js';
+import { shareNonces } from './workers/nonce-sharing.js';
+import type { WorkerLink } from './workers/worker-link.js';
 
 export interface RunningExtproc {
   /** The TCP port, or 0 when listening on a Unix socket. */
   grpcPort: number;
   /** What gRPC listens on, as grpc-js names it: `host:port` or `unix:/path`. */
   grpcAddress: string;
+  /** 0 in a worker of `--workers N`: the primary serves the admin port. */
   adminPort: number;
   /** What every stream is answered with (the in-process hot-path benchmark drives it directly). */
   streamDeps: StreamDeps;
@@ -37,9 +40,19 @@ export interface RunningExtproc {
 const DEFAULT_CONTEXT_HEADERS: Record<string, string> = { 'x-user-id': 'targetingKey', 'x-user-segment': 'segment' };
 const OPENFEATURE_DOMAIN = 'fledge-extproc';
 
+export interface ExtprocOptions {
+  /**
+   * Set in a worker of `fledge extproc --workers N`: the ext_proc port is shared through the
+   * primary, which serves the admin port from the workers' answers over this link.
+   */
+  worker?: WorkerLink;
+}
+
 /** Starts the ext_proc gRPC server and its admin port from a validated config. */
-export async function startExtproc(config: ExtprocConfig, logger: Logger): Promise<RunningExtproc> {
+export async function startExtproc(config: ExtprocConfig, logger: Logger, options: ExtprocOptions = {}): Promise<RunningExtproc> {
+  const { worker } = options;
   const metrics = new ExtprocMetrics();
+  worker?.exportMetrics(metrics.registry);
   const probeSecret = loadProbeSecret(config.probes);
   const routing: RoutingStateSource = createRoutingSource(config.routing, logger);
   await routing.start();
@@ -54,7 +67,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   }
 
   if (probeSecret !== undefined) logger.info('golden probes: probe headers are verified with the configured secret');
-  const guardrail = await startGuardrail(config.guardrail, routing, metrics, logger);
+  const guardrail = await startGuardrail(config.guardrail, routing, metrics, logger, worker);
   const quality = config.quality.enabled
     ? startQualityPipeline(config.quality, metrics.registry, logger, (labels, hallucinated) =>
         guardrail.observe('hallucinations', { service: labels.service, version: labels.version, rolloutHash: labels.rollout_hash }, hallucinated),
@@ -98,11 +111,13 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
     logger,
     quality,
   };
-  const process: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => handleProcessStream(call, streamDeps);
-  server.addService(externalProcessorService, { Process: process as grpc.UntypedHandleCall });
+  const processStream: grpc.handleBidiStreamingCall<ProcessingRequest, ProcessingResponse> = (call) => handleProcessStream(call, streamDeps);
+  server.addService(externalProcessorService, { Process: processStream as grpc.UntypedHandleCall });
   widenFlowControl(server, logger);
+  if (worker) shareNonces(worker, { probe: streamDeps.probes, shadow: streamDeps.shadow?.verifier });
   const socket = config.grpc.socket;
-  if (socket !== undefined) removeStaleSocket(socket);
+  // A worker's listen goes through the primary, which has cleared the path already.
+  if (socket !== undefined && !worker) removeStaleSocket(socket);
   const bindTo = socket !== undefined ? `unix:${socket}` : `${config.grpc.host}:${config.grpc.port}`;
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(bindTo, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(new Error(`extproc cannot listen on ${bindTo}: ${err.message}`)) : resolve(port)));
@@ -112,55 +127,49 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger): Promi
   const grpcAddress = socket !== undefined ? bindTo : `${config.grpc.host}:${grpcPort}`;
   logger.info({ address: grpcAddress }, 'ext_proc gRPC listening');
 
-  const admin = await startAdminServer(
-    config.admin.host,
-    config.admin.port,
-    {
-      registry: metrics.registry,
+  const handlers: AdminHandlers = {
+    registry: metrics.registry,
+    ready: () => routing.ready(),
+    debugState: () => ({
+      services: routing.snapshot(),
+      routingGeneration: routing.generation,
+      routing: routing.diagnostics?.() ?? { source: config.routing.source },
+      guardrail: { trips: guardrail.guardrail.list(), peers: config.guardrail.redisUrl ? { channel: config.guardrail.channel } : null },
+      flags: flagProvider ? { file: flagProvider.file, generation: flagProvider.generation, lastError: flagProvider.lastError ?? null } : null,
+    }),
+    coverage: async () => coverageReport({ config: config.quality, golden: quality?.golden, probeSecretConfigured: probeSecret !== undefined, probesSeen: await probesSeen(metrics), shadowCapture: capture !== undefined }),
+  };
+  let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
+  if (worker) {
+    const index = worker.index;
+    worker.serve({
       ready: () => routing.ready(),
-      debugState: () => ({
-        services: routing.snapshot(),
-        routingGeneration: routing.generation,
-        routing: routing.diagnostics?.() ?? { source: config.routing.source },
-        guardrail: { trips: guardrail.guardrail.list(), peers: config.guardrail.redisUrl ? { channel: config.guardrail.channel } : null },
-        flags: flagProvider ? { file: flagProvider.file, generation: flagProvider.generation, lastError: flagProvider.lastError ?? null } : null,
-      }),
-      coverage: async () => coverageReport({ config: config.quality, golden: quality?.golden, probeSecretConfigured: probeSecret !== undefined, probesSeen: await probesSeen(metrics), shadowCapture: capture !== undefined }),
-    },
-    logger,
-  );
+      state: async () => ({ ...(handlers.debugState() as object), worker: { index, pid: process.pid, decisions: await decisionsMade(metrics) } }),
+      coverage: handlers.coverage,
+    });
+    worker.listening(grpcAddress);
+  } else {
+    admin = await startAdminServer(config.admin.host, config.admin.port, handlers, logger);
+  }
 
   return {
     grpcPort,
     grpcAddress,
-    adminPort: admin.port,
+    adminPort: admin?.port ?? 0,
     streamDeps,
     async stop() {
       routing.stop();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
-      await new Promise<void>((resolve) => admin.server.close(() => resolve()));
-      admin.server.closeAllConnections();
+      if (admin) {
+        await new Promise<void>((resolve) => admin.server.close(() => resolve()));
+        admin.server.closeAllConnections();
+      }
       if (flagProvider) await OpenFeature.close();
       await quality?.close();
       await capture?.close();
       await guardrail.close();
     },
   };
-}
-
-/**
- * A socket file left by a previous extproc (killed, or restarted in its pod) would make the
- * bind fail; a socket is removed, anything else at that path is an error, never deleted.
- */
-function removeStaleSocket(path: string): void {
-  let stat;
-  try {
-    stat = lstatSync(path);
-  } catch {
-    return; // nothing there
-  }
-  if (!stat.isSocket()) throw new Error(`grpc.socket ${path} exists and is not a socket; refusing to replace it`);
-  rmSync(path);
 }
 
 /**
@@ -201,6 +210,11 @@ export function widenConnectionWindows(server: grpc.Server, logger?: Logger): bo
     });
   }
   return true;
+}
+
+/** Routing decisions this process made (a worker's share of the traffic, on the primary's /debug/state). */
+async function decisionsMade(metrics: ExtprocMetrics): Promise<number> {
+  return (await metrics.decisions.get()).values.reduce((sum, v) => sum + v.value, 0);
 }
 
 /** Verified probes answered per service, summed over versions and status classes. */

@@ -25,13 +25,16 @@ export interface RunningEnvoy {
   configFile: string;
 }
 
-/** Writes the bootstrap into workDir and starts Envoy; resolves when its admin says it is ready. */
-export async function startEnvoy(options: EnvoyConfigOptions, workDir: string, name = 'envoy'): Promise<RunningEnvoy> {
+/**
+ * Writes the bootstrap into workDir and starts Envoy; resolves when its admin says it is ready.
+ * `concurrency` is Envoy's worker threads (each opens its own ext_proc connection).
+ */
+export async function startEnvoy(options: EnvoyConfigOptions, workDir: string, name = 'envoy', concurrency = 1): Promise<RunningEnvoy> {
   const binary = envoyBinary();
   if (!existsSync(binary)) throw new EnvoyMissingError(binary);
   const configFile = join(workDir, `${name}.json`);
   writeFileSync(configFile, JSON.stringify(envoyBootstrap(options), null, 2));
-  const proc = startProcess(name, binary, ['-c', configFile, '--disable-hot-restart', '--log-level', process.env.FLEDGE_ENVOY_LOG_LEVEL ?? 'warn', '--concurrency', '1'], join(workDir, `${name}.log`));
+  const proc = startProcess(name, binary, ['-c', configFile, '--disable-hot-restart', '--log-level', process.env.FLEDGE_ENVOY_LOG_LEVEL ?? 'warn', '--concurrency', String(concurrency)], join(workDir, `${name}.log`));
   const adminUrl = `http://127.0.0.1:${options.adminPort}`;
   await waitForHttp(proc, `${adminUrl}/ready`).catch(async (err: unknown) => {
     await proc.stop();

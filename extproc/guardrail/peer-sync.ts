@@ -3,7 +3,8 @@ import { z } from 'zod';
 import type { Logger } from '../../common/logger.js';
 import { canaryKeyText, type Trip } from './guardrail.js';
 
-const tripSchema = z.object({
+/** A trip as replicas (Redis) and workers (IPC) pass it to each other. */
+export const tripSchema = z.object({
   service: z.string().min(1),
   version: z.string().min(1),
   rolloutHash: z.string().min(1),

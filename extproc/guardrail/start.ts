@@ -5,7 +5,8 @@ import type { ExtprocMetrics } from '../metrics.js';
 import type { RoutingStateSource } from '../routing/state.js';
 import { Guardrail, type CanaryKey, type Trip } from './guardrail.js';
 import { JudgeVerdictReader } from './judge-verdicts.js';
-import { GuardrailPeerSync } from './peer-sync.js';
+import type { WorkerLink } from '../workers/worker-link.js';
+import { GuardrailPeerSync, tripSchema } from './peer-sync.js';
 import type { GuardrailSignal } from './thresholds.js';
 
 export interface RunningGuardrail {
@@ -15,8 +16,12 @@ export interface RunningGuardrail {
   close(): Promise<void>;
 }
 
-/** The guardrail with its metrics, logs and (with a Redis URL) its peer sharing. */
-export async function startGuardrail(config: ExtprocConfig['guardrail'], routing: RoutingStateSource, metrics: ExtprocMetrics, logger: Logger): Promise<RunningGuardrail> {
+/**
+ * The guardrail with its metrics, logs and (with a Redis URL) its peer sharing. As one of
+ * `--workers N`, a trip is also told to the sibling workers at once (through the primary),
+ * Redis or not: one process's users must not keep reaching a canary another one took off.
+ */
+export async function startGuardrail(config: ExtprocConfig['guardrail'], routing: RoutingStateSource, metrics: ExtprocMetrics, logger: Logger, siblings?: WorkerLink): Promise<RunningGuardrail> {
   const log = logger.child({ part: 'guardrail' });
   let peers: GuardrailPeerSync | undefined;
   let judge: JudgeVerdictReader | undefined;
@@ -30,13 +35,22 @@ export async function startGuardrail(config: ExtprocConfig['guardrail'], routing
       metrics.guardrailTripped.set(labels(trip), 1);
       metrics.guardrailTrips.inc({ service: trip.service, version: trip.version, signal: trip.signal, origin });
       log.warn({ ...trip, origin }, `guardrail tripped: ${trip.service}/${trip.version} ${trip.signal} ${trip.bad}/${trip.n} above ${trip.limit}; its users go to stable`);
-      if (origin === 'local') peers?.publish(trip);
+      if (origin === 'local') {
+        peers?.publish(trip);
+        siblings?.tell({ kind: 'guardrail-trip', payload: trip });
+      }
     },
     onClear: (trip) => {
       metrics.guardrailTripped.remove(labels(trip));
       log.info({ service: trip.service, version: trip.version, rolloutHash: trip.rolloutHash }, 'guardrail trip cleared: the routing state no longer names that canary');
       peers?.cleared(trip);
+      siblings?.tell({ kind: 'guardrail-cleared', payload: trip });
     },
+  });
+  siblings?.on('guardrail-trip', (payload) => {
+    const trip = tripSchema.safeParse(payload);
+    if (trip.success) guardrail.applyPeerTrip(trip.data);
+    else log.warn({ problems: trip.error.issues.map((i) => i.message) }, 'a sibling worker sent a trip this worker cannot read; ignored');
   });
   if (config.redisUrl) {
     peers = new GuardrailPeerSync(config.redisUrl, config.channel, (trip) => guardrail.applyPeerTrip(trip), log);

@@ -54,6 +54,8 @@ export type ProbeRejection = 'malformed' | 'bad-mac' | 'expired' | 'replayed';
  */
 export class ProbeVerifier {
   private readonly seen = new Map<string, number>();
+  /** Told of every nonce this verifier accepts (extproc's workers share them, so a replay to a sibling is refused). */
+  onAccepted: ((nonce: string, expiry: number) => void) | undefined;
 
   constructor(
     private readonly secret: string | Buffer,
@@ -73,7 +75,13 @@ export class ProbeVerifier {
     if (this.seen.has(claim.nonce)) return { ok: false, why: 'replayed' };
     if (this.seen.size >= this.maxRemembered) return { ok: false, why: 'replayed' }; // cannot remember it: refuse rather than allow a replay
     this.seen.set(claim.nonce, claim.expiry);
+    this.onAccepted?.(claim.nonce, claim.expiry);
     return { ok: true, version: claim.version };
+  }
+
+  /** A nonce another verifier of the same secret accepted: refused here from now on. */
+  remember(nonce: string, expiry: number): void {
+    if (this.seen.size < this.maxRemembered && expiry >= this.now() / 1000) this.seen.set(nonce, expiry);
   }
 
   private forgetExpired(nowSeconds: number): void {

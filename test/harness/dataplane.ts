@@ -52,6 +52,8 @@ export interface DataPlaneOptions {
   extprocProxy?: boolean;
   /** extproc listens on a Unix domain socket (`dp.extprocSocket`) and Envoy reaches it by a pipe address. */
   extprocSocket?: boolean;
+  /** `fledge extproc --workers N`: N worker processes share the gRPC port; the primary serves the admin port. */
+  extprocWorkers?: number;
 }
 
 /**
@@ -161,6 +163,7 @@ export class DataPlane {
     const listen = this.options.extprocSocket ? ['--listen', `unix:${this.extprocSocket}`] : ['--port', String(this.grpcPort)];
     const args = [CLI, 'extproc', ...routing, ...listen, '--admin-port', String(this.adminPort)];
     if (withFlags) args.push('--flags-file', this.flagsFile);
+    if (this.options.extprocWorkers !== undefined) args.push('--workers', String(this.options.extprocWorkers));
     if (this.options.extprocConfig) {
       const configFile = join(this.dir, 'extproc.yaml');
       writeFileSync(configFile, toYaml(this.options.extprocConfig));
