@@ -19,6 +19,11 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const FLAG_FILE = resolve(import.meta.dirname, '../../examples/flags.json');
 const SERVERS = ['extproc', 'grpc-js', 'http2'] as const;
 type ServerKind = (typeof SERVERS)[number];
+/** BENCH_SERVERS=extproc,grpc-js: measure only these (bench/results is written only when all three ran). */
+const RUN = (process.env.BENCH_SERVERS?.split(',') ?? [...SERVERS]).filter((k): k is ServerKind => (SERVERS as readonly string[]).includes(k));
+/** BENCH_CPU_PROFILE_DIR: every server runs under `node --cpu-prof` there (a .cpuprofile each, for DevTools or speedscope). */
+const PROFILE_DIR = process.env.BENCH_CPU_PROFILE_DIR;
+const nodeFlags = (kind: ServerKind) => (PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', PROFILE_DIR, '--cpu-prof-name', `${kind}.cpuprofile`] : []);
 
 /** user + system CPU seconds of a process so far (/proc/<pid>/stat fields 14 and 15, in clock ticks of 1/100 s). */
 function cpuSeconds(pid: number): number {
@@ -44,12 +49,12 @@ async function startServer(kind: ServerKind, dir: string, grpcPort: number): Pro
     const configFile = join(dir, 'extproc.yaml');
     writeFileSync(configFile, toYaml({ flags: { file: FLAG_FILE } }));
     const adminPort = await freePort();
-    const proc = startProcess(kind, process.execPath, [cli, 'extproc', '--config', configFile, '--routing-file', routingFile, '--port', String(grpcPort), '--admin-port', String(adminPort)], join(dir, `${kind}.log`), { ...process.env, FLEDGE_LOG_LEVEL: 'warn' });
+    const proc = startProcess(kind, process.execPath, [...nodeFlags(kind), cli, 'extproc', '--config', configFile, '--routing-file', routingFile, '--port', String(grpcPort), '--admin-port', String(adminPort)], join(dir, `${kind}.log`), { ...process.env, FLEDGE_LOG_LEVEL: 'warn' });
     await waitForHttp(proc, `http://127.0.0.1:${adminPort}/readyz`);
     return proc;
   }
   const script = resolve(import.meta.dirname, 'transport/constant-ext-proc.js');
-  const proc = startProcess(kind, process.execPath, [script, kind, String(grpcPort)], join(dir, `${kind}.log`));
+  const proc = startProcess(kind, process.execPath, [...nodeFlags(kind), script, kind, String(grpcPort)], join(dir, `${kind}.log`));
   await waitForPort(proc, grpcPort);
   return proc;
 }
@@ -91,7 +96,8 @@ async function main(): Promise<void> {
   if (!vegeta) throw new Error("FLEDGE_VEGETA is not set: run 'make bench-transport'");
   const loadAtStart = loadavg()[0]!;
   const servers: Record<string, Awaited<ReturnType<typeof measure>>> = {};
-  for (const kind of SERVERS) servers[kind] = await measure(kind, vegeta);
+  for (const kind of RUN) servers[kind] = await measure(kind, vegeta);
+  if (RUN.length < SERVERS.length) return;
   const out = resolve(import.meta.dirname, '../../bench/results');
   mkdirSync(out, { recursive: true });
   const result = {
