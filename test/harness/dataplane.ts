@@ -54,6 +54,8 @@ export interface DataPlaneOptions {
   extprocSocket?: boolean;
   /** `fledge extproc --workers N`: N worker processes share the gRPC port; the primary serves the admin port. */
   extprocWorkers?: number;
+  /** Envoy's worker threads (default 1); each opens its own ext_proc connection. */
+  envoyConcurrency?: number;
 }
 
 /**
@@ -118,6 +120,8 @@ export class DataPlane {
         extprocSocket: this.options.extprocSocket ? this.extprocSocket : undefined,
         services: this.envoyServices(services), routesFile: this.envoyRoutes.file },
       this.dir,
+      'envoy',
+      this.options.envoyConcurrency ?? 1,
     );
     await this.envoyRoutes.waitApplied(first);
     return this;

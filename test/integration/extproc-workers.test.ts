@@ -3,7 +3,7 @@
 // exactly as one process does, and the primary's admin port speaks for all of them: one
 // /metrics, /readyz, /debug/state. What one worker learns (a guardrail trip) reaches the
 // others, and a worker that dies is started again and learns it too.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCanaryBucket, stickyBucket } from '../../extproc/sticky.js';
@@ -128,4 +128,33 @@ describe('extproc with --workers 2 behind Envoy', () => {
     expect(restarted.guardrailTrips).toBe(1);
     expect(await dp.metricsText()).toMatch(/^fledge_extproc_worker_restarts_total 1$/m);
   }, 120_000);
+});
+
+describe('extproc with --workers 2 on a Unix socket, beside an Envoy with 2 worker threads', () => {
+  // The deployment beside a gateway: one socket, Envoy's threads each with a connection to it.
+  const dp = new DataPlane({ extprocWorkers: 2, extprocSocket: true, envoyConcurrency: 2 });
+  const state = async () => (await dp.debugState()) as State;
+  beforeAll(async () => {
+    await dp.start([{ name: 'chat', stable: 'v1', canary: 'v2', canaryWeight: 30 }]);
+  });
+  afterAll(() => dp.stop());
+
+  it('serves both workers through the one socket and decides each user as one process would', async () => {
+    expect(lstatSync(dp.extprocSocket).isSocket()).toBe(true);
+    const before = await state();
+    const people = users('uds', 200);
+    const rounds = [...people, ...people, ...people];
+    // 16 clients in parallel: Envoy's two threads each hold a connection, the primary gave them to different workers.
+    const { answers, decided } = await dp.decided(rounds, (user) => dp.request({ host: 'chat', user }), 16);
+    expect(decided.filter(Boolean).length).toBeGreaterThan(rounds.length / 2);
+    answers.forEach((a, i) => {
+      if (!decided[i]) return;
+      const expected = isCanaryBucket(stickyBucket('chat', rounds[i]!), 30) ? 'v2' : 'v1';
+      expect([a.status, a.headers['x-fledge-reason'], a.servedBy]).toEqual([200, 'sticky', expected]);
+    });
+    const after = await state();
+    const made = after.workers.map((w, i) => w.decisions - before.workers[i]!.decisions);
+    expect(made.every((n) => n > 0)).toBe(true);
+    expect(made.reduce((a, b) => a + b, 0)).toBe(metricValue(await dp.metricsText(), 'fledge_extproc_decisions_total', { service: 'chat' }));
+  }, 60_000);
 });
