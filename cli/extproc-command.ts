@@ -40,7 +40,8 @@ export function extprocCommand(): Command {
     .action(async (opts: ExtprocOptions) => {
       const config = resolveConfig(opts);
       const logger = createLogger('extproc');
-      if (cluster.isWorker) return runWorker(config, logger);
+      // A worker of our own primary (not of some other cluster parent, e.g. a process manager's).
+      if (cluster.isWorker && process.env[WORKER_INDEX_ENV] !== undefined) return runWorker(config, logger);
       if (config.workers > 1) {
         const { startExtprocWorkers } = await import('../extproc/workers/primary.js');
         const running = await startExtprocWorkers(config, logger).catch(exitOnError);
@@ -60,6 +61,7 @@ async function runWorker(config: ExtprocConfig, parent: Logger): Promise<void> {
   const { WorkerLink } = await import('../extproc/workers/worker-link.js');
   const { startExtproc } = await import('../extproc/server.js');
   const link = new WorkerLink(index, logger);
+  await link.hello();
   const running = await startExtproc(config, logger, { worker: link }).catch(async (err: unknown) => {
     await link.failed(err instanceof Error ? err.message : String(err));
     return exitOnError(err);
@@ -68,11 +70,7 @@ async function runWorker(config: ExtprocConfig, parent: Logger): Promise<void> {
   let stopping: Promise<void> | undefined;
   const stop = () => (stopping ??= running.stop());
   stopOnSignals(stop, logger);
-  // The primary is gone (killed): a worker left behind would hold on to its connections alone.
-  process.once('disconnect', () => {
-    logger.warn('the extproc primary is gone; this worker stops');
-    void stop().finally(() => process.exit(0));
-  });
+  // A worker whose primary is gone exits by itself: node:cluster ends it on the IPC disconnect.
 }
 
 function resolveConfig(opts: ExtprocOptions) {

@@ -88,8 +88,6 @@ export class ExtprocMetrics {
     name: 'fledge_guardrail_tripped',
     help: 'Canary revisions the data-plane guardrail took off (1 while the trip lasts), by service, version, rollout hash and the signal that tripped it; the controller rolls back on it.',
     labelNames: [...INFERENCE_LABELS, 'signal'] as const,
-    // Across `--workers`, tripped in any worker is tripped (the sum would count workers).
-    aggregator: 'max',
     registers: [this.registry],
   });
 

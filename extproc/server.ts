@@ -52,7 +52,9 @@ export interface ExtprocOptions {
 export async function startExtproc(config: ExtprocConfig, logger: Logger, options: ExtprocOptions = {}): Promise<RunningExtproc> {
   const { worker } = options;
   const metrics = new ExtprocMetrics();
-  worker?.exportMetrics(metrics.registry);
+  // Each worker's series carry its number: a restarted worker resets only its own counters
+  // (Prometheus sees a reset, not a drop in a sum), and sum()/max() read them as replicas'.
+  if (worker) metrics.registry.setDefaultLabels({ worker: String(worker.index) });
   const probeSecret = loadProbeSecret(config.probes);
   const routing: RoutingStateSource = createRoutingSource(config.routing, logger);
   await routing.start();
@@ -146,6 +148,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger, option
       ready: () => routing.ready(),
       state: async () => ({ ...(handlers.debugState() as object), worker: { index, pid: process.pid, decisions: await decisionsMade(metrics) } }),
       coverage: handlers.coverage,
+      metrics: () => metrics.registry.getMetricsAsJSON(),
     });
     worker.listening(grpcAddress);
   } else {

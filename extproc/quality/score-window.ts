@@ -32,8 +32,6 @@ export class ScoreWindow<L extends string> {
       help,
       labelNames,
       registers: [registry],
-      // Across `--workers`, the series are averaged like replicas (summing means is meaningless).
-      aggregator: 'average',
       collect() {
         this.reset();
         for (const { labels, mean } of self.means()) this.set(labels as never, mean);

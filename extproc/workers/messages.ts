@@ -2,7 +2,6 @@
  * What `fledge extproc --workers N` sends over node:cluster's IPC channel. The primary owns
  * the admin port and relays what one worker learns that the others must know too; the
  * workers own the ext_proc port (shared through the primary) and answer its questions.
- * prom-client's AggregatorRegistry uses the same channel with its own message types.
  */
 
 /** What one worker tells its siblings (through the primary). */
@@ -14,13 +13,16 @@ export type SiblingNews =
   /** Probe and shadow nonces this worker accepted: a replay to a sibling is refused too. */
   | { kind: 'nonces'; payload: unknown };
 
-export type WorkerQuestion = 'ready' | 'state' | 'coverage';
+export type WorkerQuestion = 'ready' | 'state' | 'coverage' | 'metrics';
 
 export type PrimaryMessage =
   | { type: 'fledge:ask'; id: number; what: WorkerQuestion }
+  /** The answer to a starting worker's hello: what its siblings learnt before it came (trips, nonces). */
+  | { type: 'fledge:welcome'; news: SiblingNews[] }
   | ({ type: 'fledge:news' } & SiblingNews);
 
 export type WorkerMessage =
+  | { type: 'fledge:hello' }
   | { type: 'fledge:listening'; address: string }
   | { type: 'fledge:failed'; message: string }
   | { type: 'fledge:answer'; id: number; body?: unknown; error?: string }

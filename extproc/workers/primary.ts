@@ -1,11 +1,12 @@
 import cluster, { type Worker } from 'node:cluster';
-import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { CoverageReport } from '../../common/evaluator-coverage-report.js';
 import type { Logger } from '../../common/logger.js';
 import { startAdminServer } from '../admin.js';
 import type { ExtprocConfig } from '../config.js';
 import { removeStaleSocket } from '../listen-socket.js';
-import { isFledgeMessage, WORKER_INDEX_ENV, type PrimaryMessage, type WorkerMessage, type WorkerQuestion } from './messages.js';
+import { isFledgeMessage, WORKER_INDEX_ENV, type PrimaryMessage, type SiblingNews, type WorkerMessage, type WorkerQuestion } from './messages.js';
+import { KeptNonces } from './kept-nonces.js';
 import { agreedState, type WorkerState } from './worker-states.js';
 
 export interface RunningWorkers {
@@ -36,9 +37,8 @@ const MAX_KEPT_TRIPS = 1_000;
  * each a whole extproc (routing source, flags, guardrail, quality) reading the same config.
  * This primary decides nothing itself: it starts and restarts the workers, relays what one
  * of them must tell the others (guardrail trips, accepted probe nonces), and serves the
- * admin port for all of them: /metrics is the workers' registries summed (prom-client's
- * AggregatorRegistry; gauges declare how they combine), /readyz is every worker ready,
- * /debug/state the routing state every worker runs.
+ * admin port for all of them: /metrics is every worker's series (labelled with its number),
+ * /readyz is every worker ready, /debug/state the routing state every worker runs.
  */
 export async function startExtprocWorkers(config: ExtprocConfig, logger: Logger): Promise<RunningWorkers> {
   const log = logger.child({ role: 'primary' });
@@ -47,9 +47,9 @@ export async function startExtprocWorkers(config: ExtprocConfig, logger: Logger)
   const own = new Registry();
   const running = new Gauge({ name: 'fledge_extproc_workers', help: 'extproc worker processes listening (of --workers N).', registers: [own] });
   const restarts = new Counter({ name: 'fledge_extproc_worker_restarts_total', help: 'extproc worker processes that exited unasked and were started again.', registers: [own] });
-  const aggregator = new AggregatorRegistry();
   const slots: Slot[] = Array.from({ length: count }, (_, i) => ({ index: i + 1, listening: false, startedAt: 0, quickExits: 0 }));
   const trips = new Map<string, unknown>();
+  const nonces = new KeptNonces();
   const pending = new Map<number, (answer: { body?: unknown; error?: string }) => void>();
   let nextQuestion = 1;
   let stopping = false;
@@ -65,12 +65,17 @@ export async function startExtprocWorkers(config: ExtprocConfig, logger: Logger)
 
   const onMessage = (slot: Slot, message: WorkerMessage) => {
     switch (message.type) {
+      case 'fledge:hello': {
+        // A worker that starts after a trip (or a probe) learns it before it serves anyone.
+        const news: SiblingNews[] = [...trips.values()].map((payload) => ({ kind: 'guardrail-trip', payload }));
+        news.push({ kind: 'nonces', payload: nonces.batch() });
+        send(slot, { type: 'fledge:welcome', news });
+        return;
+      }
       case 'fledge:listening':
         slot.listening = true;
         grpcAddress = message.address;
         running.set(live().length);
-        // A worker that starts after a trip learns it like the others did.
-        for (const payload of trips.values()) send(slot, { type: 'fledge:news', kind: 'guardrail-trip', payload });
         if (live().length === count) startup?.resolve();
         return;
       case 'fledge:failed':
@@ -86,6 +91,7 @@ export async function startExtprocWorkers(config: ExtprocConfig, logger: Logger)
           if (message.kind === 'guardrail-cleared') return void trips.delete(key);
           if (trips.size < MAX_KEPT_TRIPS) trips.set(key, message.payload);
         }
+        if (message.kind === 'nonces') nonces.add(message.payload);
         for (const other of live()) if (other !== slot) send(other, message);
         return;
       }
@@ -93,8 +99,6 @@ export async function startExtprocWorkers(config: ExtprocConfig, logger: Logger)
   };
 
   const fork = (slot: Slot) => {
-    // With no worker alive the primary has closed the socket; a file it left must not block the next bind.
-    if (socket !== undefined && live().length === 0) removeStaleSocket(socket);
     const worker = cluster.fork({ [WORKER_INDEX_ENV]: String(slot.index) });
     Object.assign(slot, { worker, listening: false, startedAt: Date.now() });
     worker.on('message', (message: unknown) => {
@@ -169,8 +173,12 @@ export async function startExtprocWorkers(config: ExtprocConfig, logger: Logger)
     config.admin.port,
     {
       registry: {
-        contentType: aggregator.contentType,
-        metrics: async () => `${await aggregator.clusterMetrics()}\n${await own.metrics()}`,
+        contentType: own.contentType,
+        // A worker that does not answer in time is left out of this scrape, not the whole scrape failed.
+        metrics: async () => {
+          const answered = (await ask('metrics')).map((a) => a.body).filter((b): b is MetricObjectWithValues<MetricValue<string>>[] => Array.isArray(b));
+          return `${await AggregatorRegistry.aggregate(answered).metrics()}\n${await own.metrics()}`;
+        },
       },
       ready: async () => live().length === count && (await ask('ready')).every((a) => a.body === true),
       debugState: async () => {

@@ -1,4 +1,3 @@
-import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Logger } from '../../common/logger.js';
 import { isFledgeMessage, type PrimaryMessage, type SiblingNews, type WorkerMessage, type WorkerQuestion } from './messages.js';
 
@@ -6,18 +5,25 @@ export interface WorkerAnswers {
   ready(): boolean;
   state(): unknown;
   coverage?(): Promise<unknown>;
+  /** The registry as prom-client's getMetricsAsJSON gives it; the primary aggregates. */
+  metrics(): Promise<unknown>;
 }
+
+/** How long a starting worker waits for the primary's welcome before it serves without it. */
+const WELCOME_TIMEOUT_MS = 5_000;
 
 type NewsKind = SiblingNews['kind'];
 
 /**
  * A worker's end of the IPC channel to the `fledge extproc --workers N` primary: it answers
- * the primary's admin questions, hands prom-client the registry to aggregate, and passes
- * news to and from the sibling workers.
+ * the primary's admin questions and passes news to and from the sibling workers. News that
+ * comes before its listener (the welcome's trips, before the guardrail exists) waits for it.
  */
 export class WorkerLink {
   private readonly listeners = new Map<NewsKind, (payload: unknown) => void>();
+  private readonly waiting: SiblingNews[] = [];
   private answers: WorkerAnswers | undefined;
+  private welcomed: (() => void) | undefined;
 
   constructor(
     readonly index: number,
@@ -29,10 +35,23 @@ export class WorkerLink {
     });
   }
 
-  /** The registry the primary's /metrics sums (prom-client answers its requests itself). */
-  exportMetrics(registry: Registry): void {
-    new AggregatorRegistry(); // registers prom-client's worker-side listener
-    AggregatorRegistry.setRegistries([registry]);
+  /**
+   * Says hello and waits for the primary's welcome: the trips and nonces the siblings hold,
+   * applied before this worker serves anyone (a restarted worker must not route users to a
+   * canary its siblings took off).
+   */
+  hello(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.logger.warn('no welcome from the extproc primary: serving without the siblings’ trips');
+        resolve();
+      }, WELCOME_TIMEOUT_MS);
+      this.welcomed = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.send({ type: 'fledge:hello' });
+    });
   }
 
   serve(answers: WorkerAnswers): void {
@@ -57,15 +76,29 @@ export class WorkerLink {
 
   on(kind: NewsKind, listener: (payload: unknown) => void): void {
     this.listeners.set(kind, listener);
+    const held = this.waiting.filter((n) => n.kind === kind);
+    this.waiting.splice(0, this.waiting.length, ...this.waiting.filter((n) => n.kind !== kind));
+    for (const news of held) this.apply(news);
+  }
+
+  private apply(news: SiblingNews): void {
+    const listener = this.listeners.get(news.kind);
+    if (!listener) {
+      if (this.waiting.length < 10_000) this.waiting.push(news);
+      return;
+    }
+    try {
+      listener(news.payload);
+    } catch (err) {
+      this.logger.warn({ kind: news.kind, err: (err as Error).message }, 'news from a sibling worker could not be applied');
+    }
   }
 
   private async receive(message: PrimaryMessage): Promise<void> {
-    if (message.type === 'fledge:news') {
-      try {
-        this.listeners.get(message.kind)?.(message.payload);
-      } catch (err) {
-        this.logger.warn({ kind: message.kind, err: (err as Error).message }, 'news from a sibling worker could not be applied');
-      }
+    if (message.type === 'fledge:news') return this.apply({ kind: message.kind, payload: message.payload } as SiblingNews);
+    if (message.type === 'fledge:welcome') {
+      for (const news of Array.isArray(message.news) ? message.news : []) this.apply(news);
+      this.welcomed?.();
       return;
     }
     if (message.type === 'fledge:ask') {
@@ -81,6 +114,7 @@ export class WorkerLink {
     if (!this.answers) return what === 'ready' ? false : null; // still starting
     if (what === 'ready') return this.answers.ready();
     if (what === 'state') return this.answers.state();
+    if (what === 'metrics') return this.answers.metrics();
     return (await this.answers.coverage?.()) ?? null;
   }
 }

@@ -79,6 +79,8 @@ describe('extproc with --workers 2 behind Envoy', () => {
     expect(counted).toBeGreaterThanOrEqual(decided.filter(Boolean).length);
     expect(counted).toBeLessThanOrEqual(answers.length);
     expect(metrics).toMatch(/^fledge_extproc_workers 2$/m);
+    // Each worker's series carry its number, so a restarted worker resets only its own counters.
+    for (const worker of ['1', '2']) expect(metricValue(metrics, 'fledge_extproc_decisions_total', { service: 'chat', worker })).toBe(after.workers.find((w) => String(w.index) === worker)!.decisions);
   }, 120_000);
 
   it('runs a new flag file in every worker before /debug/state says so', async () => {
@@ -105,8 +107,8 @@ describe('extproc with --workers 2 behind Envoy', () => {
     const tripped = await state();
     expect(tripped.workers.map((w) => w.guardrailTrips)).toEqual([1, 1]);
     const metrics = await dp.metricsText();
-    // Tripped in both workers, exported once (the gauge's aggregator is max, not sum).
-    expect(metricValue(metrics, 'fledge_guardrail_tripped', { service: 'guarded', version: 'v2', signal: 'errors' })).toBe(1);
+    // Tripped in both workers, each on its own series (the controller reads max() over them).
+    for (const worker of ['1', '2']) expect(metricValue(metrics, 'fledge_guardrail_tripped', { service: 'guarded', version: 'v2', signal: 'errors', worker })).toBe(1);
     // One worker tripped on its own window, the other applied it as a peer's.
     // Envoy's one ext_proc connection at a time carries a whole round to one worker, so the trip
     // comes from that worker's window and the other holds it only by the primary's relay.
@@ -118,7 +120,7 @@ describe('extproc with --workers 2 behind Envoy', () => {
     });
 
     // A worker dies: the primary starts it again, /readyz says so meanwhile, and the new
-    // process learns the trip from the primary (no Redis here) before it routes anyone.
+    // process learns the trip from the primary's welcome (no Redis here) before it listens.
     const victim = tripped.workers[0]!;
     process.kill(victim.pid, 'SIGKILL');
     await dp.waitForState((s) => (s as State).workers.some((w) => w.index === victim.index && w.pid !== undefined && w.pid !== victim.pid), 30_000);
@@ -126,7 +128,9 @@ describe('extproc with --workers 2 behind Envoy', () => {
     expect(res.status).toBe(200);
     const restarted = (await state()).workers.find((w) => w.index === victim.index)!;
     expect(restarted.guardrailTrips).toBe(1);
-    expect(await dp.metricsText()).toMatch(/^fledge_extproc_worker_restarts_total 1$/m);
+    const afterRestart = await dp.metricsText();
+    expect(afterRestart).toMatch(/^fledge_extproc_worker_restarts_total 1$/m);
+    expect(metricValue(afterRestart, 'fledge_guardrail_tripped', { service: 'guarded', version: 'v2', worker: String(victim.index) })).toBe(1);
   }, 120_000);
 });
 

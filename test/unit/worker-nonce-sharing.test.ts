@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ProbeVerifier, signProbe } from '../../extproc/probes/probe-token.js';
 import type { SiblingNews } from '../../extproc/workers/messages.js';
+import { KeptNonces } from '../../extproc/workers/kept-nonces.js';
 import { shareNonces, type SiblingChannel } from '../../extproc/workers/nonce-sharing.js';
 
 const SECRET = 'workers-share-this-secret';
@@ -56,5 +57,27 @@ describe('probe and shadow nonces shared between workers', () => {
     hear!({ probe: 'not a list', shadow: [[nonce, 1]] });
     hear!({ probe: [[nonce, Math.floor(Date.now() / 1000) - 5], [42, 'x']] });
     expect(verifier.verify('chat', header)).toEqual({ ok: true, version: 'v2' });
+  });
+});
+
+describe("the primary's kept nonces, for a worker that starts later", () => {
+  it('hands a new worker the unexpired nonces, and a replay of them is refused there', () => {
+    let now = 1_700_000_000_000;
+    const kept = new KeptNonces(() => now);
+    const header = signProbe(SECRET, 'chat', 'v2', now);
+    const [, nonce] = header.split('.').slice(-3);
+    const expiry = Math.floor(now / 1000) + 30;
+    kept.add({ probe: [[nonce, expiry], ['old', Math.floor(now / 1000) - 1], 'junk'], shadow: 'junk' });
+    kept.add(null);
+    expect(kept.batch()).toEqual({ probe: [[nonce, expiry]], shadow: [] });
+
+    const restarted = new ProbeVerifier(SECRET, () => now);
+    let hear: ((payload: unknown) => void) | undefined;
+    shareNonces({ tell: () => undefined, on: (_kind, listener) => void (hear = listener) }, { probe: restarted });
+    hear!(kept.batch());
+    expect(restarted.verify('chat', header)).toEqual({ ok: false, why: 'replayed' });
+
+    now += 31_000;
+    expect(kept.batch()).toEqual({ probe: [], shadow: [] });
   });
 });
