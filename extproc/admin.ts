@@ -26,6 +26,12 @@ export async function startAdminServer(host: string, port: number, handlers: Adm
       res.writeHead(status, { 'content-type': type });
       res.end(body);
     };
+    /** A JSON answer from a handler that may be async; its failure is a 500 saying what failed. */
+    const replyJson = (produce: () => unknown, failed: string) =>
+      Promise.resolve()
+        .then(produce)
+        .then((value) => reply(200, 'application/json', JSON.stringify(value, null, 2)))
+        .catch((err: Error) => reply(500, 'text/plain', `${failed}: ${err.message}\n`));
     if (path === '/metrics') {
       handlers.registry
         .metrics()
@@ -39,15 +45,9 @@ export async function startAdminServer(host: string, port: number, handlers: Adm
         .then((ready) => reply(ready ? 200 : 503, 'text/plain', ready ? 'ready\n' : 'not ready\n'))
         .catch((err: Error) => reply(503, 'text/plain', `not ready: ${err.message}\n`));
     } else if (path === '/debug/state') {
-      Promise.resolve()
-        .then(() => handlers.debugState())
-        .then((state) => reply(200, 'application/json', JSON.stringify(state, null, 2)))
-        .catch((err: Error) => reply(500, 'text/plain', `state failed: ${err.message}\n`));
+      void replyJson(handlers.debugState, 'state failed');
     } else if (path === COVERAGE_PATH && handlers.coverage) {
-      handlers
-        .coverage()
-        .then((report) => reply(200, 'application/json', JSON.stringify(report, null, 2)))
-        .catch((err: Error) => reply(500, 'text/plain', `coverage report failed: ${err.message}\n`));
+      void replyJson(handlers.coverage, 'coverage report failed');
     } else {
       reply(404, 'text/plain', `not found: try /metrics, /healthz, /readyz, /debug/state${handlers.coverage ? `, ${COVERAGE_PATH}` : ''}\n`);
     }

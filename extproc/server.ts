@@ -145,7 +145,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger, option
   if (worker) {
     const index = worker.index;
     worker.serve({
-      ready: () => routing.ready(),
+      ready: handlers.ready,
       state: async () => ({ ...(handlers.debugState() as object), worker: { index, pid: process.pid, decisions: await decisionsMade(metrics) } }),
       coverage: handlers.coverage,
       metrics: () => metrics.registry.getMetricsAsJSON(),

@@ -1,4 +1,4 @@
-type Purpose = 'probe' | 'shadow';
+import { nonceEntries, type Purpose } from './nonce-sharing.js';
 
 /** Nonces kept per purpose; past this the oldest go first (their tokens expire within 60 s anyway). */
 const MAX_KEPT = 100_000;
@@ -12,19 +12,11 @@ export class KeptNonces {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  /** A batch as workers send it: { probe?: [nonce, expiry][], shadow?: … }. Anything else is ignored. */
+  /** A batch as workers send it (nonce-sharing.ts); malformed entries are ignored. */
   add(batch: unknown): void {
-    if (typeof batch !== 'object' || batch === null) return;
-    for (const purpose of ['probe', 'shadow'] as const) {
-      const entries = (batch as Record<string, unknown>)[purpose];
-      if (!Array.isArray(entries)) continue;
-      const kept = this.kept[purpose];
-      for (const entry of entries) {
-        if (!Array.isArray(entry) || typeof entry[0] !== 'string' || typeof entry[1] !== 'number') continue;
-        kept.set(entry[0], entry[1]);
-      }
-      this.forget(kept);
-    }
+    for (const [purpose, nonce, expiry] of nonceEntries(batch)) this.kept[purpose].set(nonce, expiry);
+    this.forget(this.kept.probe);
+    this.forget(this.kept.shadow);
   }
 
   /** The unexpired nonces, as one batch. */

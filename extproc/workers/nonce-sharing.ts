@@ -7,8 +7,18 @@ export interface SiblingChannel {
   on(kind: SiblingNews['kind'], listener: (payload: unknown) => void): void;
 }
 
-type Purpose = 'probe' | 'shadow';
+export type Purpose = 'probe' | 'shadow';
 type NonceBatch = Partial<Record<Purpose, [nonce: string, expiry: number][]>>;
+
+/** The well-formed entries of a batch as workers send it ({ probe?: [nonce, expiry][], shadow?: … }); anything else is skipped. */
+export function* nonceEntries(batch: unknown): Generator<[Purpose, string, number]> {
+  if (typeof batch !== 'object' || batch === null) return;
+  for (const purpose of ['probe', 'shadow'] as const) {
+    const entries = (batch as Record<string, unknown>)[purpose];
+    if (!Array.isArray(entries)) continue;
+    for (const entry of entries) if (Array.isArray(entry) && typeof entry[0] === 'string' && typeof entry[1] === 'number') yield [purpose, entry[0], entry[1]];
+  }
+}
 
 /** How long accepted nonces gather before they go to the siblings in one message. */
 const BATCH_MS = 5;
@@ -36,10 +46,6 @@ export function shareNonces(link: SiblingChannel, verifiers: Partial<Record<Purp
     };
   }
   link.on('nonces', (payload) => {
-    for (const [purpose, nonces] of Object.entries(payload as NonceBatch) as [Purpose, [string, number][]][]) {
-      const verifier = verifiers[purpose];
-      if (!verifier || !Array.isArray(nonces)) continue;
-      for (const [nonce, expiry] of nonces) if (typeof nonce === 'string' && typeof expiry === 'number') verifier.remember(nonce, expiry);
-    }
+    for (const [purpose, nonce, expiry] of nonceEntries(payload)) verifiers[purpose]?.remember(nonce, expiry);
   });
 }

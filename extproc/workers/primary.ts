@@ -4,6 +4,7 @@ import type { CoverageReport } from '../../common/evaluator-coverage-report.js';
 import type { Logger } from '../../common/logger.js';
 import { startAdminServer } from '../admin.js';
 import type { ExtprocConfig } from '../config.js';
+import { canaryKeyText } from '../guardrail/guardrail.js';
 import { removeStaleSocket } from '../listen-socket.js';
 import { isFledgeMessage, WORKER_INDEX_ENV, type PrimaryMessage, type SiblingNews, type WorkerMessage, type WorkerQuestion } from './messages.js';
 import { KeptNonces } from './kept-nonces.js';
@@ -50,7 +51,7 @@ export async function startExtprocWorkers(config: ExtprocConfig, logger: Logger)
   const slots: Slot[] = Array.from({ length: count }, (_, i) => ({ index: i + 1, listening: false, startedAt: 0, quickExits: 0 }));
   const trips = new Map<string, unknown>();
   const nonces = new KeptNonces();
-  const pending = new Map<number, (answer: { body?: unknown; error?: string }) => void>();
+  const pending = new Map<number, (answer: Omit<WorkerState, 'index'>) => void>();
   let nextQuestion = 1;
   let stopping = false;
   let grpcAddress = '';
@@ -124,14 +125,14 @@ export async function startExtprocWorkers(config: ExtprocConfig, logger: Logger)
   };
 
   /** Asks every listening worker; a worker that does not answer in time is reported with an error. */
-  const ask = async (what: WorkerQuestion): Promise<{ index: number; body?: unknown; error?: string }[]> =>
+  const ask = async (what: WorkerQuestion): Promise<WorkerState[]> =>
     Promise.all(
       live().map(
         (slot) =>
-          new Promise<{ index: number; body?: unknown; error?: string }>((resolve) => {
+          new Promise<WorkerState>((resolve) => {
             const id = nextQuestion++;
             const timer = setTimeout(() => finish({ error: `no answer in ${ANSWER_TIMEOUT_MS} ms` }), ANSWER_TIMEOUT_MS);
-            const finish = (answer: { body?: unknown; error?: string }) => {
+            const finish = (answer: Omit<WorkerState, 'index'>) => {
               clearTimeout(timer);
               pending.delete(id);
               resolve({ index: slot.index, ...answer });
@@ -182,7 +183,7 @@ export async function startExtprocWorkers(config: ExtprocConfig, logger: Logger)
       },
       ready: async () => live().length === count && (await ask('ready')).every((a) => a.body === true),
       debugState: async () => {
-        const view = agreedState((await ask('state')) as WorkerState[], count, lastAgreed);
+        const view = agreedState(await ask('state'), count, lastAgreed);
         lastAgreed = view.agreed;
         return view.state;
       },
@@ -210,7 +211,7 @@ export async function startExtprocWorkers(config: ExtprocConfig, logger: Logger)
 function tripKey(payload: unknown): string | undefined {
   const t = payload as { service?: unknown; version?: unknown; rolloutHash?: unknown } | null;
   if (!t || typeof t.service !== 'string' || typeof t.version !== 'string' || typeof t.rolloutHash !== 'string') return undefined;
-  return `${t.service}/${t.version}/${t.rolloutHash}`;
+  return canaryKeyText({ service: t.service, version: t.version, rolloutHash: t.rolloutHash });
 }
 
 /** One coverage report for the controller: the evaluators (the same in every worker) and the probes all workers answered. */

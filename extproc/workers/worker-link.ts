@@ -2,7 +2,7 @@ import type { Logger } from '../../common/logger.js';
 import { isFledgeMessage, type PrimaryMessage, type SiblingNews, type WorkerMessage, type WorkerQuestion } from './messages.js';
 
 export interface WorkerAnswers {
-  ready(): boolean;
+  ready(): boolean | Promise<boolean>;
   state(): unknown;
   coverage?(): Promise<unknown>;
   /** The registry as prom-client's getMetricsAsJSON gives it; the primary aggregates. */

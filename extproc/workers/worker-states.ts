@@ -1,4 +1,4 @@
-/** One worker's answer to "state": its /debug/state, with a `worker` section. */
+/** One worker's answer to a question of the primary (to "state": its /debug/state, with a `worker` section), or why none came. */
 export interface WorkerState {
   index: number;
   body?: unknown;
