@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { currentHash, makeDeploymentAvailable } from './pods.js';
-import { AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, Watch, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { EVENT_SOURCE } from '../../controller/kube/event-recorder.js';
 import { parseStatus, type RolloutStatus } from '../../controller/kube/rollout-status.js';
 import type { VirtualService } from '../../controller/traffic/istio/virtual-service.js';
@@ -151,6 +151,45 @@ export async function readVirtualService(kc: KubeConfig, namespace: string, name
 export function weightsOf(vs: VirtualService): [number | undefined, number | undefined] {
   const route = vs.spec.http?.find((h) => h.name === 'weighted')?.route ?? [];
   return [route.find((r) => r.destination.subset === 'v1')?.weight, route.find((r) => r.destination.subset === 'v2')?.weight];
+}
+
+/** One spec generation of a VirtualService, as a watch saw it. */
+export interface SpecGeneration {
+  generation: number;
+  weights: ReturnType<typeof weightsOf>;
+}
+
+/**
+ * Every spec generation of a VirtualService from now on (the current one first), from a
+ * watch: the API server delivers each change in order, so none is missed between polls.
+ * Annotation-only writes keep the generation and are not listed twice.
+ */
+export async function watchSpecGenerations(kc: KubeConfig, namespace: string, name = 'model'): Promise<{ seen: SpecGeneration[]; upTo(generation: number): Promise<SpecGeneration[]>; stop(): void }> {
+  const seen: SpecGeneration[] = [];
+  let failure: unknown;
+  const abort = await new Watch(kc).watch(
+    `/apis/${VS_API.group}/${VS_API.version}/namespaces/${namespace}/${VS_API.plural}`,
+    { fieldSelector: `metadata.name=${name}` },
+    (_type: string, vs: VirtualService) => {
+      const generation = vs.metadata?.generation ?? 0;
+      if (seen.at(-1)?.generation !== generation) seen.push({ generation, weights: weightsOf(vs) });
+    },
+    (err: unknown) => {
+      if (err) failure = err;
+    },
+  );
+  await waitUntil(`the watch on VirtualService ${namespace}/${name} to start`, async () => seen.length > 0, 10_000);
+  return {
+    seen,
+    async upTo(generation) {
+      await waitUntil(`generation ${generation} of VirtualService ${namespace}/${name} on the watch`, async () => {
+        if (failure) throw failure instanceof Error ? failure : new Error(String(failure));
+        return (seen.at(-1)?.generation ?? 0) >= generation;
+      }, 10_000);
+      return seen;
+    },
+    stop: () => abort.abort(),
+  };
 }
 
 export async function eventsFor(kc: KubeConfig, namespace: string, name: string): Promise<{ reason: string; message: string; type: string; host?: string; at: number }[]> {

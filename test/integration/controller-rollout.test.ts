@@ -19,7 +19,7 @@ import { CLI } from '../harness/dataplane.js';
 import { startInferenceMetrics, type InferenceMetricsEndpoint, type VersionMetrics } from '../harness/inference-metrics.js';
 import { startKube, type KubeHarness } from '../harness/kube.js';
 import { startPrometheus, type RunningPrometheus } from '../harness/prometheus.js';
-import { createModelService, eventsOnceRecorded, freshNamespace, readVirtualService, waitForStatus, weightsOf, type ModelServiceOptions } from '../harness/rollout-fixture.js';
+import { createModelService, eventsOnceRecorded, freshNamespace, readVirtualService, waitForStatus, watchSpecGenerations, weightsOf, type ModelServiceOptions } from '../harness/rollout-fixture.js';
 
 const TIME_SCALE = 600; // 10m pauses last 1s
 const seedText = async (name: string) => readFile(new URL(`../fixtures/seed/${name}`, import.meta.url), 'utf8');
@@ -137,6 +137,7 @@ describe('the rollback table (default policy)', () => {
     it(`${row.metric} breach → weight 0 in one VirtualService update, RolledBack naming metric, value and threshold`, async () => {
       const svc = await service(row.metric.replace(/[^a-z]/g, ''), {}, row.canary, row.stable);
       await startController(svc.namespace);
+      const specs = await watchSpecGenerations(admin, svc.namespace);
       await optIn(svc.namespace);
       const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict', (st) => !['Progressing'].includes(st.phase));
       expect(s.phase, s.message).toBe('RolledBack');
@@ -146,8 +147,12 @@ describe('the rollback table (default policy)', () => {
       expect(s.message).toContain(row.threshold);
       const vs = await readVirtualService(admin, svc.namespace);
       expect(weightsOf(vs)).toEqual([100, 0]);
-      // Created (1), weight 5 (2), weight 0 (3): the rollback was one spec update.
-      expect(vs.metadata?.generation).toBe(3);
+      // The rollback was one spec update: weight 5, then weight 0 with nothing in between. At
+      // 600x a one-minute background measurement is due 100 ms in, so on a busy machine the
+      // breach can be found in the reconcile that sets 5%: then only weight 0 is written.
+      const written = (await specs.upTo(vs.metadata?.generation ?? 0)).slice(1).map((g) => g.weights);
+      specs.stop();
+      expect([[[95, 5], [100, 0]], [[100, 0]]]).toContainEqual(written);
       const rolledBack = (await eventsOnceRecorded(admin, svc.namespace, 'model-v2', 'RolledBack')).find((e) => e.reason === 'RolledBack');
       expect(rolledBack?.type).toBe('Warning');
       expect(rolledBack?.message).toContain(row.metric);
@@ -155,7 +160,10 @@ describe('the rollback table (default policy)', () => {
   }
 
   it('cost per request > 1.5x stable → AwaitingReview with the weight kept', async () => {
-    const svc = await service('cost', {}, { costPerRequest: 0.004 }, { costPerRequest: 0.002 });
+    // Every answer judged: the first stage's hallucination comparison is decided within its
+    // few scaled seconds, so the step analysis (where cost is measured) runs. At the default
+    // 10% the stage ends near the 3-point margin's n and, on a slow machine, undecided.
+    const svc = await service('cost', {}, { costPerRequest: 0.004, evaluatedRatio: 1 }, { costPerRequest: 0.002, evaluatedRatio: 1 });
     await startController(svc.namespace);
     await optIn(svc.namespace);
     const s = await waitForStatus(admin, svc.namespace, 'model-v2', 'a verdict', (st) => st.phase !== 'Progressing');
