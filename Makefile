@@ -95,6 +95,7 @@ bench: deps vegeta build
 	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-bench.js
 	FLEDGE_VEGETA=$(VEGETA) BENCH_ONLY=extproc BENCH_EXTPROC_TRANSPORT=unix node dist/bench/extproc-bench.js
 	$(MAKE) bench-transport
+	$(MAKE) bench-quality-bodies
 	$(MAKE) bench-controller
 	$(MAKE) bench-model
 	$(MAKE) bench-evidence
@@ -107,6 +108,11 @@ bench: deps vegeta build
 .PHONY: bench-transport
 bench-transport: deps vegeta build
 	FLEDGE_VEGETA=$(VEGETA) node dist/bench/extproc-transport-bench.js
+
+# Routing decisions while 1 MiB answers are read and evaluated (writes bench/results/quality-bodies.json).
+.PHONY: bench-quality-bodies
+bench-quality-bodies: deps build
+	node dist/bench/quality-bodies-bench.js
 
 # CI: every extproc.json field, from short runs, no targets judged (writes bench/results/extproc-quick.json).
 .PHONY: bench-extproc-quick

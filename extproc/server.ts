@@ -85,7 +85,7 @@ export async function startExtproc(config: ExtprocConfig, logger: Logger, option
       ? { queue: new JudgeQueue(judge.redisUrl, judge.pairStream, judge.maxLength, logger.child({ part: 'shadow' }), (result) => shadowMetrics.judgeOffers.inc({ result }), judge.pairTtlSeconds), maxTextChars: judge.maxTextChars }
       : undefined;
   const capture: ShadowCapture | undefined =
-    shadowOff === undefined ? startShadowCapture({ config: config.shadow, secret: probeSecret!, maxBodyBytes: config.quality.maxBodyBytes, metrics: shadowMetrics, logger, ...(pairJudge ? { pairJudge } : {}) }) : undefined;
+    shadowOff === undefined ? startShadowCapture({ config: config.shadow, secret: probeSecret!, maxBodyBytes: config.quality.maxBodyBytes, ...(quality ? { readJson: quality.readJson, describe: quality.describe } : {}), metrics: shadowMetrics, logger, ...(pairJudge ? { pairJudge } : {}) }) : undefined;
   if (capture) logger.info({ via: config.shadow.via, noiseShare: config.shadow.noiseShare, pairJudgeStream: pairJudge ? judge.pairStream : null }, 'shadow capture on: shadow steps copy requests through the proxy and pair the answers');
   const contextHeaders = new Map(Object.entries({ ...DEFAULT_CONTEXT_HEADERS, ...config.flags.contextHeaders }));
   const server = new grpc.Server({ 'grpc.max_concurrent_streams': 10_000 });

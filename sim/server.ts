@@ -174,7 +174,9 @@ export async function startSim(opts: SimOptions): Promise<SimHandle> {
 
   const port = (server.address() as AddressInfo).port;
   const url = `http://${opts.host.includes(':') ? `[${opts.host}]` : opts.host}:${port}`;
-  logger.info({ url, host: opts.host, port, knobs: state.knobs }, 'sim listening');
+  // Golden answers can be long (tests use 200 KB ones): the log names how many there are.
+  const { golden, ...shown } = state.knobs;
+  logger.info({ url, host: opts.host, port, knobs: shown, goldenAnswers: golden?.length ?? 0 }, 'sim listening');
 
   let closing: Promise<void> | undefined;
   return {

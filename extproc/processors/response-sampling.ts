@@ -1,5 +1,5 @@
 import { headerText, type HttpHeaders, type ProcessingMode, type ProcessingResponse } from '../../proto/ext-proc.js';
-import { emptyObservation } from '../quality/observation.js';
+import type { Observation } from '../quality/observation.js';
 import { ResponseObserver } from '../quality/openai-response.js';
 import type { InferenceLabels } from '../quality/metrics.js';
 import type { QualityPipeline } from '../quality/pipeline.js';
@@ -30,7 +30,7 @@ export function sampleResponseHeaders(ctx: RequestContext, msg: HttpHeaders, res
   sample.status = ctx.responseStatus;
   for (const h of msg.headers?.headers ?? []) sample.responseHeaders.set(h.key.toLowerCase(), headerText(h));
   const started = ctx.startedAt;
-  sample.observer = new ResponseObserver(sample.responseHeaders.get('content-type'), q.config.maxBodyBytes, () => Number(process.hrtime.bigint() - started) / 1e9);
+  sample.observer = new ResponseObserver(sample.responseHeaders.get('content-type'), q.config.maxBodyBytes, () => Number(process.hrtime.bigint() - started) / 1e9, { offThread: q.readJson });
   if (msg.end_of_stream) {
     finishSample(ctx, q, true);
     return;
@@ -38,22 +38,32 @@ export function sampleResponseHeaders(ctx: RequestContext, msg: HttpHeaders, res
   response.mode_override = STREAM_RESPONSE_BODY;
 }
 
-/** Hands the sample to the recorder (once); `complete` false for a stream that was cut. */
+/**
+ * Hands the sample to the recorder (once); `complete` false for a stream that was cut. A large
+ * JSON body is read on the quality worker thread first, so the sample goes on when it is read.
+ */
 export function finishSample(ctx: RequestContext, q: QualityPipeline | undefined, complete: boolean): void {
   const sample = ctx.sample;
   if (!q || !sample?.observer || sample.done || !ctx.service || !ctx.version) return;
   sample.done = true;
-  const observation = sample.observer.finish(complete) ?? emptyObservation();
-  if (ctx.shadow && complete) {
-    const latencyMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
-    ctx.shadow.capture.recordStable(ctx.shadow.ticket, observation, sample.status, latencyMs, sample.request, sample.golden);
+  const finished = sample.observer.finishOffThread(complete);
+  const latencyMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
+  if (finished instanceof Promise) {
+    finished.then((observation) => recordSample(ctx, q, complete, observation, latencyMs)).catch((err: unknown) => q.log.warn({ err, service: ctx.service, version: ctx.version }, 'recording a sample failed'));
+  } else {
+    recordSample(ctx, q, complete, finished, latencyMs);
   }
+}
+
+function recordSample(ctx: RequestContext, q: QualityPipeline, complete: boolean, observation: Observation, latencyMs: number): void {
+  const sample = ctx.sample!;
+  if (ctx.shadow && complete) ctx.shadow.capture.recordStable(ctx.shadow.ticket, observation, sample.status, latencyMs, sample.request, sample.golden);
   // Read only for its shadow pair: not a quality sample.
   if (sample.reason === 'none') return;
   q.submit({
-    service: ctx.service,
-    version: ctx.version,
-    rolloutHash: ctx.rolloutHash ?? ctx.version,
+    service: ctx.service!,
+    version: ctx.version!,
+    rolloutHash: ctx.rolloutHash ?? ctx.version!,
     status: sample.status,
     request: sample.request,
     responseHeaders: sample.responseHeaders,

@@ -31,6 +31,7 @@ export class QualityMetrics {
   readonly judgeQueue: Counter<'result'>;
   readonly evaluatorErrors: Counter<'evaluator'>;
   readonly requestBodies: Counter<'reader' | 'result'>;
+  readonly workerJobs: Counter<'job' | 'result'>;
   readonly evaluated: Counter<(typeof LABELS)[number] | 'evaluator'>;
   readonly hallucinationVerdicts: Counter<(typeof LABELS)[number] | 'evaluator'>;
   readonly signals: Counter<(typeof LABELS)[number] | 'signal'>;
@@ -53,7 +54,7 @@ export class QualityMetrics {
     this.ttft = new Histogram({ name: 'inference_time_to_first_token_seconds', help: 'Seconds from request headers to the first content token of sampled streamed responses.', labelNames: LABELS, buckets: TTFT_BUCKETS, registers });
     this.confidence = new Histogram({ name: 'fledge_quality_confidence', help: 'Confidence of sampled answers that carried logprobs: exp(mean token logprob), in (0,1].', labelNames: LABELS, buckets: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1], registers });
     this.sampled = new Counter({ name: 'fledge_quality_sampled_total', help: 'Responses selected for sampling, by reason (rate, rule, golden).', labelNames: [...LABELS, 'reason'], registers });
-    this.samples = new Counter({ name: 'fledge_quality_samples_total', help: 'Sampled responses by outcome (parsed, malformed, oversized, truncated, no-usage).', labelNames: [...LABELS, 'outcome'], registers });
+    this.samples = new Counter({ name: 'fledge_quality_samples_total', help: 'Sampled responses by outcome (parsed, malformed, oversized, truncated, no-usage, unread: a large JSON body the quality worker could not read).', labelNames: [...LABELS, 'outcome'], registers });
     this.scoreSum = new Counter({ name: 'fledge_quality_score_sum_total', help: 'Sum of quality scores per evaluator (with fledge_quality_scores_total: a weighted mean over any range).', labelNames: [...LABELS, 'evaluator'], registers });
     this.scoreCount = new Counter({ name: 'fledge_quality_scores_total', help: 'Quality scores recorded per evaluator.', labelNames: [...LABELS, 'evaluator'], registers });
     this.refusals = new Counter({ name: 'fledge_quality_refusals_total', help: 'Sampled responses that were refusals.', labelNames: LABELS, registers });
@@ -66,6 +67,7 @@ export class QualityMetrics {
     this.probeUnmatched = new Counter({ name: 'fledge_probe_unmatched_total', help: 'Verified probes whose prompt matched no golden entry (no verdict; check the prober and extproc use the same golden file).', labelNames: LABELS, registers });
     this.evaluatorErrors = new Counter({ name: 'fledge_quality_evaluator_errors_total', help: 'Evaluators that threw on a sample (the sample is still counted).', labelNames: ['evaluator'], registers });
     this.requestBodies = new Counter({ name: 'fledge_quality_request_bodies_total', help: 'Sampled request bodies read, by reader (inline: up to 64 KiB, on the event loop; worker: larger, on a worker thread) and result (read, error, timeout).', labelNames: ['reader', 'result'], registers });
+    this.workerJobs = new Counter({ name: 'fledge_quality_worker_jobs_total', help: 'Large JSON responses (job response-json, over 64 KiB) and long answers (job evaluate, over 64 Ki characters) handed to the quality worker thread, by result (done, error, timeout).', labelNames: ['job', 'result'], registers });
   }
 
   /** Creates the estimated counters at 0, so rates over them start with the request counter's. */

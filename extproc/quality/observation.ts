@@ -20,6 +20,13 @@ export interface Observation {
   oversized: boolean;
   /** Body was not the OpenAI JSON or SSE it should have been. */
   malformed: boolean;
+  /** A large body the worker thread could not read (it died or timed out): nothing is known of it. */
+  unread?: boolean;
+}
+
+/** Whether the body was read whole: not cut, not over the cap, not broken, not left unread. */
+export function readWhole(o: Observation): boolean {
+  return !o.truncated && !o.oversized && !o.malformed && o.unread !== true;
 }
 
 export function emptyObservation(): Observation {

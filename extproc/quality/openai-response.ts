@@ -1,15 +1,18 @@
 import { emptyObservation, type Observation } from './observation.js';
+import { addLogprobs, addText, isObject, readJsonAnswer, usageOf, type JsonAnswer } from './read-json-answer.js';
 import { SseReader } from './sse.js';
 
-type Json = Record<string, unknown>;
+/** Reads a large JSON body somewhere other than the event loop; undefined when it could not. */
+export type JsonAnswerReader = (body: Uint8Array) => Promise<JsonAnswer | undefined>;
 
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+export interface ResponseObserverOptions {
+  /** Where JSON bodies over `inlineBytes` are read (the quality worker thread); inline when absent. */
+  offThread?: JsonAnswerReader;
+  inlineBytes?: number;
 }
 
-function num(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
-}
+/** JSON bodies up to this size are read where they arrive (well under a millisecond). */
+export const INLINE_RESPONSE_BYTES = 64 * 1024;
 
 /**
  * Reads one OpenAI-compatible chat response as its body streams past, JSON or SSE (chosen
@@ -20,8 +23,7 @@ export class ResponseObserver {
   private readonly obs: Observation = emptyObservation();
   private readonly jsonParts: Buffer[] = [];
   private sse: SseReader | undefined;
-  private logprobSum = 0;
-  private logprobCount = 0;
+  private readonly logprobs = { logprobSum: 0, logprobCount: 0 };
   private finished = false;
   private sniffed = false;
   private events = 0;
@@ -31,6 +33,7 @@ export class ResponseObserver {
     private readonly maxBytes: number,
     /** Seconds since the request started, for time to first token. */
     private readonly elapsedSeconds: () => number,
+    private readonly options: ResponseObserverOptions = {},
   ) {
     const type = (contentType ?? '').toLowerCase();
     if (type.includes('text/event-stream')) this.useSse();
@@ -56,8 +59,17 @@ export class ResponseObserver {
     this.jsonParts.push(chunk);
   }
 
-  /** Ends the observation; `complete` false when the stream stopped before end_of_stream. */
+  /** Ends the observation, every byte read here; `complete` false when the stream stopped before end_of_stream. */
   finish(complete: boolean): Observation {
+    return this.end(complete, false) as Observation;
+  }
+
+  /** finish(), except that a JSON body over the inline size is read by `offThread`: the answer is a promise then. */
+  finishOffThread(complete: boolean): Observation | Promise<Observation> {
+    return this.end(complete, true);
+  }
+
+  private end(complete: boolean, mayHandOver: boolean): Observation | Promise<Observation> {
     if (this.finished) return this.obs;
     this.finished = true;
     this.obs.truncated = !complete;
@@ -66,11 +78,44 @@ export class ResponseObserver {
       this.sse.end();
       if (this.sse.oversized) this.obs.oversized = true;
       else if (this.events === 0 && this.obs.bytes > 0) this.obs.malformed = true;
-    } else if (this.jsonParts.length > 0) {
-      this.readJson(Buffer.concat(this.jsonParts).toString('utf8'));
+      return this.withConfidence();
     }
-    if (this.logprobCount > 0) this.obs.confidence = Math.exp(this.logprobSum / this.logprobCount);
+    if (this.jsonParts.length === 0) return this.withConfidence();
+    const { offThread, inlineBytes = INLINE_RESPONSE_BYTES } = this.options;
+    if (!mayHandOver || !offThread || this.obs.bytes <= inlineBytes) {
+      this.applyJson(readJsonAnswer(Buffer.concat(this.jsonParts).toString('utf8'), this.maxBytes));
+      return this.withConfidence();
+    }
+    // One buffer of its own to hand over to the worker (chunks are views into gRPC's messages).
+    const whole = new Uint8Array(this.obs.bytes);
+    let at = 0;
+    for (const part of this.jsonParts) {
+      whole.set(part, at);
+      at += part.length;
+    }
+    this.jsonParts.length = 0;
+    return offThread(whole).then((answer) => {
+      if (answer) this.applyJson(answer);
+      else this.obs.unread = true;
+      return this.withConfidence();
+    });
+  }
+
+  private withConfidence(): Observation {
+    const { logprobSum, logprobCount } = this.logprobs;
+    if (logprobCount > 0) this.obs.confidence = Math.exp(logprobSum / logprobCount);
     return this.obs;
+  }
+
+  private applyJson(answer: JsonAnswer): void {
+    this.obs.malformed = answer.malformed;
+    this.obs.usage = answer.usage;
+    this.obs.finishReason = answer.finishReason;
+    this.obs.text = answer.text;
+    this.obs.textLength = answer.textLength;
+    this.obs.refusal = answer.refusal;
+    this.logprobs.logprobSum = answer.logprobSum;
+    this.logprobs.logprobCount = answer.logprobCount;
   }
 
   /** The first non-blank bytes say what the body is, whatever its label (mislabelled bodies). */
@@ -93,36 +138,6 @@ export class ResponseObserver {
     this.sse = new SseReader((data) => this.onEvent(data), this.maxBytes);
   }
 
-  private readJson(text: string): void {
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      this.obs.malformed = true;
-      return;
-    }
-    if (!isObject(body)) {
-      this.obs.malformed = true;
-      return;
-    }
-    this.readUsage(body.usage);
-    const choices = Array.isArray(body.choices) ? body.choices : [];
-    const choice = choices[0];
-    if (!isObject(choice)) {
-      if (!isObject(body.usage)) this.obs.malformed = true;
-      return;
-    }
-    if (typeof choice.finish_reason === 'string') this.obs.finishReason = choice.finish_reason;
-    const message = isObject(choice.message) ? choice.message : undefined;
-    if (message) {
-      if (typeof message.content === 'string') this.addText(message.content);
-      if (typeof message.refusal === 'string' && message.refusal !== '') this.obs.refusal = message.refusal;
-    } else if (typeof choice.text === 'string') {
-      this.addText(choice.text); // legacy completions
-    }
-    this.readLogprobs(choice.logprobs);
-  }
-
   private onEvent(data: string): void {
     this.events++;
     if (data === '[DONE]') return;
@@ -134,7 +149,8 @@ export class ResponseObserver {
       return;
     }
     if (!isObject(event)) return;
-    this.readUsage(event.usage);
+    const usage = usageOf(event.usage);
+    if (usage) this.obs.usage = usage;
     const choices = Array.isArray(event.choices) ? event.choices : [];
     for (const choice of choices) {
       if (!isObject(choice) || (choice.index !== undefined && choice.index !== 0)) continue;
@@ -143,41 +159,10 @@ export class ResponseObserver {
       const content = typeof delta?.content === 'string' ? delta.content : typeof choice.text === 'string' ? choice.text : '';
       if (content !== '') {
         if (this.obs.ttftSeconds === undefined) this.obs.ttftSeconds = this.elapsedSeconds();
-        this.addText(content);
+        addText(this.obs, content, this.maxBytes);
       }
       if (typeof delta?.refusal === 'string' && delta.refusal !== '') this.obs.refusal = (this.obs.refusal ?? '') + delta.refusal;
-      this.readLogprobs(choice.logprobs);
+      addLogprobs(this.logprobs, choice.logprobs);
     }
-  }
-
-  private readUsage(usage: unknown): void {
-    if (!isObject(usage)) return;
-    const input = num(usage.prompt_tokens);
-    const output = num(usage.completion_tokens);
-    if (input === undefined && output === undefined) return;
-    const details = isObject(usage.prompt_tokens_details) ? usage.prompt_tokens_details : undefined;
-    const cached = num(details?.cached_tokens) ?? 0;
-    this.obs.usage = { input: input ?? 0, output: output ?? 0, cached: Math.min(cached, input ?? cached) };
-  }
-
-  /** Chat logprobs: {content: [{token, logprob}, …]}; legacy: {token_logprobs: [...]}. */
-  private readLogprobs(logprobs: unknown): void {
-    if (!isObject(logprobs)) return;
-    const values: unknown[] = Array.isArray(logprobs.content)
-      ? logprobs.content.map((t) => (isObject(t) ? t.logprob : undefined))
-      : Array.isArray(logprobs.token_logprobs)
-        ? logprobs.token_logprobs
-        : [];
-    for (const v of values) {
-      if (typeof v === 'number' && Number.isFinite(v) && v <= 0) {
-        this.logprobSum += v;
-        this.logprobCount++;
-      }
-    }
-  }
-
-  private addText(text: string): void {
-    this.obs.textLength += text.length;
-    if (this.obs.text.length < this.maxBytes) this.obs.text += text.slice(0, this.maxBytes - this.obs.text.length);
   }
 }

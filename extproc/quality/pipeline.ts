@@ -1,16 +1,20 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../common/logger.js';
 import type { QualityConfig } from './config.js';
-import { formatEvaluator } from './evaluators/format.js';
-import { goldenEvaluator } from './evaluators/golden.js';
 import { GoldenSet } from './evaluators/golden-set.js';
-import { modelReportedEvaluator } from './evaluators/model-reported.js';
-import type { Evaluator } from './evaluators/types.js';
+import { EVALUATORS, type Evaluation } from './evaluate-sample.js';
+import type { Sample } from './evaluators/types.js';
 import { JudgeQueue } from './judge-queue.js';
 import { QualityMetrics } from './metrics.js';
 import { ProbeRates } from './probe-rates.js';
 import { SampleRecorder, type FinishedSample, type VerdictListener } from './recorder.js';
+import type { JsonAnswerReader } from './openai-response.js';
+import { QualityThread, type JobOutcome } from './quality-thread.js';
+import type { AnswerToDescribe } from './quality-worker.js';
+import type { AnswerFeatures } from '../shadow/answer-features.js';
 import { OffThreadBodyReader, type RequestBodyReader } from './request-body-reader.js';
+
+export { EVALUATORS };
 
 /** Everything the quality processors share: config, golden set, metrics, and the off-path recorder. */
 export interface QualityPipeline {
@@ -21,12 +25,16 @@ export interface QualityPipeline {
   probeRates: ProbeRates;
   /** Reads sampled request bodies (large ones off the event loop). */
   requestBodies: RequestBodyReader;
+  /** The quality part's logger. */
+  log: Logger;
+  /** Reads large JSON responses on the quality worker thread (ResponseObserver's offThread). */
+  readJson: JsonAnswerReader;
+  /** A long answer's shadow features, from the quality worker thread; undefined when it could not. */
+  describe(answer: AnswerToDescribe): Promise<AnswerFeatures | undefined>;
   /** Records a finished sample on a later turn of the event loop: never on the response's path. */
   submit(sample: FinishedSample): void;
   close(): Promise<void>;
 }
-
-export const EVALUATORS: readonly Evaluator[] = [goldenEvaluator, formatEvaluator, modelReportedEvaluator];
 
 /** `onVerdict` hears every hallucination verdict (the guardrail's input). */
 export function startQualityPipeline(config: QualityConfig, registry: Registry, logger: Logger, onVerdict?: VerdictListener): QualityPipeline {
@@ -38,14 +46,36 @@ export function startQualityPipeline(config: QualityConfig, registry: Registry, 
     ? new JudgeQueue(config.judge.redisUrl, config.judge.stream, config.judge.maxLength, log, (result) => metrics.judgeQueue.inc({ result }))
     : undefined;
   const probeRates = new ProbeRates(config.probeRateWindowSeconds * 1000);
-  const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log, Math.random, probeRates, onVerdict);
-  const requestBodies = new OffThreadBodyReader(golden.longestKey, log, { eager: true, count: (reader, result) => metrics.requestBodies.inc({ reader, result }) });
+  // One worker thread for every large body and long answer, started now: its start would eat into Envoy's message_timeout.
+  const thread = new QualityThread(golden.longestKey, log, { eager: true });
+  const counted = <K extends 'response-json' | 'evaluate' | 'features'>(job: K, outcome: JobOutcome<K>): JobOutcome<K> => {
+    metrics.workerJobs.inc({ job, result: outcome.ok ? 'done' : outcome.why });
+    if (!outcome.ok) log.warn({ job, error: outcome.message }, 'the quality worker could not do a job; its sample goes without that part');
+    return outcome;
+  };
+  const evaluateOffThread = async (sample: Sample, evaluators: string[]): Promise<Evaluation | undefined> => {
+    const outcome = counted('evaluate', await thread.run<'evaluate'>({ kind: 'evaluate', sample, evaluators }));
+    return outcome.ok ? outcome.answer.evaluation : undefined;
+  };
+  const readJson: JsonAnswerReader = async (body) => {
+    const outcome = counted('response-json', await thread.run<'response-json'>({ kind: 'response-json', body, maxChars: config.maxBodyBytes }, [body.buffer as ArrayBuffer]));
+    return outcome.ok ? outcome.answer.answer : undefined;
+  };
+  const describe = async (answer: AnswerToDescribe): Promise<AnswerFeatures | undefined> => {
+    const outcome = counted('features', await thread.run<'features'>({ kind: 'features', answer }));
+    return outcome.ok ? outcome.answer.features : undefined;
+  };
+  const recorder = new SampleRecorder(config, metrics, EVALUATORS, judge, log, Math.random, probeRates, onVerdict, evaluateOffThread);
+  const requestBodies = new OffThreadBodyReader(golden.longestKey, log, { thread, count: (reader, result) => metrics.requestBodies.inc({ reader, result }) });
   return {
     config,
     golden,
     metrics,
     probeRates,
     requestBodies,
+    log,
+    readJson,
+    describe,
     submit(sample) {
       setImmediate(() => {
         try {
@@ -56,7 +86,7 @@ export function startQualityPipeline(config: QualityConfig, registry: Registry, 
       });
     },
     async close() {
-      await requestBodies.close();
+      await thread.close();
       await judge?.close();
     },
   };

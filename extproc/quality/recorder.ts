@@ -1,10 +1,11 @@
 import type { Logger } from '../../common/logger.js';
 import type { Price, QualityConfig } from './config.js';
-import { answered } from './evaluators/golden.js';
-import { checkGoldenAnswer } from './evaluators/golden-set.js';
+import { evaluateSample, INLINE_EVALUATION_CHARS, type Evaluation, type NamedVerdict } from './evaluate-sample.js';
+import { answered, goldenEvaluator } from './evaluators/golden.js';
 import type { Evaluator, Sample, Verdict } from './evaluators/types.js';
 import type { JudgeQueue } from './judge-queue.js';
 import type { InferenceLabels, QualityMetrics } from './metrics.js';
+import { readWhole } from './observation.js';
 import { ProbeRates } from './probe-rates.js';
 import { answerSignals } from './signals.js';
 
@@ -32,7 +33,7 @@ export function priceFor(prices: QualityConfig['prices'], service: string, versi
 }
 
 /** Several verdicts into one: hallucinated if any evaluator says so; scores per evaluator. */
-export function mergeVerdicts(verdicts: { name: string; verdict: Verdict }[]): { hallucination: boolean; refusal: boolean; scores: { evaluator: string; score: number }[] } {
+export function mergeVerdicts(verdicts: readonly NamedVerdict[]): { hallucination: boolean; refusal: boolean; scores: { evaluator: string; score: number }[] } {
   const scores: { evaluator: string; score: number }[] = [];
   let hallucination = false;
   let refusal = false;
@@ -47,6 +48,9 @@ export function mergeVerdicts(verdicts: { name: string; verdict: Verdict }[]): {
 /** One hallucination verdict on an answer's text (golden set, golden probe), for the guardrail. */
 export type VerdictListener = (labels: InferenceLabels, hallucinated: boolean) => void;
 
+/** Runs the named built-in evaluators somewhere other than the event loop; undefined when it could not. */
+export type OffThreadEvaluation = (sample: Sample, evaluators: string[]) => Promise<Evaluation | undefined>;
+
 /** Turns a finished sample into metrics and judge work. Runs after the response, never on it. */
 export class SampleRecorder {
   constructor(
@@ -58,6 +62,8 @@ export class SampleRecorder {
     private readonly random: () => number = Math.random,
     readonly probeRates: ProbeRates = new ProbeRates(config.probeRateWindowSeconds * 1000),
     private readonly onVerdict: VerdictListener = () => undefined,
+    /** Long answers (over INLINE_EVALUATION_CHARS) are evaluated here; inline when absent. */
+    private readonly offThread?: OffThreadEvaluation,
   ) {}
 
   record(sample: FinishedSample): void {
@@ -81,17 +87,34 @@ export class SampleRecorder {
 
     if (answered(sample)) this.metrics.answerChars.observe(labels, o.textLength);
 
-    const verdicts: { name: string; verdict: Verdict }[] = [];
-    for (const evaluator of this.evaluators) {
-      if (evaluator.name === 'model-reported' && !this.trustsModelReports(sample.service)) continue;
-      try {
-        const verdict = evaluator.evaluate(sample);
-        if (verdict) verdicts.push({ name: evaluator.name, verdict });
-      } catch (err) {
-        this.metrics.evaluatorErrors.inc({ evaluator: evaluator.name });
-        this.logger.warn({ err, evaluator: evaluator.name, service: sample.service }, 'evaluator failed');
+    const evaluators = this.evaluators.filter((e) => e.name !== 'model-reported' || this.trustsModelReports(sample.service));
+    this.evaluated(sample, evaluators, (evaluation) => {
+      this.recordVerdicts(sample, labels, weight, evaluation.verdicts);
+      this.offerToJudge(sample);
+    });
+  }
+
+  /**
+   * Runs the evaluators and hands their verdicts to `then`: at once for a short answer, after
+   * the quality worker thread's answer for a long one. Evaluators that failed (or a worker that
+   * could not run them) are counted and logged; the sample goes on without their verdicts.
+   */
+  private evaluated(sample: FinishedSample, evaluators: readonly Evaluator[], then: (evaluation: Evaluation) => void): void {
+    const done = (evaluation: Evaluation): void => {
+      for (const { evaluator, message } of evaluation.failed) {
+        this.metrics.evaluatorErrors.inc({ evaluator });
+        this.logger.warn({ evaluator, error: message, service: sample.service }, 'evaluator failed');
       }
-    }
+      then(evaluation);
+    };
+    if (!this.offThread || sample.observation.text.length <= INLINE_EVALUATION_CHARS) return done(evaluateSample(sample, evaluators));
+    const names = evaluators.map((e) => e.name);
+    this.offThread(sample, names)
+      .then((evaluation) => done(evaluation ?? { verdicts: [], failed: names.map((evaluator) => ({ evaluator, message: 'the quality worker could not evaluate the answer' })) }))
+      .catch((err: unknown) => this.logger.warn({ err, service: sample.service, version: sample.version }, 'recording a sample failed'));
+  }
+
+  private recordVerdicts(sample: FinishedSample, labels: InferenceLabels, weight: number, verdicts: readonly NamedVerdict[]): void {
     const format = verdicts.find((v) => v.name === 'format')?.verdict.score;
     for (const signal of answerSignals(sample, format === undefined ? undefined : format === 1)) this.metrics.signals.inc({ ...labels, signal });
     for (const { name, verdict } of verdicts) this.countVerdict(labels, name, verdict);
@@ -101,7 +124,6 @@ export class SampleRecorder {
     // A version under golden probes has its hallucination estimate from the probes (one estimator per series).
     if (merged.hallucination && !this.probeRates.probed(labels)) this.metrics.hallucinations.inc(labels, weight);
     if (merged.refusal) this.metrics.refusals.inc(labels);
-    this.offerToJudge(sample);
   }
 
   /**
@@ -115,12 +137,15 @@ export class SampleRecorder {
       this.metrics.probeUnmatched.inc(labels);
       return;
     }
-    const { ok } = checkGoldenAnswer(sample.golden, sample.observation.text);
-    const verdict: Verdict = { score: ok ? 1 : 0, hallucination: !ok };
-    this.countVerdict(labels, GOLDEN_PROBE_EVALUATOR, verdict);
-    this.addScore(labels, GOLDEN_PROBE_EVALUATOR, verdict.score!);
-    this.probeRates.recordVerdict(labels, !ok);
-    this.onVerdict(labels, !ok);
+    // The golden evaluator's verdict, recorded as the probe's own.
+    this.evaluated(sample, [goldenEvaluator], ({ verdicts }) => {
+      const verdict = verdicts.find((v) => v.name === goldenEvaluator.name)?.verdict;
+      if (verdict?.score === undefined) return;
+      this.countVerdict(labels, GOLDEN_PROBE_EVALUATOR, verdict);
+      this.addScore(labels, GOLDEN_PROBE_EVALUATOR, verdict.score);
+      this.probeRates.recordVerdict(labels, verdict.hallucination === true);
+      this.onVerdict(labels, verdict.hallucination === true);
+    });
   }
 
   private countVerdict(labels: InferenceLabels, evaluator: string, verdict: Verdict): void {
@@ -144,7 +169,7 @@ export class SampleRecorder {
     if (!this.judge) return;
     const o = sample.observation;
     const prompt = sample.request?.prompt;
-    if (prompt === undefined || o.text === '' || o.truncated || o.oversized || o.malformed) return this.metrics.judgeQueue.inc({ result: 'skipped' });
+    if (prompt === undefined || o.text === '' || !readWhole(o)) return this.metrics.judgeQueue.inc({ result: 'skipped' });
     // A golden answer already has a verdict from its reference; judging it too would count
     // one wrong answer twice in inference_hallucination_total.
     if (sample.golden) return this.metrics.judgeQueue.inc({ result: 'skipped' });
@@ -166,6 +191,7 @@ export class SampleRecorder {
 function outcomeOf(sample: FinishedSample): string {
   const o = sample.observation;
   if (o.oversized) return 'oversized';
+  if (o.unread) return 'unread';
   if (o.malformed) return 'malformed';
   if (o.truncated) return 'truncated';
   if (!o.usage) return 'no-usage';

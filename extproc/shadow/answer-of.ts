@@ -1,7 +1,7 @@
 import { checkGoldenAnswer, type GoldenEntry } from '../quality/evaluators/golden-set.js';
 import { validateJson } from '../quality/evaluators/json-schema.js';
 import type { RequestFacts } from '../quality/openai-request.js';
-import type { Observation } from '../quality/observation.js';
+import { readWhole, type Observation } from '../quality/observation.js';
 import { answerFeatures, type AnswerFeatures } from './answer-features.js';
 
 /**
@@ -10,7 +10,7 @@ import { answerFeatures, type AnswerFeatures } from './answer-features.js';
  * (against the schema, when one was asked for) when JSON was asked for.
  */
 export function featuresOfAnswer(observation: Observation, status: number | undefined, latencyMs: number, request: RequestFacts | undefined, golden: GoldenEntry | undefined): AnswerFeatures {
-  const complete = status !== undefined && status < 300 && !observation.truncated && !observation.oversized && !observation.malformed;
+  const complete = status !== undefined && status < 300 && readWhole(observation);
   return answerFeatures({
     observation,
     status,

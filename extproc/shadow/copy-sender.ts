@@ -10,7 +10,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { signProbe, SHADOW_HEADER } from '../probes/probe-token.js';
 import { emptyObservation, type Observation } from '../quality/observation.js';
-import { ResponseObserver } from '../quality/openai-response.js';
+import { ResponseObserver, type JsonAnswerReader } from '../quality/openai-response.js';
 
 export interface CopyRequest {
   service: string;
@@ -56,6 +56,8 @@ export interface CopySenderOptions {
   maxInFlight: number;
   timeoutMs: number;
   maxBodyBytes: number;
+  /** Reads a large JSON answer off the event loop (the quality worker thread). */
+  readJson?: JsonAnswerReader;
   now?: () => number;
 }
 
@@ -124,9 +126,12 @@ export class CopySender {
             done({ ...failed(unpinned, res.statusCode), unpinned });
             return;
           }
-          const observer = new ResponseObserver(res.headers['content-type'], this.options.maxBodyBytes, () => elapsedMs() / 1000);
+          const observer = new ResponseObserver(res.headers['content-type'], this.options.maxBodyBytes, () => elapsedMs() / 1000, this.options.readJson ? { offThread: this.options.readJson } : {});
           res.on('data', (chunk: Buffer) => observer.push(chunk));
-          res.on('end', () => done({ status: res.statusCode, observation: observer.finish(true), latencyMs: elapsedMs() }));
+          res.on('end', () => {
+            const latencyMs = elapsedMs();
+            void Promise.resolve(observer.finishOffThread(true)).then((observation) => done({ status: res.statusCode, observation, latencyMs }));
+          });
           res.on('error', (err) => done(failed(`answer cut: ${err.message}`, res.statusCode)));
           res.on('aborted', () => done(failed('answer cut', res.statusCode)));
         },

@@ -4,7 +4,7 @@
  * shadow mode lets text leave extproc, and only with the judge configured (docs/shadow.md,
  * "Privacy"). The judge worker reads it (extproc/quality/judge/pair-judging.ts).
  */
-import type { Observation } from '../quality/observation.js';
+import { readWhole, type Observation } from '../quality/observation.js';
 import type { PairKind, ShadowPair } from './pair-store.js';
 
 export interface PairJudgeSample {
@@ -53,7 +53,7 @@ export interface JudgeText {
  */
 export function judgeTextOf(enabled: boolean, observation: Observation, status: number | undefined, prompt: string | undefined, withPrompt: boolean, maxChars: number): JudgeText | undefined {
   if (!enabled) return undefined;
-  const whole = status !== undefined && status < 300 && !observation.truncated && !observation.oversized && !observation.malformed && observation.text !== '';
+  const whole = status !== undefined && status < 300 && readWhole(observation) && observation.text !== '';
   if (!whole) return undefined;
   if (!withPrompt) return { answer: observation.text.slice(0, maxChars) };
   if (prompt === undefined || prompt === '') return undefined;

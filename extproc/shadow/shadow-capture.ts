@@ -9,6 +9,9 @@
  * sides, under its TTL. Nothing here can delay or change a user's
  * request: it runs on later turns of the event loop, and its failures are counted.
  */
+import type { JsonAnswerReader } from '../quality/openai-response.js';
+import { INLINE_EVALUATION_CHARS } from '../quality/evaluate-sample.js';
+import type { AnswerToDescribe } from '../quality/quality-worker.js';
 import { Redis } from 'ioredis';
 import type { Logger } from '../../common/logger.js';
 import type { GoldenEntry } from '../quality/evaluators/golden-set.js';
@@ -49,6 +52,10 @@ export interface ShadowCaptureDeps {
   config: ShadowConfig;
   secret: string | Buffer;
   maxBodyBytes: number;
+  /** Reads a copy's large JSON answer off the event loop (the quality pipeline's worker thread). */
+  readJson?: JsonAnswerReader;
+  /** Describes a long answer off the event loop (the same thread); undefined when it could not. */
+  describe?: (answer: AnswerToDescribe) => Promise<AnswerFeatures | undefined>;
   metrics: ShadowMetrics;
   logger: Logger;
   /** The pairwise judge's stream, when the LLM judge is configured: pairs' texts are offered to it. */
@@ -69,7 +76,7 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
     return store;
   };
   const pairLog = redis && config.logCap > 0 ? new ShadowPairLog(redis, { cap: config.logCap }) : undefined;
-  const sender = new CopySender({ via: new URL(config.via!), secret: deps.secret, maxInFlight: config.maxInFlight, timeoutMs: config.timeoutSeconds * 1000, maxBodyBytes: deps.maxBodyBytes });
+  const sender = new CopySender({ via: new URL(config.via!), secret: deps.secret, maxInFlight: config.maxInFlight, timeoutMs: config.timeoutSeconds * 1000, maxBodyBytes: deps.maxBodyBytes, ...(deps.readJson ? { readJson: deps.readJson } : {}) });
   const count = (t: ShadowTicket, side: PairSide, outcome: CaptureOutcome) => metrics.countCapture(t, side, outcome);
 
   const { pairJudge } = deps;
@@ -78,7 +85,14 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
   // Memory sides expire as later ones are recorded; with text in them, also within a second of their TTL when traffic stops.
   const sweeper = pairJudge ? setInterval(() => memory.sweep(), 1000).unref() : undefined;
 
-  const record = async (ticket: ShadowTicket, side: PairSide, features: AnswerFeatures, text: JudgeText | undefined): Promise<void> => {
+  /** An answer's features: here for a short one, on the quality worker thread for a long one. */
+  const describe = (answer: AnswerToDescribe): AnswerFeatures | Promise<AnswerFeatures | undefined> =>
+    deps.describe && answer.observation.text.length > INLINE_EVALUATION_CHARS ? deps.describe(answer) : featuresOfAnswer(answer.observation, answer.status, answer.latencyMs, answer.request, answer.golden);
+
+  const record = async (ticket: ShadowTicket, side: PairSide, answer: AnswerToDescribe, text: JudgeText | undefined): Promise<void> => {
+    const features = await describe(answer);
+    // The worker could not describe it (it died or timed out): this side is not captured.
+    if (!features) return count(ticket, side, 'dropped');
     try {
       const pairs = await storeFor(ticket.service).record(ticket.requestId, side, features, side === 'stable' && ticket.noise, text);
       count(ticket, side, 'recorded');
@@ -108,7 +122,7 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
       return;
     }
     if (answer.error) log.debug({ service: ticket.service, version: request.version, why: answer.error }, 'shadow copy got no answer');
-    await record(ticket, side, featuresOfAnswer(answer.observation, answer.status, answer.latencyMs, facts, golden), textOf(answer.observation, answer.status, undefined, false));
+    await record(ticket, side, { observation: answer.observation, status: answer.status, latencyMs: answer.latencyMs, request: facts, golden }, textOf(answer.observation, answer.status, undefined, false));
   };
 
   return {
@@ -134,7 +148,7 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
     },
     recordStable(ticket, observation, status, latencyMs, facts, golden) {
       if (!ticket.sent) return;
-      setImmediate(() => void record(ticket, 'stable', featuresOfAnswer(observation, status, latencyMs, facts, golden), textOf(observation, status, facts?.prompt, true)));
+      setImmediate(() => void record(ticket, 'stable', { observation, status, latencyMs, request: facts, golden }, textOf(observation, status, facts?.prompt, true)));
     },
     async close() {
       if (sweeper) clearInterval(sweeper);

@@ -45,7 +45,7 @@ export class ShadowMetrics {
     this.compared = new Counter({ name: 'inference_shadow_compared_total', help: 'Pairs in which a boolean feature was defined on both answers (the denominator of its flips; golden-correct only for golden questions).', labelNames: [...LABELS, 'feature'], registers });
     this.captures = new Counter({
       name: 'inference_shadow_captures_total',
-      help: 'Answers shadow mode tried to capture, by side (stable, candidate, stable-again) and outcome: recorded; dropped (too many copies in flight, a body over the cap); unpinned (the proxy failed open past extproc, so another version answered the copy: ext_proc is failing on the proxy); store-error (Redis); unavailable (a shadow step with shadow capture not configured). version and rollout_hash are the candidate\'s.',
+      help: 'Answers shadow mode tried to capture, by side (stable, candidate, stable-again) and outcome: recorded; dropped (too many copies in flight, a body over the cap, a long answer the quality worker could not describe); unpinned (the proxy failed open past extproc, so another version answered the copy: ext_proc is failing on the proxy); store-error (Redis); unavailable (a shadow step with shadow capture not configured). version and rollout_hash are the candidate\'s.',
       labelNames: ['service', 'version', 'rollout_hash', 'side', 'outcome'],
       registers,
     });

@@ -33,8 +33,11 @@ describe('sampled bodies: broken ones never hurt, golden ones are checked', () =
       'golden/v1': { latency: { kind: 'fixed', ms: 1 }, hallucinationRate: 0.3, seed: 5, golden: [{ prompt: GOLDEN_Q, answer: 'The capital of France is Paris.', wrongAnswer: 'The capital of France is Lyon.' }] },
       'slow/v1': { latency: { kind: 'fixed', ms: 2000 }, ttftMs: 50, chunks: 20 },
     };
+    // Answers of about 200 KB: read and evaluated on extproc's quality worker thread.
+    const filler = ` ${'More detail follows in this long answer.'.repeat(5_000)}`;
+    knobs['longgolden/v1'] = { latency: { kind: 'fixed', ms: 1 }, hallucinationRate: 0.3, seed: 7, golden: [{ prompt: GOLDEN_Q, answer: `The capital of France is Paris.${filler}`, wrongAnswer: `The capital of France is Lyon.${filler}` }] };
     for (const fault of FAULTS) knobs[`${fault}/v1`] = { latency: { kind: 'fixed', ms: 1 }, bodyFault: fault, oversizedBytes: 2 * 1024 * 1024 };
-    const services = [...FAULTS, 'golden', 'slow'].map((name) => ({ name, stable: 'v1', rolloutHashes: { v1: `hash-${name}` } }));
+    const services = [...FAULTS, 'golden', 'longgolden', 'slow'].map((name) => ({ name, stable: 'v1', rolloutHashes: { v1: `hash-${name}` } }));
     const always = Object.fromEntries([...FAULTS, 'slow'].map((f) => [f, 1]));
     await dp.start(services, undefined, { knobs, extprocConfig: { quality: { sampling: { services: always }, golden: { file: goldenFile } } } });
   }, 60_000);
@@ -84,6 +87,25 @@ describe('sampled bodies: broken ones never hurt, golden ones are checked', () =
     await expect.poll(async () => metricValue(await text(), 'fledge_quality_scores_total', { rollout_hash: 'hash-golden', evaluator: 'golden' })).toBe(40);
     expect(metricValue(await text(), 'inference_hallucination_total', { rollout_hash: 'hash-golden' })).toBe(wrong);
     expect(metricValue(await text(), 'fledge_quality_score_sum_total', { rollout_hash: 'hash-golden', evaluator: 'golden' })).toBe(40 - wrong);
+  });
+
+  it('200 KB answers to a golden question are read and checked on the worker thread, each wrong one a hallucination', async () => {
+    const responses = await mapLimit(Array.from({ length: 20 }, (_, i) => i), 5, (i) =>
+      dp.request({ host: 'longgolden', headers: { 'x-request-id': `long-answer-${i}` }, body: { messages: [{ role: 'user', content: GOLDEN_Q }] } }),
+    );
+    expect(responses.every((r) => r.status === 200 && r.body.length > 200_000)).toBe(true);
+    const wrong = responses.filter((r) => r.body.includes('Lyon')).length;
+    expect(wrong).toBeGreaterThan(0);
+    expect(wrong).toBeLessThan(20);
+    const text = async () => dp.metricsText();
+    const series = { rollout_hash: 'hash-longgolden', evaluator: 'golden' };
+    await expect.poll(async () => metricValue(await text(), 'fledge_quality_scores_total', series)).toBe(20);
+    expect(metricValue(await text(), 'fledge_quality_score_sum_total', series)).toBe(20 - wrong);
+    expect(metricValue(await text(), 'inference_hallucination_total', { rollout_hash: 'hash-longgolden' })).toBe(wrong);
+    expect(metricValue(await text(), 'fledge_quality_samples_total', { rollout_hash: 'hash-longgolden', outcome: 'parsed' })).toBe(20);
+    // Each body parsed and each answer evaluated by the worker, none on the event loop.
+    expect(metricValue(await text(), 'fledge_quality_worker_jobs_total', { job: 'response-json', result: 'done' })).toBe(20);
+    expect(metricValue(await text(), 'fledge_quality_worker_jobs_total', { job: 'evaluate', result: 'done' })).toBe(20);
   });
 
   it('a golden question after 600 KB of conversation is read on the worker thread and checked like any other', async () => {

@@ -12,13 +12,15 @@ import { QualityMetrics } from '../../extproc/quality/metrics.js';
 import type { QualityPipeline } from '../../extproc/quality/pipeline.js';
 import { ProbeRates } from '../../extproc/quality/probe-rates.js';
 import { inlineBodyReader } from '../../extproc/quality/request-body-reader.js';
+import { readJsonAnswer } from '../../extproc/quality/read-json-answer.js';
+import { featuresOfAnswer } from '../../extproc/shadow/answer-of.js';
 import type { FinishedSample } from '../../extproc/quality/recorder.js';
 import { sampledByRate } from '../../extproc/quality/sampling.js';
 import { newRequestContext, type RequestContext } from '../../extproc/request-context.js';
 
 function pipeline(config: unknown, golden = new GoldenSet([])): QualityPipeline & { submitted: FinishedSample[] } {
   const submitted: FinishedSample[] = [];
-  return { config: qualityConfigSchema.parse(config), golden, metrics: new QualityMetrics(new Registry(), 300), probeRates: new ProbeRates(60_000), requestBodies: inlineBodyReader(golden.longestKey), submit: (s) => submitted.push(s), close: async () => {}, submitted };
+  return { config: qualityConfigSchema.parse(config), golden, metrics: new QualityMetrics(new Registry(), 300), probeRates: new ProbeRates(60_000), requestBodies: inlineBodyReader(golden.longestKey), log: createLogger('t', 'silent'), readJson: async (body) => readJsonAnswer(body, 1024 * 1024), describe: async (a) => featuresOfAnswer(a.observation, a.status, a.latencyMs, a.request, a.golden), submit: (s) => submitted.push(s), close: async () => {}, submitted };
 }
 
 function ctxFor(service = 'chat'): RequestContext {

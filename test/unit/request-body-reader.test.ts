@@ -9,7 +9,7 @@ import { readRequestBody } from '../../extproc/quality/read-request-body.js';
 import { OffThreadBodyReader, type BodyReadResult, type RequestBodyReader } from '../../extproc/quality/request-body-reader.js';
 
 // The worker runs compiled JavaScript: the build's (make build), as extproc runs it.
-const WORKER = pathToFileURL(resolve(import.meta.dirname, '../../dist/extproc/quality/request-body-worker.js'));
+const WORKER = pathToFileURL(resolve(import.meta.dirname, '../../dist/extproc/quality/quality-worker.js'));
 const log = createLogger('test', 'silent');
 const golden = new GoldenSet([{ id: 'capital', prompt: 'What is the capital of France?', expect: { facts: ['Paris'] } }]);
 

@@ -1,3 +1,4 @@
+import { readWhole } from '../observation.js';
 import { checkGoldenAnswer } from './golden-set.js';
 import type { Evaluator, Sample, Verdict } from './types.js';
 
@@ -15,5 +16,5 @@ export const goldenEvaluator: Evaluator = {
 /** A complete 2xx answer; a cut, oversized or broken one is no evidence either way. */
 export function answered(sample: Sample): boolean {
   const o = sample.observation;
-  return sample.status !== undefined && sample.status < 300 && !o.truncated && !o.oversized && !o.malformed;
+  return sample.status !== undefined && sample.status < 300 && readWhole(o);
 }
