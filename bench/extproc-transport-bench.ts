@@ -3,7 +3,9 @@
  * config) at the same fixed rate in front of three ext_proc servers in turn: fledge's extproc
  * (the seed's flag file on), a grpc-js server answering with constants, and a bare node:http2
  * server doing the gRPC framing itself (bench/transport/constant-ext-proc.ts). Each server's
- * CPU time is read from /proc over the measured run. Writes bench/results/extproc-transport.json.
+ * CPU time is read from /proc over the measured run, and Envoy alone is measured right after
+ * each, so every server gets the issue's latency ratios: the floor the transport leaves.
+ * Writes bench/results/extproc-transport.json.
  */
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -78,7 +80,21 @@ async function measure(kind: ServerKind, vegeta: string) {
     const run = await attack(vegeta, targetFile, RATE, SECONDS);
     const cpu = cpuSeconds(pid) - before;
     const seconds = (Date.now() - started) / 1000;
-    const result = { cpu_us_per_request: Math.round((cpu / run.requests) * 1e6), cpu_share_of_a_core: Math.round((cpu / seconds) * 100) / 100, p50_ms: round(run.p50Ms), p99_ms: round(run.p99Ms), success: run.successRatio, requests: run.requests };
+    // Envoy alone right after, same Envoy and rate, through its listener without ext_proc: the ratios' denominator.
+    const baselineFile = join(dir, 'baseline-targets.txt');
+    writeFileSync(baselineFile, targets(baselinePort!, 'bench', 1000));
+    const alone = await attack(vegeta, baselineFile, RATE, SECONDS);
+    const result = {
+      cpu_us_per_request: Math.round((cpu / run.requests) * 1e6),
+      cpu_share_of_a_core: Math.round((cpu / seconds) * 100) / 100,
+      p50_ms: round(run.p50Ms),
+      p99_ms: round(run.p99Ms),
+      success: run.successRatio,
+      requests: run.requests,
+      envoy_alone: { p50_ms: round(alone.p50Ms), p99_ms: round(alone.p99Ms), success: alone.successRatio },
+      p50_ratio: round(run.p50Ms / alone.p50Ms),
+      p99_ratio: round(run.p99Ms / alone.p99Ms),
+    };
     process.stdout.write(`${kind}: ${JSON.stringify(result)}\n`);
     return result;
   } finally {
@@ -108,7 +124,7 @@ async function main(): Promise<void> {
     rate_rps: RATE,
     duration_s: SECONDS,
     servers,
-    setup: "one Envoy (--concurrency 1, the bench's ext_proc filter and cluster), upstream = Envoy direct_response, 1,000 sticky users, header-only path; extproc: fledge with the seed's flag file, v1.2/v1.3 at 50%; grpc-js: a grpc-js server answering both messages with constants; http2: node:http2 with the gRPC framing done by hand, same codec. CPU = the server process's user+system time from /proc over the measured run",
+    setup: "one Envoy (--concurrency 1, the bench's ext_proc filter and cluster), upstream = Envoy direct_response, 1,000 sticky users, header-only path; extproc: fledge with the seed's flag file, v1.2/v1.3 at 50%; grpc-js: a grpc-js server answering both messages with constants; http2: node:http2 with the gRPC framing done by hand, same codec. CPU = the server process's user+system time from /proc over the measured run; envoy_alone: the same Envoy at the same rate through its listener without ext_proc, right after each server's run (p50_ratio, p99_ratio: the server's run over it, as extproc.json's targets)",
   };
   writeFileSync(join(out, 'extproc-transport.json'), `${JSON.stringify(result, null, 2)}\n`);
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
