@@ -56,7 +56,12 @@ export class QualityThread {
       const timer = setTimeout(() => this.giveUp('timeout', `no answer from the quality worker in ${this.timeoutMs} ms`), this.timeoutMs);
       timer.unref();
       this.pending.set(id, { settle: resolve as Pending['settle'], timer });
-      worker.postMessage({ ...job, id }, transfer);
+      try {
+        worker.postMessage({ ...job, id }, transfer);
+      } catch (err) {
+        // A job that cannot be sent (a detached buffer, a value that does not clone) fails alone.
+        this.settle({ id, error: `the job could not be sent to the quality worker: ${err instanceof Error ? err.message : String(err)}` });
+      }
     });
   }
 

@@ -90,8 +90,13 @@ export function startShadowCapture(deps: ShadowCaptureDeps): ShadowCapture {
     deps.describe && answer.observation.text.length > INLINE_EVALUATION_CHARS ? deps.describe(answer) : featuresOfAnswer(answer.observation, answer.status, answer.latencyMs, answer.request, answer.golden);
 
   const record = async (ticket: ShadowTicket, side: PairSide, answer: AnswerToDescribe, text: JudgeText | undefined): Promise<void> => {
-    const features = await describe(answer);
-    // The worker could not describe it (it died or timed out): this side is not captured.
+    let features: AnswerFeatures | undefined;
+    try {
+      features = await describe(answer);
+    } catch (err) {
+      log.warn({ err, service: ticket.service, side }, 'describing a shadow answer failed');
+    }
+    // Not described (the worker died or timed out, or describing failed): this side is not captured.
     if (!features) return count(ticket, side, 'dropped');
     try {
       const pairs = await storeFor(ticket.service).record(ticket.requestId, side, features, side === 'stable' && ticket.noise, text);

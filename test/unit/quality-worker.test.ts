@@ -88,6 +88,17 @@ describe('large JSON responses are read on the quality worker thread', () => {
     expect(offThread).toEqual(observer(broken).finish(true));
   });
 
+  it('a job that cannot be sent (a value that does not clone) fails alone, at once; the thread goes on', async () => {
+    const t = thread();
+    const observation = { ...emptyObservation(), text: 'x', textLength: 1 };
+    const unsendable = { service: 'chat', version: 'v1', rolloutHash: 'h1', status: 200, request: undefined, responseHeaders: new Map(), observation, golden: undefined, onDone: () => undefined };
+    const outcome = await t.run<'evaluate'>({ kind: 'evaluate', sample: unsendable, evaluators: ['golden'] });
+    expect(outcome).toMatchObject({ ok: false, why: 'error' });
+    expect(outcome.ok ? '' : outcome.message).toContain('could not be sent');
+    const next = observer(completion('w'.repeat(100_000)), { offThread: jsonReader(t) }).finishOffThread(true);
+    expect((await next).textLength).toBe(100_000);
+  });
+
   it('a worker that dies leaves the answer unread: no text, no usage, not a malformed body', async () => {
     const o = await observer(completion('y'.repeat(100_000)), { offThread: jsonReader(thread(dyingWorker())) }).finishOffThread(true);
     expect(o).toMatchObject({ unread: true, malformed: false, usage: undefined, text: '' });
